@@ -1,0 +1,62 @@
+# Thin front door over CMake. Two commands do everything:
+#   make demo    install dependencies, build, fetch and verify models, run the demo
+#   make check   the same set-up, then every test (plain, then ASan+UBSan),
+#                short fuzz runs and the static analysers
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 20
+
+# Data the tests read when it exists (the golden parity files and LFW).
+SHARED ?= $(abspath ../shared)
+export FACENET_GOLDEN_DIR ?= $(if $(wildcard $(SHARED)/golden/README.md),$(SHARED)/golden,)
+export FACENET_LFW_DIR ?= $(if $(wildcard $(SHARED)/datasets/lfw/pairs.txt),$(SHARED)/datasets/lfw,)
+
+.PHONY: all deps build models demo check test test-asan fuzz lint bench install clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j $(JOBS)
+
+models: build
+	$(BUILD)/facenet models fetch
+	$(BUILD)/facenet models verify
+
+demo: deps models
+	./scripts/demo.sh $(BUILD)/facenet
+
+test: build
+	FACENET_REQUIRE_MODELS=1 ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFACENET_SANITIZE=ON \
+	  -DCMAKE_C_FLAGS="-O1 -g"
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  FACENET_REQUIRE_MODELS=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+
+fuzz:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFACENET_FUZZ=ON \
+	  -DFACENET_SANITIZE=ON -DFACENET_TESTS=OFF -DCMAKE_C_FLAGS="-O1 -g"
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	./scripts/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+lint: build
+	./scripts/lint.sh $(BUILD)
+
+check: deps models test test-asan fuzz lint
+
+bench: models
+	$(BUILD)/facenet bench
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

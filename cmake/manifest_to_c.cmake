@@ -1,0 +1,53 @@
+# Turns models/manifest.json into a static C table (facenet_model_info[]).
+# Run as: cmake -DIN=manifest.json -DOUT=manifest_table.c -P manifest_to_c.cmake
+file(READ ${IN} json)
+string(JSON n LENGTH "${json}" models)
+math(EXPR last "${n} - 1")
+set(body "")
+foreach(i RANGE ${last})
+  foreach(key name role format package package_path file sha256 license provenance
+              color alignment metric)
+    string(JSON v GET "${json}" models ${i} ${key})
+    string(REPLACE "\\" "\\\\" v "${v}")
+    string(REPLACE "\"" "\\\"" v "${v}")
+    set(${key} "${v}")
+  endforeach()
+  foreach(key extra_file extra_package_path extra_sha256)
+    string(JSON v ERROR_VARIABLE e GET "${json}" models ${i} ${key})
+    if(e)
+      set(${key} "NULL")
+    else()
+      set(${key} "\"${v}\"")
+    endif()
+  endforeach()
+  string(JSON w GET "${json}" models ${i} input 0)
+  string(JSON h GET "${json}" models ${i} input 1)
+  string(JSON c GET "${json}" models ${i} input 2)
+  string(JSON m0 GET "${json}" models ${i} mean 0)
+  string(JSON m1 GET "${json}" models ${i} mean 1)
+  string(JSON m2 GET "${json}" models ${i} mean 2)
+  string(JSON scale GET "${json}" models ${i} scale)
+  string(JSON dim GET "${json}" models ${i} dim)
+  string(JSON threshold GET "${json}" models ${i} threshold)
+  if(format STREQUAL "tflite")
+    set(fmt FACENET_FORMAT_TFLITE)
+  elseif(format STREQUAL "dlib")
+    set(fmt FACENET_FORMAT_DLIB_DAT)
+  elseif(format STREQUAL "tfjs")
+    set(fmt FACENET_FORMAT_TFJS)
+  else()
+    message(FATAL_ERROR "manifest: unknown format '${format}' for ${name}")
+  endif()
+  string(LENGTH "${sha256}" hl)
+  if(NOT hl EQUAL 64)
+    message(FATAL_ERROR "manifest: sha256 of ${name} is not 64 hex digits")
+  endif()
+  string(APPEND body "    {\"${name}\", \"${role}\", ${fmt}, \"${package}\", \"${package_path}\",\n"
+    "     \"${file}\", \"${sha256}\", ${extra_file}, ${extra_package_path}, ${extra_sha256},\n"
+    "     \"${license}\", \"${provenance}\", ${w}, ${h}, ${c}, \"${color}\",\n"
+    "     {(float)(${m0}), (float)(${m1}), (float)(${m2})}, (float)(${scale}), \"${alignment}\", ${dim}, \"${metric}\", (float)(${threshold})},\n")
+endforeach()
+file(WRITE ${OUT} "/* Generated from models/manifest.json by cmake/manifest_to_c.cmake. */\n"
+  "#include \"models/manifest.h\"\n\n"
+  "const facenet_model_info fn_manifest_models[] = {\n${body}};\n"
+  "const size_t fn_manifest_count = sizeof fn_manifest_models / sizeof fn_manifest_models[0];\n")

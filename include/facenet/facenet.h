@@ -1,0 +1,190 @@
+/*
+ * facenet.h - the one public header of libfacenet.
+ *
+ * libfacenet runs pretrained face models (MTCNN, MobileFaceNet, the dlib
+ * ResNet) from their own file formats, after checking that every model file
+ * is byte-for-byte the one pinned in the model manifest.
+ *
+ * Conventions, for every function in this header:
+ *   - Fallible calls return a facenet_status. FACENET_OK is 0.
+ *   - They also take an optional `facenet_error *err` as their last argument.
+ *     When it is not NULL and the call fails, it receives the code and a
+ *     human-readable message naming the file, tensor or value at fault.
+ *     Messages never contain image pixels, embeddings or keys.
+ *   - Output handles are written only on success; on failure they are NULL.
+ *   - Every handle returned through `**out` is owned by the caller and freed
+ *     with its matching *_free function. *_free(NULL) is a no-op.
+ *
+ * Thread safety:
+ *   - A facenet_model is immutable after loading: any number of threads may
+ *     create sessions from it and run them concurrently.
+ *   - A facenet_session is the per-call workspace: use one session per thread.
+ *   - No function keeps hidden global state.
+ */
+#ifndef FACENET_FACENET_H
+#define FACENET_FACENET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FACENET_VERSION_MAJOR 0
+#define FACENET_VERSION_MINOR 1
+#define FACENET_VERSION_PATCH 0
+#define FACENET_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum facenet_status {
+    FACENET_OK = 0,
+    FACENET_ERR_INVALID_ARGUMENT = 1, /* a caller passed a bad value       */
+    FACENET_ERR_NO_MEMORY = 2,        /* an allocation failed              */
+    FACENET_ERR_IO = 3,               /* a file could not be read/written  */
+    FACENET_ERR_FORMAT = 4,           /* malformed or truncated input data */
+    FACENET_ERR_UNSUPPORTED = 5,      /* valid, but not something we run   */
+    FACENET_ERR_INTEGRITY = 6,        /* SHA-256 does not match the pin    */
+    FACENET_ERR_LIMIT = 7,            /* input exceeds a configured limit  */
+    FACENET_ERR_NOT_FOUND = 8,        /* a named file or model is missing  */
+    FACENET_ERR_SHAPE = 9,            /* tensor shapes do not fit          */
+    FACENET_ERR_EXTERNAL = 10,        /* a helper program (npm) failed     */
+    FACENET_ERR_INTERNAL = 11         /* a bug: please report it           */
+} facenet_status;
+
+/* A short, static, English description of a status code. Never NULL. */
+const char *facenet_strerror(facenet_status status);
+
+#define FACENET_ERROR_MESSAGE_MAX 512
+
+/* Filled by failing calls when passed non-NULL. Plain data: no freeing. */
+typedef struct facenet_error {
+    facenet_status code;
+    char message[FACENET_ERROR_MESSAGE_MAX];
+} facenet_error;
+
+/* ------------------------------------------------------------------------ */
+/* Model manifest: which model files exist, where they come from, and the   */
+/* SHA-256 each must have. The manifest is compiled into the library.       */
+/* ------------------------------------------------------------------------ */
+
+typedef enum facenet_model_format {
+    FACENET_FORMAT_TFLITE = 1,  /* TensorFlow Lite flatbuffer             */
+    FACENET_FORMAT_DLIB_DAT = 2, /* dlib serialised ResNet (float32)      */
+    FACENET_FORMAT_TFJS = 3      /* TF.js weights manifest + .bin shards   */
+} facenet_model_format;
+
+/* Read-only description of one pinned model; lives as long as the library. */
+typedef struct facenet_model_info {
+    const char *name;          /* e.g. "mobilefacenet", "mtcnn-pnet"       */
+    const char *role;          /* "detector" or "embedder"                 */
+    facenet_model_format format;
+    const char *package;       /* npm package@version                      */
+    const char *package_path;  /* path of the file inside the tarball      */
+    const char *file_name;     /* name in the model cache directory        */
+    const char *sha256;        /* 64 lowercase hex digits                  */
+    const char *extra_file;    /* TF.js weight shard, or NULL              */
+    const char *extra_package_path;
+    const char *extra_sha256;
+    const char *license;       /* SPDX id of the weights' licence          */
+    const char *provenance;    /* one line: who trained it, on what        */
+    int input_width, input_height, input_channels;
+    const char *color_order;   /* "RGB"                                    */
+    float input_mean[3];       /* network input = (v - mean) * scale       */
+    float input_scale;
+    const char *alignment;     /* "arcface112", "dlib150", "none"          */
+    int embedding_dim;         /* 0 for detectors                          */
+    const char *metric;        /* "cosine" for embedders                   */
+    float threshold;           /* default verification threshold (cosine
+                                  similarity); 0 where not applicable      */
+} facenet_model_info;
+
+/* Number of models in the manifest, and the i-th one (NULL when out of
+ * range). The returned pointer is static. */
+size_t facenet_model_count(void);
+const facenet_model_info *facenet_model_at(size_t index);
+/* Look a model up by name; NULL if there is none. */
+const facenet_model_info *facenet_model_find(const char *name);
+
+/* The model cache directory: $FACENET_MODEL_DIR, else
+ * $XDG_CACHE_HOME/facenet/models, else $HOME/.cache/facenet/models.
+ * Writes a NUL-terminated path into buf. */
+facenet_status facenet_model_dir(char *buf, size_t buf_size,
+                                 facenet_error *err);
+
+/* Fetch every pinned model (or only `name` when not NULL) into `dir` with
+ * `npm pack`, extract only the pinned paths, and verify each SHA-256. A file
+ * already present with the right hash is not fetched again. A file with the
+ * wrong hash is never left in place under its final name. `log` (may be
+ * NULL) receives one progress line per file. */
+facenet_status facenet_models_fetch(const char *dir, const char *name,
+                                    void (*log)(void *ctx, const char *line),
+                                    void *log_ctx, facenet_error *err);
+
+/* Check the SHA-256 of one model's files in `dir`. A missing, truncated or
+ * altered file fails with FACENET_ERR_NOT_FOUND or FACENET_ERR_INTEGRITY and
+ * a message naming the file and both hashes. */
+facenet_status facenet_model_verify(const char *dir,
+                                    const facenet_model_info *info,
+                                    facenet_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Engine: loaded networks and per-thread sessions                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct facenet_model facenet_model;     /* immutable network      */
+typedef struct facenet_session facenet_session; /* per-thread workspace   */
+
+/* Load a pinned model from `dir`. The file bytes are hashed and compared
+ * with the manifest before any parsing. */
+facenet_status facenet_model_load(const char *dir,
+                                  const facenet_model_info *info,
+                                  facenet_model **out, facenet_error *err);
+
+/* Load a model file of a known format with no pin (for development and
+ * tests). For FACENET_FORMAT_TFJS, `path` is the weights manifest JSON and
+ * the shards are found beside it. `expected_sha256` may be NULL to skip the
+ * check; when given, it is enforced before parsing. */
+facenet_status facenet_model_load_file(const char *path,
+                                       facenet_model_format format,
+                                       const char *expected_sha256,
+                                       facenet_model **out,
+                                       facenet_error *err);
+
+void facenet_model_free(facenet_model *model);
+
+/* Number of graph inputs / outputs, and the name of each output. */
+int facenet_model_output_count(const facenet_model *model);
+const char *facenet_model_output_name(const facenet_model *model, int index);
+/* Multiply-accumulate count of one forward pass at the given NHWC input
+ * shape, or -1 if the shape does not fit the network. */
+int64_t facenet_model_macs(const facenet_model *model, int n, int h, int w,
+                           int c);
+
+facenet_status facenet_session_create(const facenet_model *model,
+                                      facenet_session **out,
+                                      facenet_error *err);
+void facenet_session_free(facenet_session *session);
+
+/* Run the network on one float32 NHWC input of shape [n, h, w, c]. The
+ * first call with a new shape plans memory; later calls reuse the plan.
+ * Output pointers stay valid until the next run or free of this session. */
+facenet_status facenet_session_run(facenet_session *session,
+                                   const float *input, int n, int h, int w,
+                                   int c, facenet_error *err);
+
+/* Output `index` of the last run: its data and its shape (up to 4 dims;
+ * unused trailing dims are reported as 1). */
+facenet_status facenet_session_output(const facenet_session *session,
+                                      int index, const float **data,
+                                      int dims[4], int *rank,
+                                      facenet_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FACENET_FACENET_H */
