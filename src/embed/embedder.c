@@ -53,9 +53,10 @@ facenet_status facenet_embedder_create(const char *model_dir,
     }
     e->size = align_template_size(e->tmpl);
     if (e->size != info->input_width || e->size != info->input_height) {
+        int size = e->size;
         free(e);
         return fn_fail(err, FACENET_ERR_INTERNAL, "%s: template size %d does not match input %dx%d",
-                       info->name, e->size, info->input_width, info->input_height);
+                       info->name, size, info->input_width, info->input_height);
     }
     st = facenet_model_load(model_dir, info, &e->model, err);
     if (st == FACENET_OK)
