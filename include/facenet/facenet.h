@@ -183,6 +183,137 @@ facenet_status facenet_session_output(const facenet_session *session,
                                       int dims[4], int *rank,
                                       facenet_error *err);
 
+/* ------------------------------------------------------------------------ */
+/* Images                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct facenet_image facenet_image; /* decoded 8-bit RGB, upright */
+
+/* Formats, for facenet_image_limits.formats (a bitmask). */
+#define FACENET_IMAGE_JPEG 0x1u
+#define FACENET_IMAGE_PNG 0x2u
+#define FACENET_IMAGE_WEBP 0x4u
+#define FACENET_IMAGE_PNM 0x8u /* binary PGM/PPM */
+#define FACENET_IMAGE_ALL 0xFu
+
+/* Checked from the file header before any pixel memory is allocated. */
+typedef struct facenet_image_limits {
+    size_t max_bytes;      /* encoded size; default 128 MiB              */
+    uint64_t max_pixels;   /* width * height; default 40,000,000         */
+    unsigned formats;      /* allowed formats; default FACENET_IMAGE_ALL */
+    int apply_orientation; /* honour JPEG Exif orientation; default 1    */
+} facenet_image_limits;
+
+void facenet_image_limits_default(facenet_image_limits *limits);
+
+/* Decode JPEG, PNG, WebP or PGM/PPM, told apart by content. `limits` may
+ * be NULL for the defaults. Corrupt or truncated data fails with
+ * FACENET_ERR_FORMAT, an unknown or disallowed format with
+ * FACENET_ERR_UNSUPPORTED, a limit with FACENET_ERR_LIMIT. */
+facenet_status facenet_image_decode(const void *data, size_t size,
+                                    const facenet_image_limits *limits,
+                                    facenet_image **out, facenet_error *err);
+facenet_status facenet_image_load(const char *path,
+                                  const facenet_image_limits *limits,
+                                  facenet_image **out, facenet_error *err);
+/* Wrap caller-provided RGB pixels (copied; stride = bytes per row). */
+facenet_status facenet_image_from_rgb(const uint8_t *rgb, int width,
+                                      int height, size_t stride,
+                                      facenet_image **out, facenet_error *err);
+int facenet_image_width(const facenet_image *image);
+int facenet_image_height(const facenet_image *image);
+/* Row-major RGB pixels, 3 * width bytes per row; owned by the image. */
+const uint8_t *facenet_image_pixels(const facenet_image *image);
+void facenet_image_free(facenet_image *image);
+
+/* ------------------------------------------------------------------------ */
+/* Detection (MTCNN)                                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct facenet_face {
+    float box[4];          /* x1, y1, x2, y2 in image pixels              */
+    float score;           /* detector confidence, 0..1                   */
+    float landmarks[5][2]; /* left eye, right eye, nose, left and right
+                              mouth corner, as seen in the image: (x, y) */
+} facenet_face;
+
+typedef struct facenet_detect_options {
+    int min_size;         /* smallest face, pixels; default 20            */
+    float thresholds[3];  /* stage thresholds; default 0.6, 0.7, 0.7      */
+    float factor;         /* pyramid step; default 0.709                  */
+    long long max_level_pixels; /* pyramid levels above this are skipped;
+                                   default 4,000,000 (see docs)          */
+} facenet_detect_options;
+
+void facenet_detect_options_default(facenet_detect_options *options);
+
+/* A detector holds the three MTCNN networks (pinned and verified at load)
+ * and their sessions: use one detector per thread. */
+typedef struct facenet_detector facenet_detector;
+
+facenet_status facenet_detector_create(const char *model_dir,
+                                       facenet_detector **out,
+                                       facenet_error *err);
+void facenet_detector_free(facenet_detector *detector);
+
+/* Find faces. On success *faces is a new array of *n_faces faces in
+ * descending score order (NULL when none), freed with free(). `options`
+ * may be NULL for the defaults. */
+facenet_status facenet_detect(facenet_detector *detector,
+                              const facenet_image *image,
+                              const facenet_detect_options *options,
+                              facenet_face **faces, size_t *n_faces,
+                              facenet_error *err);
+
+/* The face align_dataset_mtcnn would pick among several: the largest
+ * area minus twice the squared offset of its centre from the image
+ * centre. Returns an index, or -1 when n_faces is 0. */
+int facenet_pick_face(const facenet_face *faces, size_t n_faces, int width,
+                      int height);
+
+/* ------------------------------------------------------------------------ */
+/* Embedding                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* An embedder holds one embedding network and its session: one per
+ * thread. */
+typedef struct facenet_embedder facenet_embedder;
+
+/* `model_name` is a manifest name ("mobilefacenet", "dlib-resnet",
+ * "dlib-resnet-tfjs") or NULL for the default, "mobilefacenet". */
+facenet_status facenet_embedder_create(const char *model_dir,
+                                       const char *model_name,
+                                       facenet_embedder **out,
+                                       facenet_error *err);
+void facenet_embedder_free(facenet_embedder *embedder);
+const facenet_model_info *facenet_embedder_info(const facenet_embedder *e);
+int facenet_embedder_dim(const facenet_embedder *embedder);
+
+/* Align each face by its landmarks and embed all of them in one network
+ * call. `out` receives n_faces * dim floats; every embedding has unit L2
+ * norm. With flip != 0 the mirrored crop's raw output is added before
+ * normalising (test-time augmentation). */
+facenet_status facenet_embed(facenet_embedder *embedder,
+                             const facenet_image *image,
+                             const facenet_face *faces, size_t n_faces,
+                             int flip, float *out, facenet_error *err);
+
+/* Embed crops that are already aligned to the model's input size: n
+ * crops of size*size*3 floats, RGB, values 0..255. */
+facenet_status facenet_embed_aligned(facenet_embedder *embedder,
+                                     const float *crops, size_t n, int flip,
+                                     float *out, facenet_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Verification                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Cosine similarity of two embeddings of `dim` floats, in [-1, 1]. For
+ * unit embeddings, squared L2 distance = 2 - 2 * cosine. This library
+ * states every threshold as a cosine similarity: higher means more alike,
+ * and two faces match when the similarity is >= the threshold. */
+float facenet_similarity(const float *a, const float *b, int dim);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,126 @@
+/*
+ * align.c - similarity fit and crops.
+ *
+ * In 2-D the least-squares similarity without reflection has a closed
+ * form: with both point sets centred, the transform is z -> (a + ib) z
+ * where a = sum(dot) / sum(|s|^2) and b = sum(cross) / sum(|s|^2). This is
+ * exactly what Umeyama's SVD method (as in skimage's SimilarityTransform)
+ * gives, without an SVD.
+ */
+#include "align/align.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common/error.h"
+
+static const double arcface112[5][2] = {
+    {38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366},
+    {41.5493, 92.3655}, {70.7299, 92.2041}};
+
+static const double dlib150[5][2] = {
+    {47.549, 46.599}, {100.476, 46.599}, {74.013, 76.562},
+    {50.415, 103.023}, {97.610, 103.023}};
+
+int align_template_size(align_template t)
+{
+    switch (t) {
+    case ALIGN_ARCFACE_112: return 112;
+    case ALIGN_DLIB_150: return 150;
+    }
+    return 0;
+}
+
+int align_template_from_name(const char *name, align_template *t)
+{
+    if (name && strcmp(name, "arcface112") == 0) {
+        *t = ALIGN_ARCFACE_112;
+        return 1;
+    }
+    if (name && strcmp(name, "dlib150") == 0) {
+        *t = ALIGN_DLIB_150;
+        return 1;
+    }
+    return 0;
+}
+
+facenet_status align_similarity(const double (*points)[2],
+                                const double (*target)[2], int n,
+                                double matrix[6], facenet_error *err)
+{
+    double ms[2] = {0, 0}, md[2] = {0, 0};
+    double dot = 0, cross = 0, norm = 0;
+
+    if (n < 2)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "need at least 2 points");
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(points[i][0]) || !isfinite(points[i][1]))
+            return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "landmark %d is not finite", i);
+        ms[0] += points[i][0] / n;
+        ms[1] += points[i][1] / n;
+        md[0] += target[i][0] / n;
+        md[1] += target[i][1] / n;
+    }
+    for (int i = 0; i < n; i++) {
+        double sx = points[i][0] - ms[0], sy = points[i][1] - ms[1];
+        double dx = target[i][0] - md[0], dy = target[i][1] - md[1];
+        dot += sx * dx + sy * dy;
+        cross += sx * dy - sy * dx;
+        norm += sx * sx + sy * sy;
+    }
+    if (!(norm > 1e-12))
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "landmarks are degenerate (all at one point)");
+    double a = dot / norm, b = cross / norm;
+    matrix[0] = a;
+    matrix[1] = -b;
+    matrix[2] = md[0] - (a * ms[0] - b * ms[1]);
+    matrix[3] = b;
+    matrix[4] = a;
+    matrix[5] = md[1] - (b * ms[0] + a * ms[1]);
+    return FACENET_OK;
+}
+
+facenet_status align_landmarks_matrix(const double landmarks[5][2],
+                                      align_template t, double matrix[6],
+                                      facenet_error *err)
+{
+    switch (t) {
+    case ALIGN_ARCFACE_112:
+        return align_similarity(landmarks, arcface112, 5, matrix, err);
+    case ALIGN_DLIB_150:
+        return align_similarity(landmarks, dlib150, 5, matrix, err);
+    }
+    return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "unknown alignment template %d", (int)t);
+}
+
+facenet_status align_crop(const img_f32 *image, const double landmarks[5][2],
+                          align_template t, float *dst, facenet_error *err)
+{
+    double m[6];
+    int size = align_template_size(t);
+    facenet_status st = align_landmarks_matrix(landmarks, t, m, err);
+    if (st != FACENET_OK)
+        return st;
+    return img_warp_affine_into(image, m, size, size, dst, err);
+}
+
+facenet_status align_margin_crop(const img_f32 *image, const double box[4],
+                                 int margin, int size, float *dst,
+                                 facenet_error *err)
+{
+    if (margin < 0 || size < 1 || size > 4096)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "bad margin %d or size %d",
+                       margin, size);
+    /* As align_dataset_mtcnn: integer box, margin/2 each side, clipped. */
+    double x1 = fmax(floor(box[0]) - margin / 2, 0);
+    double y1 = fmax(floor(box[1]) - margin / 2, 0);
+    double x2 = fmin(floor(box[2]) + margin / 2, image->width);
+    double y2 = fmin(floor(box[3]) + margin / 2, image->height);
+    if (!(x2 > x1 && y2 > y1))
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "face box is outside the image");
+    /* Pixels x1 .. x2-1 (0-based) are pixels x1+1 .. x2 in the MATLAB
+     * convention img_crop_resize_into takes. */
+    return img_crop_resize_into(image, (int)x1 + 1, (int)y1 + 1, (int)x2, (int)y2, size,
+                                size, dst, err);
+}

@@ -1,0 +1,213 @@
+/*
+ * embedder.c - aligned crops in, unit-length embeddings out.
+ *
+ * The manifest entry of the model says everything the embedder needs:
+ * input size, normalisation (v - mean) * scale, alignment template and
+ * embedding dimension. All faces of a call (and their mirrors, with flip)
+ * run through the network as one batch.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "align/align.h"
+#include "common/error.h"
+#include "image/handle.h"
+
+/* A batch larger than this is split, bounding the activation memory. */
+#define EMBED_MAX_BATCH 32
+
+struct facenet_embedder {
+    const facenet_model_info *info;
+    facenet_model *model;
+    facenet_session *session;
+    align_template tmpl;
+    int size, dim;
+};
+
+facenet_status facenet_embedder_create(const char *model_dir,
+                                       const char *model_name,
+                                       facenet_embedder **out,
+                                       facenet_error *err)
+{
+    const facenet_model_info *info;
+    facenet_embedder *e;
+    facenet_status st;
+
+    if (!out)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    info = facenet_model_find(model_name ? model_name : "mobilefacenet");
+    if (!info || strcmp(info->role, "embedder") != 0)
+        return fn_fail(err, FACENET_ERR_NOT_FOUND, "'%s' is not an embedding model",
+                       model_name ? model_name : "(null)");
+    e = calloc(1, sizeof *e);
+    if (!e)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for an embedder");
+    e->info = info;
+    e->dim = info->embedding_dim;
+    if (!align_template_from_name(info->alignment, &e->tmpl)) {
+        free(e);
+        return fn_fail(err, FACENET_ERR_UNSUPPORTED, "%s: unknown alignment '%s'", info->name,
+                       info->alignment);
+    }
+    e->size = align_template_size(e->tmpl);
+    if (e->size != info->input_width || e->size != info->input_height) {
+        int size = e->size;
+        free(e);
+        return fn_fail(err, FACENET_ERR_INTERNAL, "%s: template size %d does not match input %dx%d",
+                       info->name, size, info->input_width, info->input_height);
+    }
+    st = facenet_model_load(model_dir, info, &e->model, err);
+    if (st == FACENET_OK)
+        st = facenet_session_create(e->model, &e->session, err);
+    if (st != FACENET_OK) {
+        facenet_embedder_free(e);
+        return st;
+    }
+    *out = e;
+    return FACENET_OK;
+}
+
+void facenet_embedder_free(facenet_embedder *embedder)
+{
+    if (!embedder)
+        return;
+    facenet_session_free(embedder->session);
+    facenet_model_free(embedder->model);
+    free(embedder);
+}
+
+const facenet_model_info *facenet_embedder_info(const facenet_embedder *e)
+{
+    return e ? e->info : NULL;
+}
+
+int facenet_embedder_dim(const facenet_embedder *embedder)
+{
+    return embedder ? embedder->dim : 0;
+}
+
+static void normalise_into(const facenet_model_info *info, const float *crop,
+                           size_t pixels, int mirror, int size, float *dst)
+{
+    for (size_t p = 0; p < pixels; p++) {
+        size_t src = p;
+        if (mirror) {
+            size_t y = p / (size_t)size, x = p % (size_t)size;
+            src = y * (size_t)size + ((size_t)size - 1 - x);
+        }
+        for (int c = 0; c < 3; c++)
+            dst[p * 3 + c] = (crop[src * 3 + c] - info->input_mean[c]) * info->input_scale;
+    }
+}
+
+static void l2_normalise(float *v, int dim)
+{
+    double sum = 0;
+    for (int i = 0; i < dim; i++)
+        sum += (double)v[i] * v[i];
+    double norm = sqrt(sum);
+    if (norm < 1e-10)
+        norm = 1e-10;
+    for (int i = 0; i < dim; i++)
+        v[i] = (float)(v[i] / norm);
+}
+
+/* Embed up to EMBED_MAX_BATCH crops in one network call. */
+static facenet_status embed_batch(facenet_embedder *e, const float *crops,
+                                  size_t n, int flip, float *out,
+                                  facenet_error *err)
+{
+    size_t pixels = (size_t)e->size * e->size;
+    size_t per = pixels * 3;
+    size_t rows = flip ? 2 * n : n;
+    float *batch = malloc(rows * per * sizeof *batch);
+    const float *raw;
+    int dims[4], rank;
+    facenet_status st;
+
+    if (!batch)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %zu crops", n);
+    for (size_t i = 0; i < n; i++) {
+        normalise_into(e->info, crops + i * per, pixels, 0, e->size, batch + i * per);
+        if (flip)
+            normalise_into(e->info, crops + i * per, pixels, 1, e->size,
+                           batch + (n + i) * per);
+    }
+    st = facenet_session_run(e->session, batch, (int)rows, e->size, e->size, 3, err);
+    free(batch);
+    if (st != FACENET_OK)
+        return st;
+    st = facenet_session_output(e->session, 0, &raw, dims, &rank, err);
+    if (st != FACENET_OK)
+        return st;
+    if ((size_t)dims[0] != rows || rank != 2 || dims[1] != e->dim)
+        return fn_fail(err, FACENET_ERR_SHAPE, "%s: output is not [%zu, %d]", e->info->name,
+                       rows, e->dim);
+    for (size_t i = 0; i < n; i++) {
+        float *v = out + i * (size_t)e->dim;
+        for (int k = 0; k < e->dim; k++)
+            v[k] = raw[i * (size_t)e->dim + k] + (flip ? raw[(n + i) * (size_t)e->dim + k] : 0.0f);
+        l2_normalise(v, e->dim);
+    }
+    return FACENET_OK;
+}
+
+facenet_status facenet_embed_aligned(facenet_embedder *embedder,
+                                     const float *crops, size_t n, int flip,
+                                     float *out, facenet_error *err)
+{
+    size_t per;
+
+    if (!embedder || (!crops && n) || (!out && n))
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "embedder, crops and out are required");
+    per = (size_t)embedder->size * embedder->size * 3;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < EMBED_MAX_BATCH ? n - done : EMBED_MAX_BATCH;
+        facenet_status st = embed_batch(embedder, crops + done * per, chunk, flip,
+                                        out + done * (size_t)embedder->dim, err);
+        if (st != FACENET_OK)
+            return st;
+        done += chunk;
+    }
+    return FACENET_OK;
+}
+
+facenet_status facenet_embed(facenet_embedder *embedder,
+                             const facenet_image *image,
+                             const facenet_face *faces, size_t n_faces,
+                             int flip, float *out, facenet_error *err)
+{
+    img_f32 *f = NULL;
+    float *crops = NULL;
+    size_t per;
+    facenet_status st;
+
+    if (!embedder || !image || (!faces && n_faces) || (!out && n_faces))
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "embedder, image, faces and out are required");
+    if (n_faces == 0)
+        return FACENET_OK;
+    if (n_faces > 4096)
+        return fn_fail(err, FACENET_ERR_LIMIT, "%zu faces in one call; the limit is 4096",
+                       n_faces);
+    per = (size_t)embedder->size * embedder->size * 3;
+    crops = malloc(n_faces * per * sizeof *crops);
+    if (!crops)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %zu crops", n_faces);
+    st = img_rgb8_to_f32(fn_image_rgb(image), &f, err);
+    for (size_t i = 0; st == FACENET_OK && i < n_faces; i++) {
+        double lm[5][2];
+        for (int k = 0; k < 5; k++) {
+            lm[k][0] = faces[i].landmarks[k][0];
+            lm[k][1] = faces[i].landmarks[k][1];
+        }
+        st = align_crop(f, lm, embedder->tmpl, crops + i * per, err);
+    }
+    img_f32_free(f);
+    if (st == FACENET_OK)
+        st = facenet_embed_aligned(embedder, crops, n_faces, flip, out, err);
+    free(crops);
+    return st;
+}

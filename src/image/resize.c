@@ -1,0 +1,264 @@
+/*
+ * resize.c - separable resize of float images (golden README 4.2).
+ *
+ * Each axis gets a table of taps: for every output index, the source
+ * indices it reads and their weights. Area averaging when shrinking (or
+ * keeping) an axis, bilinear with half-pixel centres when growing it.
+ *
+ * Everything resizes a *region*: a rectangle of in_w x in_h pixels whose
+ * top-left pixel is image pixel (ox, oy) and which may stick out of the
+ * image anywhere; pixels outside read as 0. A tap that would read outside
+ * is simply left out, since it would add 0. So a crop box is never copied
+ * out, and the tables are no bigger than the image plus the output.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "image/image.h"
+
+/* Boxes come from a detector's regression and can be silly; keep region
+ * sides where double arithmetic on indices is exact. */
+#define REGION_MAX_SIDE ((int64_t)1 << 40)
+
+typedef struct axis_taps {
+    int *first;    /* out_len + 1 entries: taps of j are first[j]..first[j+1] */
+    int *src;      /* image index of each tap */
+    float *weight; /* weight of each tap */
+} axis_taps;
+
+typedef struct axis_spec {
+    int64_t offset; /* image index of region index 0 */
+    int64_t in_len; /* region length */
+    int src_len;    /* image length along this axis */
+    int out_len;
+} axis_spec;
+
+static void axis_taps_free(axis_taps *t)
+{
+    free(t->first);
+    free(t->src);
+    free(t->weight);
+}
+
+/* Add one tap (region index i) unless it reads outside the image. Counts
+ * only when t is NULL. */
+static int add_tap(const axis_spec *a, axis_taps *t, int n, int64_t i,
+                   double w)
+{
+    int64_t s = i + a->offset;
+    if (s < 0 || s >= a->src_len || w == 0.0)
+        return n;
+    if (t) {
+        t->src[n] = (int)s;
+        t->weight[n] = (float)w;
+    }
+    return n + 1;
+}
+
+/* Taps of output j when shrinking: region pixel i covers [i, i+1), output j
+ * covers [j*scale, (j+1)*scale); the weight is the overlap / scale. Only
+ * the region pixels that lie inside the image are visited. */
+static int area_taps(const axis_spec *a, axis_taps *t, int n, int j)
+{
+    double scale = (double)a->in_len / a->out_len;
+    double lo = (double)j * (double)a->in_len / a->out_len;
+    double hi = (double)(j + 1) * (double)a->in_len / a->out_len;
+    int64_t i0 = (int64_t)floor(lo), i1 = (int64_t)ceil(hi);
+
+    if (i0 < -a->offset)
+        i0 = -a->offset;
+    if (i1 > a->src_len - a->offset)
+        i1 = a->src_len - a->offset;
+    if (i1 > a->in_len)
+        i1 = a->in_len;
+    for (int64_t i = i0; i < i1; i++) {
+        double overlap = fmin(hi, (double)(i + 1)) - fmax(lo, (double)i);
+        if (overlap > 0.0)
+            n = add_tap(a, t, n, i, overlap / scale);
+    }
+    return n;
+}
+
+/* Taps of output j when growing: linear interpolation at
+ * (j + 0.5) * in/out - 0.5, clamped to the region. */
+static int bilinear_taps(const axis_spec *a, axis_taps *t, int n, int j)
+{
+    double pos = ((double)j + 0.5) * (double)a->in_len / a->out_len - 0.5;
+    double last = (double)(a->in_len - 1);
+    int64_t i0;
+    double f;
+
+    if (pos < 0.0)
+        pos = 0.0;
+    if (pos > last)
+        pos = last;
+    i0 = (int64_t)floor(pos);
+    f = pos - (double)i0;
+    n = add_tap(a, t, n, i0, 1.0 - f);
+    if (i0 + 1 < a->in_len)
+        n = add_tap(a, t, n, i0 + 1, f);
+    return n;
+}
+
+/* One pass over the outputs: counts taps when t is NULL, else fills. */
+static int axis_pass(const axis_spec *a, axis_taps *t)
+{
+    int n = 0;
+    int shrink = a->out_len <= a->in_len;
+    for (int j = 0; j < a->out_len; j++) {
+        if (t)
+            t->first[j] = n;
+        n = shrink ? area_taps(a, t, n, j) : bilinear_taps(a, t, n, j);
+    }
+    if (t)
+        t->first[a->out_len] = n;
+    return n;
+}
+
+static facenet_status axis_build(const axis_spec *a, axis_taps *t,
+                                 facenet_error *err)
+{
+    int n = axis_pass(a, NULL);
+
+    t->first = malloc(sizeof(int) * ((size_t)a->out_len + 1));
+    t->src = malloc(sizeof(int) * ((size_t)n + 1));
+    t->weight = malloc(sizeof(float) * ((size_t)n + 1));
+    if (!t->first || !t->src || !t->weight) {
+        axis_taps_free(t);
+        return fn_fail(err, FACENET_ERR_NO_MEMORY,
+                       "resize: cannot allocate %d taps", n);
+    }
+    axis_pass(a, t);
+    return FACENET_OK;
+}
+
+/* The range of image rows that the vertical taps read: [*lo, *hi). */
+static void rows_used(const axis_taps *ty, int out_h, int *lo, int *hi)
+{
+    int n = ty->first[out_h];
+    *lo = 0;
+    *hi = 0;
+    for (int k = 0; k < n; k++) {
+        if (k == 0 || ty->src[k] < *lo)
+            *lo = ty->src[k];
+        if (k == 0 || ty->src[k] + 1 > *hi)
+            *hi = ty->src[k] + 1;
+    }
+}
+
+static void horizontal_pass(const img_f32 *src, const axis_taps *tx,
+                            int out_w, int row_lo, int row_hi, float *tmp)
+{
+    int ch = src->channels;
+    for (int y = row_lo; y < row_hi; y++) {
+        const float *in = src->data + (size_t)y * src->width * ch;
+        float *out = tmp + (size_t)(y - row_lo) * out_w * ch;
+        for (int j = 0; j < out_w; j++) {
+            float acc[4] = {0, 0, 0, 0};
+            for (int k = tx->first[j]; k < tx->first[j + 1]; k++) {
+                const float *p = in + (size_t)tx->src[k] * ch;
+                for (int c = 0; c < ch; c++)
+                    acc[c] += tx->weight[k] * p[c];
+            }
+            for (int c = 0; c < ch; c++)
+                out[(size_t)j * ch + c] = acc[c];
+        }
+    }
+}
+
+static void vertical_pass(const float *tmp, const axis_taps *ty, int row_lo,
+                          int out_w, int out_h, int ch, float *dst)
+{
+    size_t row_len = (size_t)out_w * ch;
+    for (int j = 0; j < out_h; j++) {
+        float *out = dst + (size_t)j * row_len;
+        memset(out, 0, row_len * sizeof(float));
+        for (int k = ty->first[j]; k < ty->first[j + 1]; k++) {
+            const float *in = tmp + (size_t)(ty->src[k] - row_lo) * row_len;
+            float w = ty->weight[k];
+            for (size_t i = 0; i < row_len; i++)
+                out[i] += w * in[i];
+        }
+    }
+}
+
+static facenet_status resize_region(const img_f32 *src, int64_t ox,
+                                    int64_t oy, int64_t in_w, int64_t in_h,
+                                    int out_w, int out_h, float *dst,
+                                    facenet_error *err)
+{
+    axis_spec ax = {ox, in_w, src->width, out_w};
+    axis_spec ay = {oy, in_h, src->height, out_h};
+    axis_taps tx = {NULL, NULL, NULL}, ty = {NULL, NULL, NULL};
+    int row_lo, row_hi;
+    float *tmp;
+    facenet_status st;
+
+    if (out_w < 1 || out_h < 1 || out_w > IMG_MAX_SIDE || out_h > IMG_MAX_SIDE)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "resize: output size %dx%d is outside 1..%d", out_w,
+                       out_h, IMG_MAX_SIDE);
+    if (in_w < 1 || in_h < 1 || in_w > REGION_MAX_SIDE ||
+        in_h > REGION_MAX_SIDE)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "resize: source region %lldx%lld is empty or too large",
+                       (long long)in_w, (long long)in_h);
+    if ((st = axis_build(&ax, &tx, err)) != FACENET_OK)
+        return st;
+    if ((st = axis_build(&ay, &ty, err)) != FACENET_OK) {
+        axis_taps_free(&tx);
+        return st;
+    }
+    rows_used(&ty, out_h, &row_lo, &row_hi);
+    tmp = malloc(sizeof(float) * (size_t)(row_hi - row_lo + 1) * out_w *
+                 src->channels);
+    if (!tmp) {
+        st = fn_fail(err, FACENET_ERR_NO_MEMORY,
+                     "resize: cannot allocate %d intermediate rows",
+                     row_hi - row_lo);
+    } else {
+        horizontal_pass(src, &tx, out_w, row_lo, row_hi, tmp);
+        vertical_pass(tmp, &ty, row_lo, out_w, out_h, src->channels, dst);
+    }
+    free(tmp);
+    axis_taps_free(&tx);
+    axis_taps_free(&ty);
+    return st;
+}
+
+facenet_status img_resize_into(const img_f32 *src, int out_w, int out_h,
+                               float *dst, facenet_error *err)
+{
+    return resize_region(src, 0, 0, src->width, src->height, out_w, out_h,
+                         dst, err);
+}
+
+facenet_status img_resize(const img_f32 *src, int out_w, int out_h,
+                          img_f32 **out, facenet_error *err)
+{
+    facenet_status st = img_f32_new(out_w, out_h, src->channels, out, err);
+    if (st != FACENET_OK)
+        return st;
+    st = img_resize_into(src, out_w, out_h, (*out)->data, err);
+    if (st != FACENET_OK) {
+        img_f32_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+facenet_status img_crop_resize_into(const img_f32 *src, int x1, int y1,
+                                    int x2, int y2, int out_w, int out_h,
+                                    float *dst, facenet_error *err)
+{
+    if (x2 < x1 || y2 < y1)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "crop box [%d, %d, %d, %d] is empty", x1, y1, x2, y2);
+    /* MATLAB convention: the box covers 0-based pixels x1-1 .. x2-1. */
+    return resize_region(src, (int64_t)x1 - 1, (int64_t)y1 - 1,
+                         (int64_t)x2 - x1 + 1, (int64_t)y2 - y1 + 1, out_w,
+                         out_h, dst, err);
+}

@@ -1,0 +1,362 @@
+/*
+ * exec.c - the executor: plan memory once per input shape, then call the
+ * reference kernels node by node.
+ */
+#include "nn/exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "nn/kernels/ref.h"
+
+/* Offsets are rounded to 16 floats (64 bytes) so each tensor starts on a
+ * cache line, which also keeps any future SIMD backend aligned. */
+#define ARENA_ALIGN 16
+#define NOT_IN_ARENA ((size_t)-1)
+
+facenet_status nn_weights_prepare(const nn_graph *g, nn_weights *w,
+                                  facenet_error *err)
+{
+    w->n_nodes = g->n_nodes;
+    w->packed = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *w->packed);
+    if (!w->packed)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing weights");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nn_node *n = &g->nodes[i];
+        if (n->op != NN_OP_CONV2D)
+            continue;
+        const nn_value *wv = &g->values[n->inputs[1]];
+        size_t count = nn_shape_count(&wv->shape);
+        w->packed[i] = malloc(count * sizeof(float));
+        if (!w->packed[i]) {
+            nn_weights_free(w);
+            return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing weights");
+        }
+        nn_ref_conv2d_pack(wv->data, wv->shape.dims[0], wv->shape.dims[1],
+                           wv->shape.dims[2], wv->shape.dims[3], w->packed[i]);
+    }
+    return FACENET_OK;
+}
+
+void nn_weights_free(nn_weights *w)
+{
+    if (!w || !w->packed)
+        return;
+    for (int i = 0; i < w->n_nodes; i++)
+        free(w->packed[i]);
+    free(w->packed);
+    w->packed = NULL;
+}
+
+facenet_status nn_exec_init(nn_exec *e, const nn_graph *g, const nn_weights *w,
+                            facenet_error *err)
+{
+    memset(e, 0, sizeof *e);
+    e->graph = g;
+    e->weights = w;
+    e->shapes = calloc((size_t)g->n_values, sizeof *e->shapes);
+    e->offsets = calloc((size_t)g->n_values, sizeof *e->offsets);
+    if (!e->shapes || !e->offsets) {
+        nn_exec_free(e);
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory creating a session");
+    }
+    return FACENET_OK;
+}
+
+void nn_exec_free(nn_exec *e)
+{
+    if (!e)
+        return;
+    free(e->shapes);
+    free(e->offsets);
+    free(e->arena);
+    free(e->scratch);
+    memset(e, 0, sizeof *e);
+}
+
+static void conv_geom(const nn_node *n, const nn_shape *x, const nn_shape *y,
+                      int kh, int kw, nn_conv_geom *geom)
+{
+    nn_padding mode;
+    int sh, sw, eb_h, ea_h, eb_w, ea_w, after, out;
+
+    if (n->op == NN_OP_CONV2D || n->op == NN_OP_DEPTHWISE_CONV2D) {
+        const nn_conv_attrs *a = &n->attrs.conv;
+        mode = a->padding; sh = a->stride_h; sw = a->stride_w;
+        eb_h = a->pad_top; ea_h = a->pad_bottom; eb_w = a->pad_left; ea_w = a->pad_right;
+        geom->act = a->act;
+    } else {
+        const nn_pool_attrs *a = &n->attrs.pool;
+        mode = a->padding; sh = a->stride_h; sw = a->stride_w;
+        eb_h = a->pad_top; ea_h = a->pad_bottom; eb_w = a->pad_left; ea_w = a->pad_right;
+        geom->act = a->act;
+    }
+    geom->n = x->dims[0];
+    geom->in_h = x->dims[1];
+    geom->in_w = x->dims[2];
+    geom->in_c = x->dims[3];
+    geom->out_h = y->dims[1];
+    geom->out_w = y->dims[2];
+    geom->out_c = y->dims[3];
+    geom->kernel_h = kh;
+    geom->kernel_w = kw;
+    geom->stride_h = sh;
+    geom->stride_w = sw;
+    nn_resolve_padding(mode, geom->in_h, kh, sh, eb_h, ea_h, &geom->pad_top, &after, &out);
+    nn_resolve_padding(mode, geom->in_w, kw, sw, eb_w, ea_w, &geom->pad_left, &after, &out);
+}
+
+static size_t node_scratch(const nn_graph *g, const nn_node *n,
+                           const nn_shape *shapes)
+{
+    if (n->op != NN_OP_CONV2D)
+        return 0;
+    nn_conv_geom geom;
+    const nn_shape *w = &g->values[n->inputs[1]].shape;
+    conv_geom(n, &shapes[n->inputs[0]], &shapes[n->output], w->dims[1], w->dims[2], &geom);
+    return nn_ref_conv2d_scratch_floats(&geom);
+}
+
+typedef struct block {
+    size_t offset, size;
+    int value;
+} block;
+
+/* First fit: the lowest offset where `size` floats fit between live
+ * blocks (kept sorted by offset). */
+static size_t first_fit(const block *live, int n_live, size_t size)
+{
+    size_t candidate = 0;
+    for (int i = 0; i < n_live; i++) {
+        if (live[i].offset >= candidate + size)
+            break;
+        if (live[i].offset + live[i].size > candidate)
+            candidate = live[i].offset + live[i].size;
+    }
+    return candidate;
+}
+
+static void insert_sorted(block *live, int *n_live, block b)
+{
+    int i = *n_live;
+    while (i > 0 && live[i - 1].offset > b.offset) {
+        live[i] = live[i - 1];
+        i--;
+    }
+    live[i] = b;
+    (*n_live)++;
+}
+
+static void remove_value(block *live, int *n_live, int value)
+{
+    for (int i = 0; i < *n_live; i++) {
+        if (live[i].value == value) {
+            memmove(&live[i], &live[i + 1], (size_t)(*n_live - i - 1) * sizeof *live);
+            (*n_live)--;
+            return;
+        }
+    }
+}
+
+static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err)
+{
+    const nn_graph *g = e->graph;
+    facenet_status st;
+    int *last_use = NULL;
+    block *live = NULL;
+    int n_live = 0;
+    size_t arena = 0, scratch = 0;
+
+    e->planned = 0;
+    st = nn_infer_shapes(g, input, e->shapes, err);
+    if (st != FACENET_OK)
+        return st;
+    last_use = malloc((size_t)g->n_values * sizeof *last_use);
+    live = malloc((size_t)g->n_values * sizeof *live);
+    if (!last_use || !live) {
+        free(last_use);
+        free(live);
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory planning");
+    }
+    for (int i = 0; i < g->n_values; i++) {
+        last_use[i] = -1;
+        e->offsets[i] = NOT_IN_ARENA;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] != NN_NONE)
+                last_use[g->nodes[i].inputs[k]] = i;
+    for (int k = 0; k < g->n_outputs; k++)
+        last_use[g->outputs[k]] = g->n_nodes; /* live to the end */
+
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nn_node *n = &g->nodes[i];
+        size_t count = nn_shape_count(&e->shapes[n->output]);
+        size_t size = (count + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        block b = {first_fit(live, n_live, size), size, n->output};
+        insert_sorted(live, &n_live, b);
+        e->offsets[n->output] = b.offset;
+        if (b.offset + size > arena)
+            arena = b.offset + size;
+        size_t s = node_scratch(g, n, e->shapes);
+        if (s > scratch)
+            scratch = s;
+        /* Inputs read for the last time here give their space back; so
+         * does an output nobody reads. */
+        for (int k = 0; k < n->n_inputs; k++) {
+            int id = n->inputs[k];
+            if (id != NN_NONE && last_use[id] == i && e->offsets[id] != NOT_IN_ARENA)
+                remove_value(live, &n_live, id);
+        }
+        if (last_use[n->output] < 0)
+            remove_value(live, &n_live, n->output);
+    }
+    free(last_use);
+    free(live);
+
+    if (arena > e->arena_floats) {
+        float *p = realloc(e->arena, arena * sizeof(float));
+        if (!p)
+            return fn_fail(err, FACENET_ERR_NO_MEMORY, "cannot allocate %zu bytes of activations",
+                           arena * sizeof(float));
+        e->arena = p;
+        e->arena_floats = arena;
+    }
+    if (scratch > e->scratch_floats) {
+        float *p = realloc(e->scratch, scratch * sizeof(float));
+        if (!p)
+            return fn_fail(err, FACENET_ERR_NO_MEMORY, "cannot allocate %zu bytes of scratch",
+                           scratch * sizeof(float));
+        e->scratch = p;
+        e->scratch_floats = scratch;
+    }
+    e->input_shape = *input;
+    e->planned = 1;
+    return FACENET_OK;
+}
+
+const float *nn_exec_value(const nn_exec *e, int id)
+{
+    if (id < 0 || id >= e->graph->n_values)
+        return NULL;
+    if (e->graph->values[id].data)
+        return e->graph->values[id].data;
+    if (id == e->graph->input)
+        return e->input;
+    if (e->offsets[id] == NOT_IN_ARENA)
+        return NULL;
+    return e->arena + e->offsets[id];
+}
+
+const nn_shape *nn_exec_shape(const nn_exec *e, int id)
+{
+    return &e->shapes[id];
+}
+
+size_t nn_exec_memory_bytes(const nn_exec *e)
+{
+    return (e->arena_floats + e->scratch_floats) * sizeof(float);
+}
+
+static int last_dim(const nn_shape *s)
+{
+    return s->rank ? s->dims[s->rank - 1] : 1;
+}
+
+static void run_node(nn_exec *e, int index)
+{
+    const nn_graph *g = e->graph;
+    const nn_node *n = &g->nodes[index];
+    const float *x = nn_exec_value(e, n->inputs[0]);
+    const nn_shape *xs = &e->shapes[n->inputs[0]];
+    float *y = e->arena + e->offsets[n->output];
+    const nn_shape *ys = &e->shapes[n->output];
+    const float *in1 = n->n_inputs > 1 && n->inputs[1] != NN_NONE ? nn_exec_value(e, n->inputs[1]) : NULL;
+    const float *in2 = n->n_inputs > 2 && n->inputs[2] != NN_NONE ? nn_exec_value(e, n->inputs[2]) : NULL;
+    size_t count = nn_shape_count(ys);
+    nn_conv_geom geom;
+
+    switch (n->op) {
+    case NN_OP_CONV2D: {
+        const nn_shape *w = &g->values[n->inputs[1]].shape;
+        conv_geom(n, xs, ys, w->dims[1], w->dims[2], &geom);
+        nn_ref_conv2d(&geom, x, e->weights->packed[index], in2, e->scratch, y);
+        break;
+    }
+    case NN_OP_DEPTHWISE_CONV2D: {
+        const nn_shape *w = &g->values[n->inputs[1]].shape;
+        conv_geom(n, xs, ys, w->dims[1], w->dims[2], &geom);
+        nn_ref_depthwise_conv2d(&geom, x, in1, in2, y);
+        break;
+    }
+    case NN_OP_MAX_POOL2D:
+    case NN_OP_AVG_POOL2D:
+        conv_geom(n, xs, ys, n->attrs.pool.kernel_h, n->attrs.pool.kernel_w, &geom);
+        if (n->op == NN_OP_MAX_POOL2D)
+            nn_ref_max_pool2d(&geom, x, y);
+        else
+            nn_ref_avg_pool2d(&geom, x, y);
+        break;
+    case NN_OP_FULLY_CONNECTED: {
+        const nn_shape *w = &g->values[n->inputs[1]].shape;
+        nn_ref_fully_connected(xs->dims[0], w->dims[1], w->dims[0], x, in1, in2,
+                               n->attrs.act, y);
+        break;
+    }
+    case NN_OP_ADD:
+    case NN_OP_SUB:
+    case NN_OP_MUL:
+    case NN_OP_DIV:
+        nn_ref_binary(n->op, x, xs, in1, &e->shapes[n->inputs[1]], n->attrs.act, y, ys);
+        break;
+    case NN_OP_ADD_ZEXT:
+        nn_ref_add_zext(x, xs, in1, &e->shapes[n->inputs[1]], y, ys);
+        break;
+    case NN_OP_NEG:
+    case NN_OP_ABS:
+    case NN_OP_RELU:
+    case NN_OP_EXP:
+        nn_ref_unary(n->op, x, count, y);
+        break;
+    case NN_OP_PRELU:
+        nn_ref_prelu(x, count, last_dim(ys), in1, y);
+        break;
+    case NN_OP_AFFINE:
+        nn_ref_affine(x, count, last_dim(ys), in1, in2, y);
+        break;
+    case NN_OP_REDUCE_MAX:
+    case NN_OP_REDUCE_SUM:
+    case NN_OP_REDUCE_MEAN:
+        nn_ref_reduce(n->op, x, xs, n->attrs.reduce.axes_mask, y);
+        break;
+    case NN_OP_SOFTMAX:
+        nn_ref_softmax(x, count / (size_t)last_dim(ys), last_dim(ys), y);
+        break;
+    case NN_OP_L2_NORM:
+        nn_ref_l2_norm(x, count / (size_t)last_dim(ys), last_dim(ys), y);
+        break;
+    case NN_OP_RESHAPE:
+        memcpy(y, x, count * sizeof *y);
+        break;
+    default:
+        break; /* rejected at finalize */
+    }
+}
+
+facenet_status nn_exec_run(nn_exec *e, const float *input,
+                           const nn_shape *input_shape, facenet_error *err)
+{
+    if (!input)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "no input data");
+    if (!e->planned || !nn_shape_equal(&e->input_shape, input_shape)) {
+        facenet_status st = plan(e, input_shape, err);
+        if (st != FACENET_OK)
+            return st;
+    }
+    e->input = input;
+    for (int i = 0; i < e->graph->n_nodes; i++)
+        run_node(e, i);
+    e->input = NULL;
+    return FACENET_OK;
+}

@@ -1,0 +1,270 @@
+/*
+ * model.c - the public engine API: load a model (hash first, parse second),
+ * create sessions, run them.
+ *
+ * The order matters for safety: a model file is hashed in memory and the
+ * digest compared with the pin before a single byte is parsed, and the
+ * bytes parsed are exactly the bytes hashed (no second read of the file).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/fileio.h"
+#include "nn/exec.h"
+#include "nn/graph.h"
+#include "nn/import/import.h"
+
+/* No model we pin is near this; a larger file is refused before reading. */
+#define MODEL_MAX_BYTES ((size_t)512 << 20)
+
+struct facenet_model {
+    nn_graph *graph;
+    nn_weights weights;
+};
+
+struct facenet_session {
+    const facenet_model *model;
+    nn_exec exec;
+};
+
+static facenet_status check_digest(const char *path, const uint8_t *data,
+                                   size_t size, const char *expected,
+                                   facenet_error *err)
+{
+    char actual[65];
+    fn_sha256_hex(data, size, actual);
+    if (!fn_digest_equal(actual, expected))
+        return fn_fail(err, FACENET_ERR_INTEGRITY,
+                       "%s: SHA-256 mismatch: expected %s, got %s (%zu bytes); "
+                       "the file is truncated or altered; run 'facenet models fetch' "
+                       "to restore it",
+                       path, expected, actual, size);
+    return FACENET_OK;
+}
+
+static facenet_status import_bytes(const char *path, facenet_model_format format,
+                                   const uint8_t *data, size_t size,
+                                   nn_graph **graph, facenet_error *err)
+{
+    switch (format) {
+    case FACENET_FORMAT_TFLITE:
+        return nn_import_tflite(data, size, graph, err);
+    case FACENET_FORMAT_DLIB_DAT:
+        return nn_import_dlib_dat(data, size, graph, err);
+    case FACENET_FORMAT_TFJS: {
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else
+            snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        return nn_import_tfjs(data, size, dir, graph, err);
+    }
+    }
+    return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "unknown model format %d", (int)format);
+}
+
+static facenet_status finish_model(nn_graph *graph, facenet_model **out,
+                                   facenet_error *err)
+{
+    facenet_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        nn_graph_free(graph);
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory loading a model");
+    }
+    m->graph = graph;
+    facenet_status st = nn_weights_prepare(graph, &m->weights, err);
+    if (st != FACENET_OK) {
+        facenet_model_free(m);
+        return st;
+    }
+    *out = m;
+    return FACENET_OK;
+}
+
+facenet_status facenet_model_load_file(const char *path,
+                                       facenet_model_format format,
+                                       const char *expected_sha256,
+                                       facenet_model **out,
+                                       facenet_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    nn_graph *graph = NULL;
+    facenet_status st;
+
+    if (!out)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!path)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "path is NULL");
+    st = fn_read_file(path, MODEL_MAX_BYTES, &data, &size, err);
+    if (st == FACENET_ERR_NOT_FOUND)
+        fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
+    if (st != FACENET_OK)
+        return st;
+    if (expected_sha256)
+        st = check_digest(path, data, size, expected_sha256, err);
+    if (st == FACENET_OK) {
+        st = import_bytes(path, format, data, size, &graph, err);
+        if (st != FACENET_OK)
+            fn_error_prefix(err, "%s", path);
+    }
+    free(data);
+    if (st != FACENET_OK)
+        return st;
+    return finish_model(graph, out, err);
+}
+
+facenet_status facenet_model_load(const char *dir,
+                                  const facenet_model_info *info,
+                                  facenet_model **out, facenet_error *err)
+{
+    char path[PATH_MAX];
+
+    if (!out)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!dir || !info)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "dir and info are required");
+    if (info->extra_file) {
+        /* The TF.js shard is read by the importer; check its pin first. */
+        char actual[65];
+        snprintf(path, sizeof path, "%s/%s", dir, info->extra_file);
+        facenet_status st = fn_sha256_file(path, actual, err);
+        if (st == FACENET_ERR_NOT_FOUND)
+            return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'",
+                           path);
+        if (st != FACENET_OK)
+            return st;
+        if (!fn_digest_equal(actual, info->extra_sha256))
+            return fn_fail(err, FACENET_ERR_INTEGRITY,
+                           "%s: SHA-256 mismatch: expected %s, got %s; the file is "
+                           "truncated or altered; run 'facenet models fetch' to restore it",
+                           path, info->extra_sha256, actual);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, info->file_name);
+    return facenet_model_load_file(path, info->format, info->sha256, out, err);
+}
+
+void facenet_model_free(facenet_model *model)
+{
+    if (!model)
+        return;
+    nn_weights_free(&model->weights);
+    nn_graph_free(model->graph);
+    free(model);
+}
+
+int facenet_model_output_count(const facenet_model *model)
+{
+    return model ? model->graph->n_outputs : 0;
+}
+
+const char *facenet_model_output_name(const facenet_model *model, int index)
+{
+    if (!model || index < 0 || index >= model->graph->n_outputs)
+        return NULL;
+    return model->graph->values[model->graph->outputs[index]].name;
+}
+
+int64_t facenet_model_macs(const facenet_model *model, int n, int h, int w, int c)
+{
+    const nn_graph *g;
+    nn_shape input;
+    nn_shape *shapes;
+    int64_t macs = -1;
+
+    if (!model)
+        return -1;
+    g = model->graph;
+    input = g->values[g->input].shape.rank == 2 ? nn_shape2(n, c) : nn_shape4(n, h, w, c);
+    shapes = malloc((size_t)g->n_values * sizeof *shapes);
+    if (shapes && nn_infer_shapes(g, &input, shapes, NULL) == FACENET_OK)
+        macs = nn_graph_macs(g, shapes);
+    free(shapes);
+    return macs;
+}
+
+facenet_status facenet_session_create(const facenet_model *model,
+                                      facenet_session **out,
+                                      facenet_error *err)
+{
+    facenet_session *s;
+    facenet_status st;
+
+    if (!out)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "out is NULL");
+    *out = NULL;
+    if (!model)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "model is NULL");
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory creating a session");
+    s->model = model;
+    st = nn_exec_init(&s->exec, model->graph, &model->weights, err);
+    if (st != FACENET_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return FACENET_OK;
+}
+
+void facenet_session_free(facenet_session *session)
+{
+    if (!session)
+        return;
+    nn_exec_free(&session->exec);
+    free(session);
+}
+
+facenet_status facenet_session_run(facenet_session *session,
+                                   const float *input, int n, int h, int w,
+                                   int c, facenet_error *err)
+{
+    const nn_graph *g;
+    nn_shape shape;
+
+    if (!session || !input)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "session and input are required");
+    if (n < 1 || h < 1 || w < 1 || c < 1 || n > 65536 || h > 65536 || w > 65536 || c > 65536)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "bad input shape [%d,%d,%d,%d]",
+                       n, h, w, c);
+    g = session->model->graph;
+    shape = g->values[g->input].shape.rank == 2 ? nn_shape2(n, h * w * c)
+                                                : nn_shape4(n, h, w, c);
+    return nn_exec_run(&session->exec, input, &shape, err);
+}
+
+facenet_status facenet_session_output(const facenet_session *session,
+                                      int index, const float **data,
+                                      int dims[4], int *rank,
+                                      facenet_error *err)
+{
+    const nn_graph *g;
+    const nn_shape *s;
+    int id;
+
+    if (!session || !data)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "session and data are required");
+    g = session->model->graph;
+    if (index < 0 || index >= g->n_outputs)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "output %d of %d", index,
+                       g->n_outputs);
+    if (!session->exec.planned)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "the session has not run yet");
+    id = g->outputs[index];
+    s = nn_exec_shape(&session->exec, id);
+    *data = nn_exec_value(&session->exec, id);
+    if (dims) {
+        for (int i = 0; i < 4; i++)
+            dims[i] = i < s->rank ? s->dims[i] : 1;
+    }
+    if (rank)
+        *rank = s->rank;
+    return FACENET_OK;
+}
