@@ -44,9 +44,9 @@ typedef struct fetch_item {
 
 /* Everything one fetch run shares; lives on the caller's stack. */
 typedef struct fetch_run {
-    const char *dir;  /* the model cache directory            */
+    const char *dir;        /* the model cache directory             */
     char work[FN_PATH_MAX]; /* scratch directory, removed at the end */
-    char **envp;      /* environment for npm, NULL = ours     */
+    char **envp;            /* environment for npm, NULL = ours      */
     fn_log_fn log;
     void *log_ctx;
     int packages_done;
