@@ -73,7 +73,7 @@ static void on_progress(j_common_ptr cinfo)
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     if (d->input_scan_number > JPEG_MAX_SCANS) {
         job->status = FACENET_ERR_LIMIT;
-        snprintf(job->message, sizeof job->message,
+        (void)snprintf(job->message, sizeof job->message,
                  "more than %d scans", JPEG_MAX_SCANS);
         longjmp(job->jump, 1);
     }

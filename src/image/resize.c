@@ -41,6 +41,9 @@ static void axis_taps_free(axis_taps *t)
     free(t->first);
     free(t->src);
     free(t->weight);
+    t->first = NULL;
+    t->src = NULL;
+    t->weight = NULL;
 }
 
 /* Add one tap (region index i) unless it reads outside the image. Counts
@@ -206,9 +209,12 @@ static facenet_status resize_region(const img_f32 *src, int64_t ox,
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                        "resize: source region %lldx%lld is empty or too large",
                        (long long)in_w, (long long)in_h);
-    if ((st = axis_build(&ax, &tx, err)) != FACENET_OK)
+    /* The tables are non-NULL exactly when axis_build succeeds. */
+    st = axis_build(&ax, &tx, err);
+    if (!tx.first)
         return st;
-    if ((st = axis_build(&ay, &ty, err)) != FACENET_OK) {
+    st = axis_build(&ay, &ty, err);
+    if (!ty.first) {
         axis_taps_free(&tx);
         return st;
     }
