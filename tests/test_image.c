@@ -708,8 +708,14 @@ static void test_corrupt_bytes(void **state)
             break;
         }
     assert_true(sof > 0);
-    jpg[sof + 4] = 7; /* sample precision 7 bits */
+    jpg[sof + 4] = 7; /* sample precision 7 bits: invalid */
     decode_expect(jpg, jsize, NULL, FACENET_ERR_FORMAT);
+    jpg[sof + 4] = 12; /* 12 bits: valid JPEG, not for this decoder */
+    decode_expect(jpg, jsize, NULL, FACENET_ERR_UNSUPPORTED);
+    jpg[sof + 1] = 0xC3; /* lossless frame */
+    jpg[sof + 4] = 8;
+    decode_expect(jpg, jsize, NULL, FACENET_ERR_UNSUPPORTED);
+    jpg[sof + 1] = 0xC0;
     jpg[sof + 4] = 8;
     jpg[sof + 9] = 9; /* 9 components */
     decode_expect(jpg, jsize, NULL, FACENET_ERR_FORMAT);
