@@ -17,10 +17,13 @@
 static int invert_affine(const double a[6], double inv[6])
 {
     double det = a[0] * a[4] - a[1] * a[3];
+    /* Singular relative to the size of the terms, so that a tiny but
+     * well-conditioned scale is still accepted. */
+    double scale = fmax(fabs(a[0] * a[4]), fabs(a[1] * a[3]));
     for (int i = 0; i < 6; i++)
         if (!isfinite(a[i]))
             return 0;
-    if (!isfinite(det) || fabs(det) < 1e-12)
+    if (!isfinite(det) || !(fabs(det) > 1e-10 * scale))
         return 0;
     inv[0] = a[4] / det;
     inv[1] = -a[1] / det;

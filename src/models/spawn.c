@@ -78,11 +78,12 @@ facenet_status fn_run(const char *const argv[], char *const envp[],
     return fn_fail(err, FACENET_ERR_EXTERNAL, "'%s' stopped abnormally", argv[0]);
 }
 
-void fn_last_line(const char *path, char *buf, size_t buf_size)
+void fn_first_lines(const char *path, int max_lines, char *buf, size_t buf_size)
 {
-    char tail[2048];
-    size_t n, end, start;
-    long size;
+    char head[4096];
+    size_t got, n = 0;
+    int lines = 0;
+    int at_line_start = 1;
     FILE *f;
 
     if (!buf || buf_size == 0)
@@ -91,26 +92,25 @@ void fn_last_line(const char *path, char *buf, size_t buf_size)
     f = fopen(path, "rb");
     if (!f)
         return;
-    /* Only the end of the file matters; a helper may print megabytes. */
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
-        fseek(f, size > (long)sizeof tail ? size - (long)sizeof tail : 0,
-              SEEK_SET) != 0) {
-        fclose(f);
-        return;
-    }
-    n = fread(tail, 1, sizeof tail, f);
-    fclose(f);
-
-    end = n;
-    while (end > 0 && (tail[end - 1] == '\n' || tail[end - 1] == '\r' ||
-                       tail[end - 1] == ' ' || tail[end - 1] == '\t'))
-        end--;
-    start = end;
-    while (start > 0 && tail[start - 1] != '\n')
-        start--;
-    n = 0;
-    for (size_t i = start; i < end && n + 1 < buf_size; i++) {
-        unsigned char c = (unsigned char)tail[i];
+    /* The first lines say what went wrong (npm ends with a pointer to its
+     * log file, tar with a generic "exiting with failure"). */
+    got = fread(head, 1, sizeof head, f);
+    (void)fclose(f); /* read-only: nothing to lose */
+    for (size_t i = 0; i < got && n + 1 < buf_size; i++) {
+        unsigned char c = (unsigned char)head[i];
+        if (c == '\n' || c == '\r') {
+            if (!at_line_start && ++lines >= max_lines)
+                break;
+            at_line_start = 1;
+            continue;
+        }
+        if (at_line_start && n > 0) {
+            if (n + 4 >= buf_size)
+                break;
+            memcpy(buf + n, " | ", 3);
+            n += 3;
+        }
+        at_line_start = 0;
         buf[n++] = (c >= 32 && c < 127) ? (char)c : '?';
     }
     buf[n] = '\0';

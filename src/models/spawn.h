@@ -26,9 +26,10 @@ facenet_status fn_run(const char *const argv[], char *const envp[],
                       const char *stdout_path, const char *stderr_path,
                       int *exit_status, facenet_error *err);
 
-/* Copy the last non-empty line of the text file `path` into buf (at most
- * buf_size - 1 bytes, printable ASCII only), or an empty string when the
- * file is missing or empty. Used to quote a helper's error output. */
-void fn_last_line(const char *path, char *buf, size_t buf_size);
+/* Copy the first `max_lines` non-empty lines of the text file `path` into
+ * buf, joined by " | " and cut to buf_size - 1 bytes, with anything but
+ * printable ASCII replaced by '?'; an empty string when the file is
+ * missing or empty. Used to quote a helper's error output. */
+void fn_first_lines(const char *path, int max_lines, char *buf, size_t buf_size);
 
 #endif
