@@ -190,7 +190,7 @@ static void report_missing(const voptions *o, const lfw_pairs *pairs, const side
         return;
     }
     for (size_t i = 0; i < n_refs; i++) {
-        if (refs[i].path[0] != '!')
+        if (!refs[i].path || refs[i].path[0] != '!')
             continue;
         if (++missing <= 10)
             fprintf(stderr, "facenet validate: %s line %zu: image %s not found (nor .png)\n",
@@ -446,7 +446,7 @@ static void process_image(vctx *ctx, vworker *w, size_t i)
     if (!im->have_det) {
         if (!w->det && facenet_detector_create(ctx->model_dir, &w->det, &err) != FACENET_OK)
             goto fatal;
-        if ((st = facenet_detect(w->det, img, NULL, &faces, &n, &err)) != FACENET_OK)
+        if (facenet_detect(w->det, img, NULL, &faces, &n, &err) != FACENET_OK)
             goto fail;
         record_detection(img, faces, n, im->det);
         im->have_det = im->new_det = 1;
@@ -943,6 +943,8 @@ static int evaluate_and_report(const voptions *o, const char *model_dir, const v
     size_t dim = 0;
     for (int m = 0; m < ctx->n_models; m++)
         dim += (size_t)ctx->dims[m];
+    if (pairs->n == 0 || dim == 0)
+        return CLI_EXIT_INTERNAL; /* excluded earlier: folds >= 2 pairs */
     float *e1 = malloc(pairs->n * dim * sizeof *e1), *e2 = malloc(pairs->n * dim * sizeof *e2);
     unsigned char *same = malloc(pairs->n);
     double *dist = malloc(pairs->n * sizeof *dist);

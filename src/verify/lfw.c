@@ -8,7 +8,6 @@
 #include "verify/lfw.h"
 
 #include <math.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,7 +155,7 @@ facenet_status lfw_pairs_parse(const char *text, size_t size, const char *source
     if (size > LFW_MAX_PAIRS_FILE_BYTES)
         return fn_fail(err, FACENET_ERR_LIMIT, "%s: %zu bytes; the limit is %zu", source, size,
                        LFW_MAX_PAIRS_FILE_BYTES);
-    if (memchr(text, '\0', size))
+    if (size && memchr(text, '\0', size))
         return fn_fail(err, FACENET_ERR_FORMAT, "%s: contains a NUL byte; not a text file",
                        source);
     for (size_t i = 0; i < size; i++)
@@ -455,6 +454,7 @@ static void scratch_free(eval_scratch *s)
     free(s->test.diff);
     free(s->far_grid);
     free(s->thr_grid);
+    memset(s, 0, sizeof *s);
 }
 
 static facenet_status scratch_alloc(eval_scratch *s, size_t n, facenet_error *err)
@@ -504,17 +504,16 @@ static void evaluate_fold(const double *dist, const unsigned char *same, size_t 
                    sc->test.n_diff);
 }
 
-static void mean_std(const lfw_result *r, size_t offset, double *mean, double *std)
+/* Mean and population standard deviation (np.std) of n values. */
+static void mean_std(const double *v, int n, double *mean, double *std)
 {
     double sum = 0, sq = 0;
-    for (int k = 0; k < r->folds; k++)
-        sum += *(const double *)((const char *)&r->fold[k] + offset);
-    *mean = sum / r->folds;
-    for (int k = 0; k < r->folds; k++) {
-        double d = *(const double *)((const char *)&r->fold[k] + offset) - *mean;
-        sq += d * d;
-    }
-    *std = sqrt(sq / r->folds);
+    for (int k = 0; k < n; k++)
+        sum += v[k];
+    *mean = sum / n;
+    for (int k = 0; k < n; k++)
+        sq += (v[k] - *mean) * (v[k] - *mean);
+    *std = sqrt(sq / n);
 }
 
 static double eer_function(const lfw_result *r, double x)
@@ -555,9 +554,15 @@ static void finish(lfw_result *r)
         r->tpr[i] /= r->folds;
         r->fpr[i] /= r->folds;
     }
-    mean_std(r, offsetof(lfw_fold_result, accuracy), &r->accuracy_mean, &r->accuracy_std);
-    mean_std(r, offsetof(lfw_fold_result, val), &r->val_mean, &r->val_std);
-    mean_std(r, offsetof(lfw_fold_result, far), &r->far_mean, &unused);
+    double acc[LFW_MAX_FOLDS], val[LFW_MAX_FOLDS], far[LFW_MAX_FOLDS];
+    for (int k = 0; k < r->folds; k++) {
+        acc[k] = r->fold[k].accuracy;
+        val[k] = r->fold[k].val;
+        far[k] = r->fold[k].far;
+    }
+    mean_std(acc, r->folds, &r->accuracy_mean, &r->accuracy_std);
+    mean_std(val, r->folds, &r->val_mean, &r->val_std);
+    mean_std(far, r->folds, &r->far_mean, &unused);
     /* sklearn.metrics.auc: trapezoids over the (monotone) mean curve. */
     r->auc = 0;
     for (int i = 1; i < LFW_ROC_THRESHOLDS; i++)
@@ -677,7 +682,7 @@ facenet_status lfw_evaluate(const float *emb1, const float *emb2, size_t dim,
         return st;
     if (n > SIZE_MAX / sizeof(double) / 4)
         return fn_fail(err, FACENET_ERR_LIMIT, "%zu pairs are too many", n);
-    dist = malloc(n * sizeof *dist);
+    dist = calloc(n, sizeof *dist);
     if (!dist)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %zu distances", n);
     if ((st = scratch_alloc(&sc, n, err)) != FACENET_OK) {
