@@ -12,6 +12,10 @@ FUZZ_SECONDS ?= 20
 SHARED ?= $(abspath ../shared)
 export FACENET_GOLDEN_DIR ?= $(if $(wildcard $(SHARED)/golden/README.md),$(SHARED)/golden,)
 export FACENET_LFW_DIR ?= $(if $(wildcard $(SHARED)/datasets/lfw/pairs.txt),$(SHARED)/datasets/lfw,)
+# Where `make models` puts the pinned models (the library's default too).
+export FACENET_MODEL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/models
+# The face-api demo photos, fetched (pinned by SHA-256) by `make models`.
+export FACENET_DEMO_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/demo
 
 .PHONY: all deps build models demo check test test-asan fuzz lint bench install clean
 
@@ -27,6 +31,7 @@ build:
 models: build
 	$(BUILD)/facenet models fetch
 	$(BUILD)/facenet models verify
+	./scripts/fetch-demo-photos.sh "$(FACENET_DEMO_DIR)"
 
 demo: deps models
 	./scripts/demo.sh $(BUILD)/facenet

@@ -147,7 +147,7 @@ static geometry make_geometry(int n, int h, int w, int in_c, int out_c, int k,
 static void describe(char *buf, size_t size, const char *kind, const geometry *r)
 {
     const nn_conv_geom *g = &r->g;
-    snprintf(buf, size,
+    (void)snprintf(buf, size,
              "%s n%d %dx%dx%d -> %dx%dx%d k%dx%d s%d pad t%d l%d b%d r%d %s",
              kind, g->n, g->in_h, g->in_w, g->in_c, g->out_h, g->out_w,
              g->out_c, g->kernel_h, g->kernel_w, g->stride_h, g->pad_top,
@@ -581,7 +581,7 @@ static void test_fully_connected(void **state)
                 want[(size_t)b * out + o] = activate_ref(act, s);
             }
         nn_ref_fully_connected(n, in, out, x, w, bias, act, y);
-        snprintf(what, sizeof what, "fc n%d %d -> %d %s", n, in, out, act_name(act));
+        (void)snprintf(what, sizeof what, "fc n%d %d -> %d %s", n, in, out, act_name(act));
         check_close(what, y, want, (size_t)n * out);
         free(x);
         free(w);
@@ -704,7 +704,7 @@ static void test_binary_broadcast(void **state)
             double *want = naive_binary(ops[o], a, &as, b, &bs, act, &ys);
             char what[128];
 
-            snprintf(what, sizeof what, "binary case %zu op %zu %s", t, o,
+            (void)snprintf(what, sizeof what, "binary case %zu op %zu %s", t, o,
                      act_name(act));
             nn_ref_binary(ops[o], a, &as, b, &bs, act, y, &ys);
             check_close(what, y, want, yn);
@@ -751,7 +751,7 @@ static void check_add_zext(const int ad[4], const int bd[4])
                     want[k++] = s;
                 }
     nn_ref_add_zext(a, &as, b, &bs, y, &ys);
-    snprintf(what, sizeof what, "add_zext [%d,%d,%d,%d] + [%d,%d,%d,%d]", ad[0],
+    (void)snprintf(what, sizeof what, "add_zext [%d,%d,%d,%d] + [%d,%d,%d,%d]", ad[0],
              ad[1], ad[2], ad[3], bd[0], bd[1], bd[2], bd[3]);
     check_close(what, y, want, count_of(&ys));
     free(a);
@@ -877,7 +877,7 @@ static void check_reduce(nn_op op, const nn_shape *xs, unsigned mask)
         for (size_t i = 0; i < out_n; i++)
             want[i] /= (double)reduced;
     nn_ref_reduce(op, x, xs, mask, y);
-    snprintf(what, sizeof what, "reduce op %d rank %d mask %#x", (int)op,
+    (void)snprintf(what, sizeof what, "reduce op %d rank %d mask %#x", (int)op,
              xs->rank, mask);
     check_close(what, y, want, out_n);
     free(x);

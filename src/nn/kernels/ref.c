@@ -53,9 +53,19 @@ static void activate(nn_activation act, float *y, size_t n)
 
 /* ---- GEMM -------------------------------------------------------------- */
 
-/* C[MR][NR] += A[MR][kc] * B[kc][NR], strides in floats. The accumulators
- * are a fixed-size local array that the compiler keeps in vector registers
- * (the r and j loops unroll fully and are vectorised across j).
+/* How a micro-kernel call starts and ends its tile of C: the first K slice
+ * starts from the bias (instead of loading C), the last one applies the
+ * activation before storing. Between slices C holds partial sums. */
+typedef struct tile_ends {
+    const float *start; /* GEMM_NR floats to start every row from, or NULL
+                           to continue from C */
+    nn_activation act;  /* applied on store; NONE for partial sums */
+} tile_ends;
+
+/* C[MR][NR] = ends(A[MR][kc] * B[kc][NR] + start-or-C), strides in floats.
+ * The accumulators are a fixed-size local array that the compiler keeps in
+ * vector registers (the r and j loops unroll fully and are vectorised
+ * across j).
  *
  * gcc would rather vectorise the k loop itself, as an in-order reduction
  * with strided loads of B, which runs 4x slower than the register tile;
@@ -67,13 +77,19 @@ static void activate(nn_activation act, float *y, size_t n)
 #pragma GCC optimize("no-tree-loop-vectorize")
 #endif
 static void gemm_micro(int kc, const float *a, size_t lda, const float *b,
-                       size_t ldb, float *c, size_t ldc)
+                       size_t ldb, float *c, size_t ldc, const tile_ends *ends)
 {
     float acc[GEMM_MR][GEMM_NR];
 
-    for (int r = 0; r < GEMM_MR; r++)
-        for (int j = 0; j < GEMM_NR; j++)
-            acc[r][j] = c[r * ldc + j];
+    if (ends->start) {
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int j = 0; j < GEMM_NR; j++)
+                acc[r][j] = ends->start[j];
+    } else {
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int j = 0; j < GEMM_NR; j++)
+                acc[r][j] = c[r * ldc + j];
+    }
     for (int k = 0; k < kc; k++) {
         const float *bk = b + (size_t)k * ldb;
         for (int r = 0; r < GEMM_MR; r++) {
@@ -81,6 +97,14 @@ static void gemm_micro(int kc, const float *a, size_t lda, const float *b,
             for (int j = 0; j < GEMM_NR; j++)
                 acc[r][j] += av * bk[j];
         }
+    }
+    if (ends->act != NN_ACT_NONE) {
+        const float hi = ends->act == NN_ACT_RELU6 ? 6.0f : INFINITY;
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int j = 0; j < GEMM_NR; j++) {
+                float v = acc[r][j] > 0.0f ? acc[r][j] : 0.0f;
+                acc[r][j] = v < hi ? v : hi;
+            }
     }
     for (int r = 0; r < GEMM_MR; r++)
         for (int j = 0; j < GEMM_NR; j++)
@@ -95,10 +119,10 @@ static void gemm_micro(int kc, const float *a, size_t lda, const float *b,
  * with zeros. `b` is already a padded panel when nr < GEMM_NR. */
 static void gemm_micro_edge(int kc, int mr, int nr, const float *a,
                             size_t lda, const float *b, size_t ldb, float *c,
-                            size_t ldc)
+                            size_t ldc, const tile_ends *ends)
 {
     float a_tile[GEMM_MR * GEMM_KC];
-    float c_tile[GEMM_MR * GEMM_NR] = {0};
+    float c_tile[GEMM_MR][GEMM_NR] = {{0}};
 
     if (mr < GEMM_MR) {
         for (int r = 0; r < mr; r++)
@@ -107,19 +131,25 @@ static void gemm_micro_edge(int kc, int mr, int nr, const float *a,
         a = a_tile;
         lda = (size_t)kc;
     }
+    /* Element loops, not memcpy: nr is below 8 and this runs per tile. */
+    if (!ends->start)
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < nr; j++)
+                c_tile[r][j] = c[r * ldc + j];
+    gemm_micro(kc, a, lda, b, ldb, &c_tile[0][0], GEMM_NR, ends);
     for (int r = 0; r < mr; r++)
-        memcpy(c_tile + r * GEMM_NR, c + r * ldc, (size_t)nr * sizeof(float));
-    gemm_micro(kc, a, lda, b, ldb, c_tile, GEMM_NR);
-    for (int r = 0; r < mr; r++)
-        memcpy(c + r * ldc, c_tile + r * GEMM_NR, (size_t)nr * sizeof(float));
+        for (int j = 0; j < nr; j++)
+            c[r * ldc + j] = c_tile[r][j];
 }
 
-/* C[m][o] += sum_k A[m][k] * B[k][o] for m < rows; A has row stride k_dim,
- * B and C have row stride out_c. */
-static void gemm_accumulate(size_t rows, int k_dim, int out_c, const float *a,
-                            const float *b, float *c)
+/* C = act(A * B + bias) for `rows` rows; A [rows][k_dim], B [k_dim][out_c],
+ * C [rows][out_c], all dense. bias may be NULL. */
+static void gemm(size_t rows, int k_dim, int out_c, const float *a,
+                 const float *b, const float *bias, nn_activation act,
+                 float *c)
 {
     float panel[GEMM_KC * GEMM_NR];
+    float bias_panel[GEMM_NR];
     const size_t lda = (size_t)k_dim, ldc = (size_t)out_c;
 
     for (int k0 = 0; k0 < k_dim; k0 += GEMM_KC) {
@@ -128,6 +158,7 @@ static void gemm_accumulate(size_t rows, int k_dim, int out_c, const float *a,
             const int nr = min_int(GEMM_NR, out_c - o0);
             const float *bp = b + (size_t)k0 * ldc + o0;
             size_t ldb = ldc;
+            tile_ends ends;
 
             if (nr < GEMM_NR) {
                 /* Last, narrow panel: pad it with zero columns once so the
@@ -139,15 +170,24 @@ static void gemm_accumulate(size_t rows, int k_dim, int out_c, const float *a,
                 bp = panel;
                 ldb = GEMM_NR;
             }
+            ends.start = NULL;
+            if (k0 == 0) {
+                memset(bias_panel, 0, sizeof bias_panel);
+                if (bias)
+                    memcpy(bias_panel, bias + o0, (size_t)nr * sizeof(float));
+                ends.start = bias_panel;
+            }
+            ends.act = k0 + kc == k_dim ? act : NN_ACT_NONE;
+
             size_t m = 0;
             if (nr == GEMM_NR)
                 for (; m + GEMM_MR <= rows; m += GEMM_MR)
                     gemm_micro(kc, a + m * lda + k0, lda, bp, ldb,
-                               c + m * ldc + o0, ldc);
+                               c + m * ldc + o0, ldc, &ends);
             for (; m < rows; m += GEMM_MR)
                 gemm_micro_edge(kc, (int)min_size(GEMM_MR, rows - m), nr,
                                 a + m * lda + k0, lda, bp, ldb,
-                                c + m * ldc + o0, ldc);
+                                c + m * ldc + o0, ldc, &ends);
         }
     }
 }
@@ -232,10 +272,12 @@ static void im2col_rows(const nn_conv_geom *g, const float *x, size_t row0,
             const float *src = image + ((size_t)iy * g->in_w + ix0 + kx_lo) * in_c;
             const size_t before = (size_t)kx_lo * in_c;
             const size_t inside = (size_t)(kx_hi - kx_lo) * in_c;
-            memset(dst, 0, before * sizeof(float));
+            const size_t after = window_row - before - inside;
+            if (before)
+                memset(dst, 0, before * sizeof(float));
             memcpy(dst + before, src, inside * sizeof(float));
-            memset(dst + before + inside, 0,
-                   (window_row - before - inside) * sizeof(float));
+            if (after)
+                memset(dst + before + inside, 0, after * sizeof(float));
         }
         if (++ox == g->out_w) {
             ox = 0;
@@ -245,16 +287,6 @@ static void im2col_rows(const nn_conv_geom *g, const float *x, size_t row0,
             }
         }
     }
-}
-
-static void fill_bias(float *y, size_t rows, int out_c, const float *bias)
-{
-    if (!bias) {
-        memset(y, 0, rows * out_c * sizeof(float));
-        return;
-    }
-    for (size_t r = 0; r < rows; r++)
-        memcpy(y + r * out_c, bias, (size_t)out_c * sizeof(float));
 }
 
 void nn_ref_conv2d(const nn_conv_geom *g, const float *x, const float *packed,
@@ -276,9 +308,7 @@ void nn_ref_conv2d(const nn_conv_geom *g, const float *x, const float *packed,
             im2col_rows(g, x, row0, rows, scratch);
             a = scratch;
         }
-        fill_bias(out, rows, g->out_c, bias);
-        gemm_accumulate(rows, k_dim, g->out_c, a, packed, out);
-        activate(g->act, out, rows * g->out_c);
+        gemm(rows, k_dim, g->out_c, a, packed, bias, g->act, out);
     }
 }
 
@@ -546,6 +576,9 @@ void nn_ref_add_zext(const float *a, const nn_shape *as, const float *b,
     const int n = ys->dims[0], h = ys->dims[1], w = ys->dims[2], c = ys->dims[3];
     const int ah = as->dims[1], aw = as->dims[2], ac = as->dims[3];
     const int bh = bs->dims[1], bw = bs->dims[2], bc = bs->dims[3];
+    /* Channels each operand contributes (ys is the per-dim max, so these
+     * are ac and bc; the min only guards against a caller's mistake). */
+    const int a_take = min_int(ac, c), b_take = min_int(bc, c);
 
     for (int i = 0; i < n; i++) {
         const float *ai = a + (size_t)i * ah * aw * ac;
@@ -554,13 +587,13 @@ void nn_ref_add_zext(const float *a, const nn_shape *as, const float *b,
             for (int xx = 0; xx < w; xx++, y += c) {
                 if (yy < ah && xx < aw) {
                     memcpy(y, ai + ((size_t)yy * aw + xx) * ac,
-                           (size_t)ac * sizeof(float));
-                    memset(y + ac, 0, (size_t)(c - ac) * sizeof(float));
+                           (size_t)a_take * sizeof(float));
+                    memset(y + a_take, 0, (size_t)(c - a_take) * sizeof(float));
                 } else {
                     memset(y, 0, (size_t)c * sizeof(float));
                 }
                 if (yy < bh && xx < bw)
-                    add_channels(y, bi + ((size_t)yy * bw + xx) * bc, bc);
+                    add_channels(y, bi + ((size_t)yy * bw + xx) * bc, b_take);
             }
         }
     }
@@ -595,6 +628,8 @@ void nn_ref_unary(nn_op op, const float *x, size_t count, float *y)
 void nn_ref_prelu(const float *x, size_t count, int channels,
                   const float *alpha, float *y)
 {
+    if (channels <= 0)
+        return;
     for (size_t i0 = 0; i0 < count; i0 += (size_t)channels) {
         const int c = (int)min_size((size_t)channels, count - i0);
         const float *xr = x + i0;
@@ -607,6 +642,8 @@ void nn_ref_prelu(const float *x, size_t count, int channels,
 void nn_ref_affine(const float *x, size_t count, int channels,
                    const float *scale, const float *shift, float *y)
 {
+    if (channels <= 0)
+        return;
     for (size_t i0 = 0; i0 < count; i0 += (size_t)channels) {
         const int c = (int)min_size((size_t)channels, count - i0);
         const float *xr = x + i0;
@@ -667,6 +704,8 @@ void nn_ref_reduce(nn_op op, const float *x, const nn_shape *xs,
 
 void nn_ref_softmax(const float *x, size_t rows, int cols, float *y)
 {
+    if (cols <= 0)
+        return;
     for (size_t r = 0; r < rows; r++, x += cols, y += cols) {
         float max = x[0], sum = 0.0f;
         for (int i = 1; i < cols; i++)
