@@ -708,8 +708,14 @@ static void test_corrupt_bytes(void **state)
             break;
         }
     assert_true(sof > 0);
-    jpg[sof + 4] = 7; /* sample precision 7 bits */
+    jpg[sof + 4] = 7; /* sample precision 7 bits: invalid */
     decode_expect(jpg, jsize, NULL, FACENET_ERR_FORMAT);
+    jpg[sof + 4] = 12; /* 12 bits: valid JPEG, not for this decoder */
+    decode_expect(jpg, jsize, NULL, FACENET_ERR_UNSUPPORTED);
+    jpg[sof + 1] = 0xC3; /* lossless frame */
+    jpg[sof + 4] = 8;
+    decode_expect(jpg, jsize, NULL, FACENET_ERR_UNSUPPORTED);
+    jpg[sof + 1] = 0xC0;
     jpg[sof + 4] = 8;
     jpg[sof + 9] = 9; /* 9 components */
     decode_expect(jpg, jsize, NULL, FACENET_ERR_FORMAT);
@@ -770,7 +776,7 @@ static void test_limits_and_allow_list(void **state)
     img_rgb8_free(decode_expect(jpg, jsize, &lim, FACENET_OK));
 
     /* A PNG named .jpg decodes by its content; the file size limit holds. */
-    snprintf(path, sizeof path, "%s/facenet_test_%ld_png.jpg", tmp_dir(),
+    (void)snprintf(path, sizeof path, "%s/facenet_test_%ld_png.jpg", tmp_dir(),
              (long)getpid());
     write_file(path, png, psize);
     assert_int_equal(img_decode_file(path, NULL, &img, &err), FACENET_OK);
@@ -850,7 +856,8 @@ static void put32(uint8_t *p, uint32_t v, int be)
 static size_t make_exif(uint8_t *buf, int be, int orientation)
 {
     uint8_t *t = buf + 6;
-    memcpy(buf, "Exif\0\0", 6);
+    static const uint8_t exif_id[6] = {'E', 'x', 'i', 'f', 0, 0};
+    memcpy(buf, exif_id, sizeof exif_id);
     memcpy(t, be ? "MM" : "II", 2);
     put16(t + 2, 42, be);
     put32(t + 4, 8, be);
@@ -858,7 +865,7 @@ static size_t make_exif(uint8_t *buf, int be, int orientation)
     put16(t + 10, 0x010F, be);
     put16(t + 12, 2, be); /* ASCII */
     put32(t + 14, 4, be);
-    memcpy(t + 18, "abc", 4);
+    memcpy(t + 18, "abcd", 4);
     put16(t + 22, 0x0112, be);
     put16(t + 24, 3, be); /* SHORT */
     put32(t + 26, 1, be);
@@ -1208,14 +1215,14 @@ static void test_png_writer_round_trip(void **state)
     img_rgb8_free(back);
     free(png);
 
-    snprintf(path, sizeof path, "%s/facenet_test_%ld_out.png", tmp_dir(),
+    (void)snprintf(path, sizeof path, "%s/facenet_test_%ld_out.png", tmp_dir(),
              (long)getpid());
     assert_int_equal(img_write_png(img, path, &err), FACENET_OK);
     assert_int_equal(img_decode_file(path, NULL, &back, &err), FACENET_OK);
     assert_memory_equal(back->pixels, img->pixels, 29 * 11 * 3);
     img_rgb8_free(back);
     unlink(path);
-    snprintf(path, sizeof path, "%s/no_such_dir_%ld/x.png", tmp_dir(),
+    (void)snprintf(path, sizeof path, "%s/no_such_dir_%ld/x.png", tmp_dir(),
              (long)getpid());
     assert_int_equal(img_write_png(img, path, &err), FACENET_ERR_IO);
     assert_non_null(strstr(err.message, "no_such_dir"));

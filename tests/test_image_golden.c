@@ -60,7 +60,7 @@ static void check_resize(const char *key, int in_w, int in_h, int out_w,
     for (size_t i = 0; i < n; i++)
         got[i] = got[3 * i];
     float d3 = tu_max_abs_diff(got, want, n);
-    fprintf(stderr, "%s: max abs diff %.3g (1 channel), %.3g (RGB)\n", key,
+    (void)fprintf(stderr, "%s: max abs diff %.3g (1 channel), %.3g (RGB)\n", key,
             (double)d1, (double)d3);
     assert_true(d1 <= 1e-4f);
     assert_true(d3 <= 1e-4f);
@@ -96,10 +96,10 @@ static void test_warp_aj_cook_golden(void **state)
     (void)state;
 
     if (!lfw) {
-        fprintf(stderr, "SKIP: FACENET_LFW_DIR is not set\n");
+        (void)fprintf(stderr, "SKIP: FACENET_LFW_DIR is not set\n");
         skip();
     }
-    snprintf(path, sizeof path, "%s/AJ_Cook/AJ_Cook_0001.jpg", lfw);
+    (void)snprintf(path, sizeof path, "%s/AJ_Cook/AJ_Cook_0001.jpg", lfw);
     if (img_decode_file(path, NULL, &rgb, &err) != FACENET_OK)
         fail_msg("%s", err.message);
     root = tu_golden_json("lfw_AJ_Cook_0001.json");
@@ -112,7 +112,7 @@ static void test_warp_aj_cook_golden(void **state)
 
     assert_int_equal(img_rgb8_to_f32(rgb, &src, NULL), FACENET_OK);
     assert_int_equal(img_warp_affine(src, a, 112, 112, &crop, &err), FACENET_OK);
-    snprintf(path, sizeof path, "%s/lfw_AJ_Cook_0001_face0_aligned112_f32.npy",
+    (void)snprintf(path, sizeof path, "%s/lfw_AJ_Cook_0001_face0_aligned112_f32.npy",
              tu_golden_dir());
     float *want = tu_read_npy_f32(path, dims, &rank);
     assert_int_equal(rank, 3);
@@ -120,7 +120,7 @@ static void test_warp_aj_cook_golden(void **state)
     assert_int_equal(dims[1], 112);
     assert_int_equal(dims[2], 3);
     float d = tu_max_abs_diff(crop->data, want, 112 * 112 * 3);
-    fprintf(stderr, "AJ_Cook warp: max abs diff %.3g\n", (double)d);
+    (void)fprintf(stderr, "AJ_Cook warp: max abs diff %.3g\n", (double)d);
     assert_true(d <= 1e-3f);
 
     /* The mirrored crop is crop[:, ::-1]. */
@@ -142,7 +142,7 @@ static int lfw_path(const char *lfw, const char *image, char *path, size_t size)
     const char *us = strrchr(image, '_');
     if (!us)
         return 0;
-    snprintf(path, size, "%s/%.*s/%s", lfw, (int)(us - image), image, image);
+    (void)snprintf(path, size, "%s/%.*s/%s", lfw, (int)(us - image), image, image);
     return 1;
 }
 
@@ -179,7 +179,7 @@ static void test_decoded_size_and_mean(void **state)
         if (is_lfw)
             assert_true(lfw_path(lfw, image, path, sizeof path));
         else
-            snprintf(path, sizeof path, "%s/%s", demo, image);
+            (void)snprintf(path, sizeof path, "%s/%s", demo, image);
         /* Same file as the reference used, or the comparison means nothing. */
         assert_int_equal(fn_sha256_file(path, hex, &err), FACENET_OK);
         assert_string_equal(hex, sha);
@@ -206,14 +206,14 @@ static void test_decoded_size_and_mean(void **state)
                          (double)want[c]);
             worst = fmax(worst, fabs(mean - want[c]));
         }
-        fprintf(stderr, "%s: %dx%d, mean RGB within %.2g\n", image, img->width,
+        (void)fprintf(stderr, "%s: %dx%d, mean RGB within %.2g\n", image, img->width,
                 img->height, worst);
         checked++;
         img_rgb8_free(img);
         json_decref(root);
     }
     if (checked == 0) {
-        fprintf(stderr, "SKIP: neither FACENET_LFW_DIR nor FACENET_DEMO_DIR is set\n");
+        (void)fprintf(stderr, "SKIP: neither FACENET_LFW_DIR nor FACENET_DEMO_DIR is set\n");
         skip();
     }
 }

@@ -26,6 +26,10 @@ enum {
 
 /* Each subcommand: argv[0] is the subcommand name. Returns an exit code. */
 int cmd_models(int argc, char **argv);
+int cmd_detect(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_align(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* Print "facenet: <message>" to stderr and map the status to an exit code. */

@@ -13,6 +13,10 @@ typedef struct subcommand {
 } subcommand;
 
 static const subcommand subcommands[] = {
+    {"detect", cmd_detect, "find faces: boxes, scores, landmarks"},
+    {"align", cmd_align, "detect and align a class-per-folder dataset"},
+    {"embed", cmd_embed, "write face embeddings as JSON, CSV or .npy"},
+    {"compare", cmd_compare, "similarity matrix and same/different verdicts"},
     {"models", cmd_models, "fetch, verify and list the pinned models"},
     {"bench", cmd_bench, "time each model on one input"},
 };

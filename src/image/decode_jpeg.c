@@ -13,6 +13,10 @@
  * sync) are turned into errors. Harmless warnings (stray bytes between
  * markers, odd JFIF versions) are ignored.
  *
+ * Valid files this build cannot decode (12-bit, lossless, hierarchical)
+ * are FACENET_ERR_UNSUPPORTED; more than JPEG_MAX_SCANS scans is
+ * FACENET_ERR_LIMIT; everything else libjpeg rejects is FACENET_ERR_FORMAT.
+ *
  * Errors. libjpeg's default error handler calls exit(); ours longjmps back
  * here. Everything allocated after setjmp lives in the `jpeg_job` struct,
  * never in locals, so it is valid after the jump.
@@ -43,11 +47,20 @@ typedef struct jpeg_job {
     uint8_t *row; /* CMYK scanline buffer */
 } jpeg_job;
 
+/* Valid JPEG that this libjpeg build cannot decode (12-bit samples,
+ * lossless or hierarchical frames), as opposed to a damaged file. */
+static int is_unsupported(const struct jpeg_error_mgr *e)
+{
+    return (e->msg_code == JERR_BAD_PRECISION && e->msg_parm.i[0] == 12) ||
+           e->msg_code == JERR_SOF_UNSUPPORTED;
+}
+
 static void on_error(j_common_ptr cinfo)
 {
     jpeg_job *job = (jpeg_job *)cinfo->err;
     if (job->status == FACENET_OK)
-        job->status = FACENET_ERR_FORMAT;
+        job->status = is_unsupported(cinfo->err) ? FACENET_ERR_UNSUPPORTED
+                                                 : FACENET_ERR_FORMAT;
     if (job->message[0] == '\0')
         (*cinfo->err->format_message)(cinfo, job->message);
     longjmp(job->jump, 1);
@@ -73,7 +86,7 @@ static void on_progress(j_common_ptr cinfo)
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     if (d->input_scan_number > JPEG_MAX_SCANS) {
         job->status = FACENET_ERR_LIMIT;
-        snprintf(job->message, sizeof job->message,
+        (void)snprintf(job->message, sizeof job->message,
                  "more than %d scans", JPEG_MAX_SCANS);
         longjmp(job->jump, 1);
     }

@@ -40,7 +40,7 @@ static void on_read(png_structp png, png_bytep out, size_t length)
 {
     png_job *job = png_get_io_ptr(png);
     if (length > job->size - job->pos) {
-        snprintf(job->message, sizeof job->message,
+        (void)snprintf(job->message, sizeof job->message,
                  "truncated: needs %zu bytes at offset %zu of %zu", length,
                  job->pos, job->size);
         png_longjmp(png, 1);
@@ -53,7 +53,7 @@ static void on_error(png_structp png, png_const_charp msg)
 {
     png_job *job = png_get_error_ptr(png);
     if (job->message[0] == '\0')
-        snprintf(job->message, sizeof job->message, "%s", msg);
+        (void)snprintf(job->message, sizeof job->message, "%s", msg);
     png_longjmp(png, 1);
 }
 

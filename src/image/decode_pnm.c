@@ -49,6 +49,7 @@ static facenet_status read_number(cursor *c, const char *what, unsigned *value,
     unsigned v = 0;
     int digits = 0;
 
+    *value = 0;
     skip_space_and_comments(c);
     while (c->pos < c->size && c->data[c->pos] >= '0' &&
            c->data[c->pos] <= '9') {
@@ -103,6 +104,9 @@ static facenet_status read_raster(const uint8_t *raster, int channels,
     int wide = maxval > 255;
     size_t bytes = wide ? 2 : 1;
 
+    if (maxval == 0) /* read_header refuses it; keep the division safe */
+        return fn_fail(err, FACENET_ERR_INTERNAL, "PNM: maxval 0");
+
     for (int y = 0; y < img->height; y++) {
         uint8_t *row = img->pixels + (size_t)y * img->stride;
         for (int x = 0; x < img->width; x++) {
@@ -132,7 +136,7 @@ facenet_status img_decode_pnm(const uint8_t *data, size_t size,
                               img_rgb8 **out, facenet_error *err)
 {
     cursor c = {data, size, 2};
-    unsigned width, height, maxval;
+    unsigned width = 0, height = 0, maxval = 0;
     int channels;
     facenet_status st;
     img_rgb8 *img;

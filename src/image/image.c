@@ -96,7 +96,7 @@ facenet_status img_rgb8_to_f32(const img_rgb8 *src, img_f32 **out,
                                facenet_error *err)
 {
     facenet_status st = img_f32_new(src->width, src->height, 3, out, err);
-    if (st != FACENET_OK)
+    if (!*out) /* set exactly when st is FACENET_OK */
         return st;
     float *d = (*out)->data;
     for (int y = 0; y < src->height; y++) {
@@ -127,7 +127,7 @@ facenet_status img_f32_to_rgb8(const img_f32 *src, img_rgb8 **out,
                        "cannot convert a %d-channel image to RGB",
                        src->channels);
     st = img_rgb8_new(src->width, src->height, out, err);
-    if (st != FACENET_OK)
+    if (!*out)
         return st;
     const float *s = src->data;
     for (int y = 0; y < src->height; y++) {
@@ -240,13 +240,13 @@ facenet_status img_check_size(uint64_t width, uint64_t height,
                        "%s image is %llux%llu: a side exceeds %d pixels", what,
                        (unsigned long long)width, (unsigned long long)height,
                        IMG_MAX_SIDE);
-    if (width * height > limits->max_pixels)
+    uint64_t pixels = width * height; /* both <= 65535 */
+    if (pixels > limits->max_pixels)
         return fn_fail(err, FACENET_ERR_LIMIT,
                        "%s image is %llux%llu = %llu pixels, over the limit "
                        "of %llu",
                        what, (unsigned long long)width,
-                       (unsigned long long)height,
-                       (unsigned long long)(width * height),
+                       (unsigned long long)height, (unsigned long long)pixels,
                        (unsigned long long)limits->max_pixels);
     return FACENET_OK;
 }
@@ -343,7 +343,7 @@ facenet_status img_rgb8_apply_orientation(img_rgb8 **img, int orientation,
                                           facenet_error *err)
 {
     const img_rgb8 *src = *img;
-    img_rgb8 *dst;
+    img_rgb8 *dst = NULL;
     int swap = orientation >= 5 && orientation <= 8;
     facenet_status st;
 
@@ -351,7 +351,7 @@ facenet_status img_rgb8_apply_orientation(img_rgb8 **img, int orientation,
         return FACENET_OK;
     st = img_rgb8_new(swap ? src->height : src->width,
                       swap ? src->width : src->height, &dst, err);
-    if (st != FACENET_OK)
+    if (!dst)
         return st;
     for (int y = 0; y < dst->height; y++) {
         uint8_t *out = dst->pixels + (size_t)y * dst->stride;

@@ -54,7 +54,7 @@ static void on_error(png_structp png, png_const_charp msg)
 {
     png_sink *s = png_get_error_ptr(png);
     if (s->message[0] == '\0')
-        snprintf(s->message, sizeof s->message, "%s", msg);
+        (void)snprintf(s->message, sizeof s->message, "%s", msg);
     png_longjmp(png, 1);
 }
 

@@ -1,0 +1,38 @@
+/*
+ * cli_util.h - helpers shared by the pipeline subcommands.
+ */
+#ifndef FACENET_CLI_CLI_UTIL_H
+#define FACENET_CLI_CLI_UTIL_H
+
+#include <stddef.h>
+
+#include "facenet/facenet.h"
+
+/* A growable list of owned strings. */
+typedef struct cli_paths {
+    char **items;
+    size_t n, cap;
+} cli_paths;
+
+int cli_paths_add(cli_paths *p, const char *path);
+void cli_paths_free(cli_paths *p);
+
+/* Expand arguments: a file is taken as is; a directory contributes every
+ * image file under it (by extension: jpg, jpeg, png, webp, ppm, pgm),
+ * recursively, sorted. Returns 0 on success, -1 if an argument does not
+ * exist (reported on stderr). */
+int cli_collect_images(char **args, int n_args, cli_paths *out);
+
+/* Every regular file under dir (recursively, sorted, hidden names and
+ * *.part files skipped). */
+int cli_collect_files(const char *dir, cli_paths *out);
+
+/* The model directory: the --model-dir value when given, else the
+ * default (facenet_model_dir). Returns 0 or prints the error and returns
+ * -1. */
+int cli_model_dir(const char *option, char *buf, size_t size);
+
+/* True when the path has an image file extension. */
+int cli_is_image_name(const char *path);
+
+#endif

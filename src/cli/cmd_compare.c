@@ -1,0 +1,246 @@
+/*
+ * cmd_compare.c - `facenet compare IMG...`: the similarity matrix of the
+ * main face of each photo, and a same/different verdict per pair.
+ *
+ * One metric throughout: cosine similarity of unit embeddings (higher is
+ * more alike). facenet's scripts mixed plain L2, squared L2 and cosine;
+ * we print the squared-L2 equivalent once in the header so users of those
+ * scripts can translate.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+
+static const char compare_usage[] =
+    "usage: facenet compare [OPTIONS] IMG IMG...\n"
+    "\n"
+    "Detect the main face of each image (the one facenet's aligner would pick),\n"
+    "embed it, and print the cosine-similarity matrix and a verdict per pair:\n"
+    "'same' when the similarity is at least the model's calibrated threshold.\n"
+    "\n"
+    "  --model NAME      embedding model (default mobilefacenet; see 'facenet\n"
+    "                    models list')\n"
+    "  --flip            add the mirrored face's embedding (slower, a little\n"
+    "                    more accurate)\n"
+    "  --threshold T     override the model's threshold (cosine similarity)\n"
+    "  --json            one JSON document on stdout\n"
+    "  --model-dir DIR   model cache (default: facenet models path)\n"
+    "\n"
+    "Exit codes: 0 ok, 1 an image had no face, 2 usage, 3 models missing or\n"
+    "altered, 4 an image could not be read.\n";
+
+typedef struct compare_item {
+    const char *path;
+    int ok;          /* embedding present */
+    size_t n_faces;
+    int picked;
+    float score;
+    char error[FACENET_ERROR_MESSAGE_MAX];
+} compare_item;
+
+static int embed_one(facenet_detector *det, facenet_embedder *emb, int flip,
+                     compare_item *item, float *embedding)
+{
+    facenet_image *img = NULL;
+    facenet_face *faces = NULL;
+    size_t n = 0;
+    facenet_error err;
+    int rc = CLI_EXIT_OK;
+    facenet_status st = facenet_image_load(item->path, NULL, &img, &err);
+
+    if (st == FACENET_OK)
+        st = facenet_detect(det, img, NULL, &faces, &n, &err);
+    if (st != FACENET_OK) {
+        snprintf(item->error, sizeof item->error, "%s", err.message);
+        rc = cli_exit_code(st);
+    } else if (n == 0) {
+        snprintf(item->error, sizeof item->error, "%s: no face found", item->path);
+        rc = CLI_EXIT_PROBLEM;
+    } else {
+        item->n_faces = n;
+        item->picked = facenet_pick_face(faces, n, facenet_image_width(img),
+                                         facenet_image_height(img));
+        item->score = faces[item->picked].score;
+        st = facenet_embed(emb, img, &faces[item->picked], 1, flip, embedding, &err);
+        if (st != FACENET_OK) {
+            snprintf(item->error, sizeof item->error, "%s", err.message);
+            rc = cli_exit_code(st);
+        } else {
+            item->ok = 1;
+        }
+    }
+    free(faces);
+    facenet_image_free(img);
+    return rc;
+}
+
+static void print_text(const facenet_model_info *info, float threshold,
+                       const compare_item *items, size_t n, const float *emb, int dim)
+{
+    printf("model: %s (%d-D); metric: cosine similarity, match when >= %.3f\n"
+           "(for unit embeddings, squared L2 distance = 2 - 2 x similarity)\n\n",
+           info->name, dim, threshold);
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].ok)
+            printf("%3zu: %s (face %d of %zu, score %.3f)\n", i, items[i].path,
+                   items[i].picked, items[i].n_faces, items[i].score);
+        else
+            printf("%3zu: %s (skipped: %s)\n", i, items[i].path, items[i].error);
+    }
+    printf("\nsimilarity matrix:\n     ");
+    for (size_t j = 0; j < n; j++)
+        printf(" %7zu", j);
+    printf("\n");
+    for (size_t i = 0; i < n; i++) {
+        printf("%3zu  ", i);
+        for (size_t j = 0; j < n; j++) {
+            if (items[i].ok && items[j].ok)
+                printf(" %7.4f", facenet_similarity(emb + i * dim, emb + j * dim, dim));
+            else
+                printf(" %7s", "-");
+        }
+        printf("\n");
+    }
+    printf("\nverdicts:\n");
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            if (!items[i].ok || !items[j].ok)
+                continue;
+            float s = facenet_similarity(emb + i * dim, emb + j * dim, dim);
+            printf("  %s vs %s: %.4f %s\n", items[i].path, items[j].path, s,
+                   s >= threshold ? "SAME" : "different");
+        }
+}
+
+static void print_json(const facenet_model_info *info, float threshold,
+                       const compare_item *items, size_t n, const float *emb, int dim)
+{
+    json_t *images = json_array(), *pairs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].ok)
+            json_array_append_new(images, json_pack("{s:s,s:i,s:i,s:f}", "path", items[i].path,
+                                                    "faces", (int)items[i].n_faces, "face",
+                                                    items[i].picked, "score", items[i].score));
+        else
+            json_array_append_new(images, json_pack("{s:s,s:s}", "path", items[i].path, "error",
+                                                    items[i].error));
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            if (!items[i].ok || !items[j].ok)
+                continue;
+            float s = facenet_similarity(emb + i * dim, emb + j * dim, dim);
+            json_array_append_new(pairs, json_pack("{s:i,s:i,s:f,s:f,s:b}", "a", (int)i, "b",
+                                                   (int)j, "similarity", s, "squared_l2",
+                                                   2.0 - 2.0 * s, "same", s >= threshold));
+        }
+    json_t *doc = json_pack("{s:s,s:s,s:f,s:o,s:o}", "model", info->name, "metric", "cosine",
+                            "threshold", threshold, "images", images, "pairs", pairs);
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(7));
+    fputc('\n', stdout);
+    json_decref(doc);
+}
+
+int cmd_compare(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},     {"flip", no_argument, NULL, 'f'},
+        {"threshold", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
+        {"model-dir", required_argument, NULL, 'M'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *model = NULL, *model_dir_opt = NULL;
+    char model_dir[PATH_MAX];
+    int flip = 0, json = 0, c, rc = CLI_EXIT_OK;
+    float threshold = -2;
+    cli_paths paths = {0};
+    facenet_detector *det = NULL;
+    facenet_embedder *emb = NULL;
+    facenet_error err;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'f': flip = 1; break;
+        case 'j': json = 1; break;
+        case 'M': model_dir_opt = optarg; break;
+        case 't': {
+            char *end;
+            threshold = strtof(optarg, &end);
+            if (*end || !(threshold >= -1 && threshold <= 1)) {
+                fprintf(stderr, "facenet compare: --threshold is a cosine similarity in [-1, 1]\n");
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        }
+        case 'h': fputs(compare_usage, stdout); return CLI_EXIT_OK;
+        default: fputs(compare_usage, stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind < 1) {
+        fputs(compare_usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_collect_images(argv + optind, argc - optind, &paths) != 0) {
+        cli_paths_free(&paths);
+        return CLI_EXIT_INPUT;
+    }
+    if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0) {
+        cli_paths_free(&paths);
+        return CLI_EXIT_MODEL;
+    }
+    if (facenet_detector_create(model_dir, &det, &err) != FACENET_OK ||
+        facenet_embedder_create(model_dir, model, &emb, &err) != FACENET_OK) {
+        facenet_detector_free(det);
+        cli_paths_free(&paths);
+        return cli_report(&err);
+    }
+    const facenet_model_info *info = facenet_embedder_info(emb);
+    int dim = facenet_embedder_dim(emb);
+    if (threshold < -1) {
+        /* Fail closed: a model without a calibrated threshold gives no
+         * verdicts unless the user chooses one. */
+        if (!(info->threshold > 0)) {
+            fprintf(stderr, "facenet compare: model %s has no calibrated threshold; "
+                            "pass --threshold\n", info->name);
+            facenet_embedder_free(emb);
+            facenet_detector_free(det);
+            cli_paths_free(&paths);
+            return CLI_EXIT_USAGE;
+        }
+        threshold = info->threshold;
+    }
+    compare_item *items = calloc(paths.n, sizeof *items);
+    float *embeddings = calloc(paths.n * (size_t)dim, sizeof *embeddings);
+    if (!items || !embeddings) {
+        fprintf(stderr, "facenet compare: out of memory\n");
+        rc = CLI_EXIT_INTERNAL;
+    }
+    for (size_t i = 0; rc != CLI_EXIT_INTERNAL && i < paths.n; i++) {
+        items[i].path = paths.items[i];
+        int r = embed_one(det, emb, flip, &items[i], embeddings + i * (size_t)dim);
+        if (r != CLI_EXIT_OK) {
+            fprintf(stderr, "facenet compare: %s\n", items[i].error);
+            if (r > rc)
+                rc = r;
+        }
+    }
+    if (items && embeddings) {
+        if (json)
+            print_json(info, threshold, items, paths.n, embeddings, dim);
+        else
+            print_text(info, threshold, items, paths.n, embeddings, dim);
+    }
+    free(items);
+    free(embeddings);
+    facenet_embedder_free(emb);
+    facenet_detector_free(det);
+    cli_paths_free(&paths);
+    return rc;
+}

@@ -1,0 +1,297 @@
+/*
+ * cmd_embed.c - `facenet embed IMG...|DIR`: embeddings to JSON, CSV or .npy.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+
+static const char embed_usage[] =
+    "usage: facenet embed [OPTIONS] IMG|DIR...\n"
+    "\n"
+    "Detect faces, align them and write one unit-length embedding per face,\n"
+    "with the source path and the face index.\n"
+    "\n"
+    "  --model NAME      embedding model (default mobilefacenet)\n"
+    "  --all-faces       embed every face (default: the main face only, as\n"
+    "                    facenet's aligner picks it)\n"
+    "  --flip            add the mirrored face's embedding\n"
+    "  --format F        json (default), csv or npy\n"
+    "  -o, --output OUT  output file (default stdout; required for npy, which\n"
+    "                    also writes OUT.index.csv naming each row)\n"
+    "  --model-dir DIR   model cache (default: facenet models path)\n"
+    "\n"
+    "Embeddings are biometric templates: store them as carefully as photos.\n"
+    "Exit codes: 0 ok, 1 some images had no face, 2 usage, 3 models missing\n"
+    "or altered, 4 an image could not be read (the others are processed).\n";
+
+typedef struct embed_row {
+    char *path;
+    int face;
+    float score;
+} embed_row;
+
+typedef struct embed_out {
+    embed_row *rows;
+    float *data;
+    size_t n, cap;
+    int dim;
+} embed_out;
+
+static int add_row(embed_out *o, const char *path, int face, float score, const float *v)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        embed_row *rows = realloc(o->rows, cap * sizeof *rows);
+        if (!rows)
+            return -1;
+        o->rows = rows;
+        float *data = realloc(o->data, cap * (size_t)o->dim * sizeof *data);
+        if (!data)
+            return -1;
+        o->data = data;
+        o->cap = cap;
+    }
+    o->rows[o->n].path = strdup(path);
+    if (!o->rows[o->n].path)
+        return -1;
+    o->rows[o->n].face = face;
+    o->rows[o->n].score = score;
+    memcpy(o->data + o->n * (size_t)o->dim, v, (size_t)o->dim * sizeof *v);
+    o->n++;
+    return 0;
+}
+
+/* CSV fields: quote every path, doubling quotes, so commas are safe. */
+static void csv_path(FILE *f, const char *path)
+{
+    fputc('"', f);
+    for (const char *p = path; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int write_csv(FILE *f, const embed_out *o)
+{
+    fprintf(f, "path,face,score");
+    for (int k = 0; k < o->dim; k++)
+        fprintf(f, ",e%d", k);
+    fputc('\n', f);
+    for (size_t i = 0; i < o->n; i++) {
+        csv_path(f, o->rows[i].path);
+        fprintf(f, ",%d,%.6f", o->rows[i].face, o->rows[i].score);
+        for (int k = 0; k < o->dim; k++)
+            fprintf(f, ",%.8g", o->data[i * (size_t)o->dim + k]);
+        fputc('\n', f);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+static int write_json(FILE *f, const embed_out *o, const char *model)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < o->n; i++) {
+        json_t *v = json_array();
+        for (int k = 0; k < o->dim; k++)
+            json_array_append_new(v, json_real(o->data[i * (size_t)o->dim + k]));
+        json_array_append_new(list, json_pack("{s:s,s:i,s:f,s:o}", "path", o->rows[i].path,
+                                              "face", o->rows[i].face, "score", o->rows[i].score,
+                                              "embedding", v));
+    }
+    json_t *doc = json_pack("{s:s,s:i,s:o}", "model", model, "dim", o->dim, "embeddings", list);
+    int rc = json_dumpf(doc, f, JSON_INDENT(1) | JSON_REAL_PRECISION(8));
+    fputc('\n', f);
+    json_decref(doc);
+    return rc;
+}
+
+/* NumPy .npy v1.0: magic, header length, a dict padded to 64 bytes. */
+static int write_npy(const char *path, const embed_out *o)
+{
+    char header[128];
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int len = snprintf(header, sizeof header,
+                       "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d), }", o->n,
+                       o->dim);
+    int total = 10 + len + 1;
+    int pad = (64 - total % 64) % 64;
+    unsigned short hlen = (unsigned short)(len + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hlen & 0xff, f);
+    fputc(hlen >> 8, f);
+    fwrite(header, 1, (size_t)len, f);
+    for (int i = 0; i < pad; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    fwrite(o->data, sizeof(float), o->n * (size_t)o->dim, f);
+    int rc = ferror(f) ? -1 : 0;
+    if (fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+static int write_npy_index(const char *npy_path, const embed_out *o)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s.index.csv", npy_path);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "row,path,face,score\n");
+    for (size_t i = 0; i < o->n; i++) {
+        fprintf(f, "%zu,", i);
+        csv_path(f, o->rows[i].path);
+        fprintf(f, ",%d,%.6f\n", o->rows[i].face, o->rows[i].score);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static facenet_status fn_cli_oom(facenet_error *err)
+{
+    err->code = FACENET_ERR_NO_MEMORY;
+    snprintf(err->message, sizeof err->message, "out of memory");
+    return FACENET_ERR_NO_MEMORY;
+}
+
+static int embed_image(facenet_detector *det, facenet_embedder *emb, const char *path,
+                       int all_faces, int flip, embed_out *out)
+{
+    facenet_image *img = NULL;
+    facenet_face *faces = NULL;
+    size_t n = 0;
+    facenet_error err;
+    int rc = CLI_EXIT_OK;
+    facenet_status st = facenet_image_load(path, NULL, &img, &err);
+
+    if (st == FACENET_OK)
+        st = facenet_detect(det, img, NULL, &faces, &n, &err);
+    if (st == FACENET_OK && n == 0) {
+        fprintf(stderr, "facenet embed: %s: no face found\n", path);
+        rc = CLI_EXIT_PROBLEM;
+    } else if (st == FACENET_OK) {
+        size_t first = 0, count = n;
+        if (!all_faces) {
+            first = (size_t)facenet_pick_face(faces, n, facenet_image_width(img),
+                                              facenet_image_height(img));
+            count = 1;
+        }
+        float *v = malloc(count * (size_t)out->dim * sizeof *v);
+        if (!v)
+            st = fn_cli_oom(&err);
+        if (st == FACENET_OK)
+            st = facenet_embed(emb, img, faces + first, count, flip, v, &err);
+        for (size_t i = 0; st == FACENET_OK && i < count; i++)
+            if (add_row(out, path, (int)(first + i), faces[first + i].score,
+                        v + i * (size_t)out->dim) != 0)
+                st = fn_cli_oom(&err);
+        free(v);
+    }
+    if (st != FACENET_OK) {
+        fprintf(stderr, "facenet embed: %s\n", err.message);
+        rc = cli_exit_code(st);
+    }
+    free(faces);
+    facenet_image_free(img);
+    return rc;
+}
+
+int cmd_embed(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},  {"all-faces", no_argument, NULL, 'a'},
+        {"flip", no_argument, NULL, 'f'},         {"format", required_argument, NULL, 'F'},
+        {"output", required_argument, NULL, 'o'}, {"model-dir", required_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *model = NULL, *model_dir_opt = NULL, *format = "json", *output = NULL;
+    char model_dir[PATH_MAX];
+    int all_faces = 0, flip = 0, c, rc = CLI_EXIT_OK;
+    cli_paths paths = {0};
+    facenet_detector *det = NULL;
+    facenet_embedder *emb = NULL;
+    facenet_error err;
+    embed_out out = {0};
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'a': all_faces = 1; break;
+        case 'f': flip = 1; break;
+        case 'F': format = optarg; break;
+        case 'o': output = optarg; break;
+        case 'M': model_dir_opt = optarg; break;
+        case 'h': fputs(embed_usage, stdout); return CLI_EXIT_OK;
+        default: fputs(embed_usage, stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0 && strcmp(format, "npy") != 0) {
+        fprintf(stderr, "facenet embed: --format is json, csv or npy\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(format, "npy") == 0 && !output) {
+        fprintf(stderr, "facenet embed: --format npy needs --output FILE\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (optind >= argc) {
+        fputs(embed_usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_collect_images(argv + optind, argc - optind, &paths) != 0) {
+        cli_paths_free(&paths);
+        return CLI_EXIT_INPUT;
+    }
+    if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0) {
+        cli_paths_free(&paths);
+        return CLI_EXIT_MODEL;
+    }
+    if (facenet_detector_create(model_dir, &det, &err) != FACENET_OK ||
+        facenet_embedder_create(model_dir, model, &emb, &err) != FACENET_OK) {
+        facenet_detector_free(det);
+        cli_paths_free(&paths);
+        return cli_report(&err);
+    }
+    out.dim = facenet_embedder_dim(emb);
+    for (size_t i = 0; i < paths.n; i++) {
+        int r = embed_image(det, emb, paths.items[i], all_faces, flip, &out);
+        if (r > rc)
+            rc = r;
+    }
+    int wrc = 0;
+    if (strcmp(format, "npy") == 0) {
+        wrc = write_npy(output, &out);
+        if (wrc == 0)
+            wrc = write_npy_index(output, &out);
+    } else {
+        FILE *f = output ? fopen(output, "w") : stdout;
+        if (!f) {
+            wrc = -1;
+        } else {
+            wrc = strcmp(format, "csv") == 0 ? write_csv(f, &out)
+                                             : write_json(f, &out, facenet_embedder_info(emb)->name);
+            if (output && fclose(f) != 0)
+                wrc = -1;
+        }
+    }
+    if (wrc != 0) {
+        fprintf(stderr, "facenet embed: cannot write %s\n", output ? output : "stdout");
+        rc = CLI_EXIT_INTERNAL;
+    }
+    for (size_t i = 0; i < out.n; i++)
+        free(out.rows[i].path);
+    free(out.rows);
+    free(out.data);
+    facenet_embedder_free(emb);
+    facenet_detector_free(det);
+    cli_paths_free(&paths);
+    return rc;
+}
