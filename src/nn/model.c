@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/fileio.h"
 #include "nn/exec.h"
+#include "nn/fuse.h"
 #include "nn/graph.h"
 #include "nn/import/import.h"
 
@@ -67,16 +68,23 @@ static facenet_status import_bytes(const char *path, facenet_model_format format
     return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "unknown model format %d", (int)format);
 }
 
+/* Takes ownership of `graph`: fuse it (the importers write out PReLU,
+ * softmax and batch norm op by op), then prepare the weights. */
 static facenet_status finish_model(nn_graph *graph, facenet_model **out,
                                    facenet_error *err)
 {
+    nn_graph *fused = NULL;
+    facenet_status st = nn_fuse(graph, &fused, NULL, err);
+    nn_graph_free(graph);
+    if (st != FACENET_OK)
+        return st;
     facenet_model *m = calloc(1, sizeof *m);
     if (!m) {
-        nn_graph_free(graph);
+        nn_graph_free(fused);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory loading a model");
     }
-    m->graph = graph;
-    facenet_status st = nn_weights_prepare(graph, &m->weights, err);
+    m->graph = fused;
+    st = nn_weights_prepare(fused, &m->weights, err);
     if (st != FACENET_OK) {
         facenet_model_free(m);
         return st;
