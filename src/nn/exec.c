@@ -1,6 +1,7 @@
 /*
- * exec.c - the executor: plan memory once per input shape, then call the
- * reference kernels node by node.
+ * exec.c - the executor: plan memory once per input shape, then run node
+ * by node: the heavy layers on the weights' backend (with a following PRELU
+ * as their epilogue), everything else on the reference kernels.
  */
 #include "nn/exec.h"
 
@@ -15,38 +16,141 @@
 #define ARENA_ALIGN 16
 #define NOT_IN_ARENA ((size_t)-1)
 
-facenet_status nn_weights_prepare(const nn_graph *g, nn_weights *w,
-                                  facenet_error *err)
+/* The PRELU node that may run as node i's epilogue, or NN_NONE. */
+static int foldable_prelu(const nn_graph *g, int i, const int *readers)
 {
-    w->n_nodes = g->n_nodes;
-    w->packed = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *w->packed);
-    if (!w->packed)
-        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing weights");
-    for (int i = 0; i < g->n_nodes; i++) {
-        const nn_node *n = &g->nodes[i];
-        if (n->op != NN_OP_CONV2D)
+    const nn_node *n = &g->nodes[i];
+    if (n->op != NN_OP_CONV2D && n->op != NN_OP_DEPTHWISE_CONV2D &&
+        n->op != NN_OP_FULLY_CONNECTED)
+        return NN_NONE;
+    if (readers[n->output] != 1)
+        return NN_NONE;
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] == n->output)
+            return NN_NONE;
+    for (int j = i + 1; j < g->n_nodes; j++) {
+        const nn_node *p = &g->nodes[j];
+        if (p->inputs[0] != n->output && (p->n_inputs < 2 || p->inputs[1] != n->output) &&
+            (p->n_inputs < 3 || p->inputs[2] != n->output))
             continue;
-        const nn_value *wv = &g->values[n->inputs[1]];
-        size_t count = nn_shape_count(&wv->shape);
-        w->packed[i] = malloc(count * sizeof(float));
-        if (!w->packed[i]) {
-            nn_weights_free(w);
-            return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing weights");
-        }
-        nn_ref_conv2d_pack(wv->data, wv->shape.dims[0], wv->shape.dims[1],
-                           wv->shape.dims[2], wv->shape.dims[3], w->packed[i]);
+        /* j is the one reader */
+        const nn_shape *out = &g->values[n->output].shape;
+        const nn_value *alpha = p->n_inputs == 2 ? &g->values[p->inputs[1]] : NULL;
+        if (p->op != NN_OP_PRELU || p->inputs[0] != n->output || !alpha || !alpha->data ||
+            out->rank < 1 || nn_shape_count(&alpha->shape) != (size_t)out->dims[out->rank - 1])
+            return NN_NONE;
+        return j;
     }
+    return NN_NONE;
+}
+
+static facenet_status plan_epilogues(const nn_graph *g, nn_weights *w, facenet_error *err)
+{
+    int *readers = calloc((size_t)g->n_values, sizeof *readers);
+    if (!readers)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing weights");
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] != NN_NONE)
+                readers[g->nodes[i].inputs[k]]++;
+    w->n_steps = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        w->epilogue[i] = NN_NONE;
+        if (w->folded[i])
+            continue;
+        w->n_steps++;
+        int j = foldable_prelu(g, i, readers);
+        if (j != NN_NONE) {
+            w->epilogue[i] = j;
+            w->folded[j] = 1;
+        }
+    }
+    free(readers);
     return FACENET_OK;
+}
+
+static facenet_status prepare_layer(const nn_graph *g, int i, nn_weights *w,
+                                    facenet_error *err)
+{
+    const nn_node *n = &g->nodes[i];
+    const nn_shape *ws = &g->values[n->inputs[1]].shape;
+    nn_layer_params p;
+
+    memset(&p, 0, sizeof p);
+    p.op = n->op;
+    p.weights = g->values[n->inputs[1]].data;
+    if (n->op == NN_OP_FULLY_CONNECTED) {
+        p.out_c = ws->dims[0];
+        p.kernel_h = p.kernel_w = 1;
+        p.in_c = ws->dims[1];
+    } else if (n->op == NN_OP_DEPTHWISE_CONV2D) {
+        p.out_c = p.in_c = ws->dims[3];
+        p.kernel_h = ws->dims[1];
+        p.kernel_w = ws->dims[2];
+    } else {
+        p.out_c = ws->dims[0];
+        p.kernel_h = ws->dims[1];
+        p.kernel_w = ws->dims[2];
+        p.in_c = ws->dims[3];
+    }
+    if (n->n_inputs > 2 && n->inputs[2] != NN_NONE)
+        p.bias = g->values[n->inputs[2]].data;
+    if (w->epilogue[i] != NN_NONE)
+        p.prelu = g->values[g->nodes[w->epilogue[i]].inputs[1]].data;
+    w->prepared[i] = w->backend->prepare(&p);
+    if (!w->prepared[i])
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing the weights of '%s'",
+                       g->values[n->output].name ? g->values[n->output].name : "?");
+    return FACENET_OK;
+}
+
+facenet_status nn_weights_prepare_backend(const nn_graph *g, const nn_backend *backend,
+                                          nn_weights *w, facenet_error *err)
+{
+    const size_t n = (size_t)(g->n_nodes ? g->n_nodes : 1);
+    facenet_status st;
+
+    memset(w, 0, sizeof *w);
+    if (!backend || !backend->available())
+        return fn_fail(err, FACENET_ERR_UNSUPPORTED, "backend '%s' cannot run on this CPU",
+                       backend ? backend->name : "(none)");
+    w->backend = backend;
+    w->n_nodes = g->n_nodes;
+    w->prepared = calloc(n, sizeof *w->prepared);
+    w->epilogue = calloc(n, sizeof *w->epilogue);
+    w->folded = calloc(n, 1);
+    if (!w->prepared || !w->epilogue || !w->folded) {
+        nn_weights_free(w);
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory preparing weights");
+    }
+    st = plan_epilogues(g, w, err);
+    for (int i = 0; st == FACENET_OK && i < g->n_nodes; i++) {
+        nn_op op = g->nodes[i].op;
+        if (op == NN_OP_CONV2D || op == NN_OP_DEPTHWISE_CONV2D || op == NN_OP_FULLY_CONNECTED)
+            st = prepare_layer(g, i, w, err);
+    }
+    if (st != FACENET_OK)
+        nn_weights_free(w);
+    return st;
+}
+
+facenet_status nn_weights_prepare(const nn_graph *g, nn_weights *w, facenet_error *err)
+{
+    return nn_weights_prepare_backend(g, &nn_backend_reference, w, err);
 }
 
 void nn_weights_free(nn_weights *w)
 {
-    if (!w || !w->packed)
+    if (!w)
         return;
-    for (int i = 0; i < w->n_nodes; i++)
-        free(w->packed[i]);
-    free(w->packed);
-    w->packed = NULL;
+    if (w->prepared)
+        for (int i = 0; i < w->n_nodes; i++)
+            if (w->prepared[i])
+                w->backend->release(w->prepared[i]);
+    free(w->prepared);
+    free(w->epilogue);
+    free(w->folded);
+    memset(w, 0, sizeof *w);
 }
 
 facenet_status nn_exec_init(nn_exec *e, const nn_graph *g, const nn_weights *w,
@@ -107,15 +211,21 @@ static void conv_geom(const nn_node *n, const nn_shape *x, const nn_shape *y,
     nn_resolve_padding(mode, geom->in_w, kw, sw, eb_w, ea_w, &geom->pad_left, &after, &out);
 }
 
-static size_t node_scratch(const nn_graph *g, const nn_node *n,
-                           const nn_shape *shapes)
+static size_t node_scratch(const nn_exec *e, const nn_node *n, int threads)
 {
     if (n->op != NN_OP_CONV2D)
         return 0;
     nn_conv_geom geom;
-    const nn_shape *w = &g->values[n->inputs[1]].shape;
-    conv_geom(n, &shapes[n->inputs[0]], &shapes[n->output], w->dims[1], w->dims[2], &geom);
-    return nn_ref_conv2d_scratch_floats(&geom);
+    const nn_shape *w = &e->graph->values[n->inputs[1]].shape;
+    conv_geom(n, &e->shapes[n->inputs[0]], &e->shapes[n->output], w->dims[1], w->dims[2], &geom);
+    return e->weights->backend->conv2d_scratch(&geom, threads);
+}
+
+/* The value a node's step writes: its own output, or that of the PRELU
+ * folded into it. */
+static int step_output(const nn_weights *w, const nn_graph *g, int i)
+{
+    return w->epilogue[i] != NN_NONE ? g->nodes[w->epilogue[i]].output : g->nodes[i].output;
 }
 
 typedef struct block {
@@ -162,6 +272,8 @@ static void remove_value(block *live, int *n_live, int value)
 static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err)
 {
     const nn_graph *g = e->graph;
+    const nn_weights *w = e->weights;
+    const int threads = nn_pool_threads(e->pool);
     facenet_status st;
     int *last_use = NULL;
     block *live = NULL;
@@ -184,7 +296,7 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
         e->offsets[i] = NOT_IN_ARENA;
     }
     for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+        for (int k = 0; k < g->nodes[i].n_inputs && !w->folded[i]; k++)
             if (g->nodes[i].inputs[k] != NN_NONE)
                 last_use[g->nodes[i].inputs[k]] = i;
     for (int k = 0; k < g->n_outputs; k++)
@@ -192,14 +304,17 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
 
     for (int i = 0; i < g->n_nodes; i++) {
         const nn_node *n = &g->nodes[i];
-        size_t count = nn_shape_count(&e->shapes[n->output]);
+        if (w->folded[i])
+            continue;
+        const int out_id = step_output(w, g, i);
+        size_t count = nn_shape_count(&e->shapes[out_id]);
         size_t size = (count + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-        block b = {first_fit(live, n_live, size), size, n->output};
+        block b = {first_fit(live, n_live, size), size, out_id};
         insert_sorted(live, &n_live, b);
-        e->offsets[n->output] = b.offset;
+        e->offsets[out_id] = b.offset;
         if (b.offset + size > arena)
             arena = b.offset + size;
-        size_t s = node_scratch(g, n, e->shapes);
+        size_t s = node_scratch(e, n, threads);
         if (s > scratch)
             scratch = s;
         /* Inputs read for the last time here give their space back; so
@@ -209,8 +324,8 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
             if (id != NN_NONE && last_use[id] == i && e->offsets[id] != NOT_IN_ARENA)
                 remove_value(live, &n_live, id);
         }
-        if (last_use[n->output] < 0)
-            remove_value(live, &n_live, n->output);
+        if (last_use[out_id] < 0)
+            remove_value(live, &n_live, out_id);
     }
     free(last_use);
     free(live);
@@ -232,8 +347,14 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
         e->scratch_floats = scratch;
     }
     e->input_shape = *input;
+    e->plan_threads = threads;
     e->planned = 1;
     return FACENET_OK;
+}
+
+void nn_exec_set_pool(nn_exec *e, nn_pool *pool)
+{
+    e->pool = pool;
 }
 
 const float *nn_exec_value(const nn_exec *e, int id)
@@ -267,10 +388,11 @@ static int last_dim(const nn_shape *s)
 static void run_node(nn_exec *e, int index)
 {
     const nn_graph *g = e->graph;
+    const nn_weights *w = e->weights;
     const nn_node *n = &g->nodes[index];
     const float *x = nn_exec_value(e, n->inputs[0]);
     const nn_shape *xs = &e->shapes[n->inputs[0]];
-    float *y = e->arena + e->offsets[n->output];
+    float *y = e->arena + e->offsets[step_output(w, g, index)];
     const nn_shape *ys = &e->shapes[n->output];
     const float *in1 = n->n_inputs > 1 && n->inputs[1] != NN_NONE ? nn_exec_value(e, n->inputs[1]) : NULL;
     const float *in2 = n->n_inputs > 2 && n->inputs[2] != NN_NONE ? nn_exec_value(e, n->inputs[2]) : NULL;
@@ -279,15 +401,15 @@ static void run_node(nn_exec *e, int index)
 
     switch (n->op) {
     case NN_OP_CONV2D: {
-        const nn_shape *w = &g->values[n->inputs[1]].shape;
-        conv_geom(n, xs, ys, w->dims[1], w->dims[2], &geom);
-        nn_ref_conv2d(&geom, x, e->weights->packed[index], in2, e->scratch, y);
+        const nn_shape *ws = &g->values[n->inputs[1]].shape;
+        conv_geom(n, xs, ys, ws->dims[1], ws->dims[2], &geom);
+        w->backend->conv2d(&geom, x, w->prepared[index], e->scratch, y, e->pool);
         break;
     }
     case NN_OP_DEPTHWISE_CONV2D: {
-        const nn_shape *w = &g->values[n->inputs[1]].shape;
-        conv_geom(n, xs, ys, w->dims[1], w->dims[2], &geom);
-        nn_ref_depthwise_conv2d(&geom, x, in1, in2, y);
+        const nn_shape *ws = &g->values[n->inputs[1]].shape;
+        conv_geom(n, xs, ys, ws->dims[1], ws->dims[2], &geom);
+        w->backend->depthwise(&geom, x, w->prepared[index], y, e->pool);
         break;
     }
     case NN_OP_MAX_POOL2D:
@@ -299,9 +421,9 @@ static void run_node(nn_exec *e, int index)
             nn_ref_avg_pool2d(&geom, x, y);
         break;
     case NN_OP_FULLY_CONNECTED: {
-        const nn_shape *w = &g->values[n->inputs[1]].shape;
-        nn_ref_fully_connected(xs->dims[0], w->dims[1], w->dims[0], x, in1, in2,
-                               n->attrs.act, y);
+        const nn_shape *ws = &g->values[n->inputs[1]].shape;
+        w->backend->fully_connected(xs->dims[0], ws->dims[1], ws->dims[0], n->attrs.act, x,
+                                    w->prepared[index], y, e->pool);
         break;
     }
     case NN_OP_ADD:
@@ -349,14 +471,16 @@ facenet_status nn_exec_run(nn_exec *e, const float *input,
 {
     if (!input)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "no input data");
-    if (!e->planned || !nn_shape_equal(&e->input_shape, input_shape)) {
+    if (!e->planned || !nn_shape_equal(&e->input_shape, input_shape) ||
+        e->plan_threads != nn_pool_threads(e->pool)) {
         facenet_status st = plan(e, input_shape, err);
         if (st != FACENET_OK)
             return st;
     }
     e->input = input;
     for (int i = 0; i < e->graph->n_nodes; i++)
-        run_node(e, i);
+        if (!e->weights->folded[i])
+            run_node(e, i);
     e->input = NULL;
     return FACENET_OK;
 }

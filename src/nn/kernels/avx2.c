@@ -1,0 +1,538 @@
+/*
+ * avx2.c - the "avx2" backend: AVX2 + FMA kernels for x86-64.
+ *
+ * The library is built for baseline x86-64; only the functions here are
+ * compiled for AVX2 + FMA (target attributes), and the backend reports
+ * itself available only when the CPU has both, so the same binary runs
+ * anywhere. On other architectures this file defines a backend that is
+ * never available.
+ *
+ * Convolution and fully connected layers are one GEMM, C[M][N] = A[M][K] *
+ * B[K][N] with M output pixels, K = KH*KW*I and N output channels:
+ *   - B (the weights) is packed at load into panels of 16 output channels,
+ *     K x 16 floats each, zero-padded past N, 64-byte aligned;
+ *   - A is the NHWC input itself for 1x1 stride-1 convolutions and fully
+ *     connected layers, else an im2col block built per task;
+ *   - a 6 x 16 micro-kernel keeps 12 accumulators in registers (6 rows x
+ *     two 8-float vectors), loading two vectors of B and broadcasting one
+ *     float of A per row at each k;
+ *   - K is cut into slices of GEMM_KC so a slice of a B panel (16 KiB)
+ *     stays in L1 while the micro-kernel sweeps the rows of a block;
+ *   - the epilogue (bias is the accumulators' start value, then the
+ *     activation, then a fused PReLU) runs on the registers before the one
+ *     store, so a layer reads and writes its output once.
+ * Work is split into tasks of (block of rows) x (group of panels), which
+ * the thread pool spreads over its threads.
+ *
+ * Depthwise convolution runs per output pixel over channel vectors, with
+ * the bias, activation and PReLU in registers as well.
+ */
+#include "nn/backend.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#else
+#define HAVE_AVX2 0
+#endif
+
+#define GEMM_MR 6
+#define GEMM_NR 16
+#define GEMM_KC 256
+/* Rows per task for 1x1 layers; im2col layers use as many rows as fit
+ * IM2COL_FLOATS (per thread) so the block stays in L2. */
+#define GEMM_MC 96
+#define IM2COL_FLOATS 24576
+#define ALIGN_FLOATS 16 /* 64 bytes */
+
+typedef struct avx_layer {
+    nn_op op;
+    int out_c, kernel_h, kernel_w, in_c;
+    int k_dim;    /* GEMM K                                */
+    int panels;   /* GEMM: ceil(out_c / 16)                */
+    int c_pad;    /* depthwise: out_c rounded up to 8      */
+    float *w;     /* GEMM: packed panels; depthwise: [KH][KW][c_pad] */
+    float *bias;  /* padded with zeros                     */
+    float *alpha; /* padded PReLU slopes, or NULL          */
+} avx_layer;
+
+static size_t round_up(size_t v, size_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+static int max_int(int a, int b) { return a > b ? a : b; }
+
+/* 64-byte aligned, zeroed. */
+static float *alloc_floats(size_t n)
+{
+    size_t bytes = round_up(n * sizeof(float) + 1, 64);
+    float *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+static void avx_release(void *prepared)
+{
+    avx_layer *l = prepared;
+    if (!l)
+        return;
+    free(l->w);
+    free(l->bias);
+    free(l->alpha);
+    free(l);
+}
+
+static void *avx_prepare(const nn_layer_params *p)
+{
+    avx_layer *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->op = p->op;
+    l->out_c = p->out_c;
+    l->kernel_h = p->kernel_h;
+    l->kernel_w = p->kernel_w;
+    l->in_c = p->in_c;
+    const size_t taps = (size_t)p->kernel_h * p->kernel_w;
+    size_t padded;
+
+    if (p->op == NN_OP_DEPTHWISE_CONV2D) {
+        l->c_pad = (int)round_up((size_t)p->out_c, 8);
+        padded = (size_t)l->c_pad;
+        l->w = alloc_floats(taps * padded);
+        if (l->w)
+            for (size_t t = 0; t < taps; t++)
+                memcpy(l->w + t * padded, p->weights + t * (size_t)p->out_c,
+                       (size_t)p->out_c * sizeof(float));
+    } else {
+        /* OHWI (and FC's [O, I]) rows are already K-contiguous per output
+         * channel; panel p holds k-major rows of 16 channels. */
+        l->k_dim = (int)(taps * (size_t)p->in_c);
+        l->panels = (p->out_c + GEMM_NR - 1) / GEMM_NR;
+        padded = (size_t)l->panels * GEMM_NR;
+        l->w = alloc_floats(padded * (size_t)l->k_dim);
+        if (l->w)
+            for (int o = 0; o < p->out_c; o++) {
+                float *panel = l->w + (size_t)(o / GEMM_NR) * l->k_dim * GEMM_NR;
+                const float *src = p->weights + (size_t)o * l->k_dim;
+                for (int k = 0; k < l->k_dim; k++)
+                    panel[(size_t)k * GEMM_NR + o % GEMM_NR] = src[k];
+            }
+    }
+    l->bias = alloc_floats(padded);
+    if (p->prelu)
+        l->alpha = alloc_floats(padded);
+    if (!l->w || !l->bias || (p->prelu && !l->alpha)) {
+        avx_release(l);
+        return NULL;
+    }
+    if (p->bias)
+        memcpy(l->bias, p->bias, (size_t)p->out_c * sizeof(float));
+    if (p->prelu)
+        memcpy(l->alpha, p->prelu, (size_t)p->out_c * sizeof(float));
+    return l;
+}
+
+/* ---- geometry shared by every architecture ------------------------------ */
+
+static int conv_is_pointwise(const nn_conv_geom *g)
+{
+    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
+           g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h && g->out_w == g->in_w;
+}
+
+static int im2col_rows_per_task(int k_dim)
+{
+    int rows = IM2COL_FLOATS / max_int(k_dim, 1);
+    rows -= rows % GEMM_MR;
+    return min_int(max_int(rows, GEMM_MR), GEMM_MC);
+}
+
+static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
+{
+    if (conv_is_pointwise(g))
+        return 0;
+    const int k_dim = g->kernel_h * g->kernel_w * g->in_c;
+    return (size_t)threads * (round_up((size_t)im2col_rows_per_task(k_dim) * k_dim, ALIGN_FLOATS));
+}
+
+#if HAVE_AVX2
+
+static int avx_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* ---- GEMM ------------------------------------------------------------------- */
+
+typedef struct epilogue {
+    const float *bias;  /* 16 floats at the panel (padded) */
+    const float *alpha; /* 16 floats or NULL               */
+    nn_activation act;
+} epilogue;
+
+static const int32_t mask_source[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+AVX2_TARGET static inline __m256i lane_mask(int valid)
+{
+    valid = valid < 0 ? 0 : valid > 8 ? 8 : valid;
+    return _mm256_loadu_si256((const __m256i *)(mask_source + 8 - valid));
+}
+
+AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float *alpha)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    if (act != NN_ACT_NONE) {
+        v = _mm256_max_ps(v, zero);
+        if (act == NN_ACT_RELU6)
+            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
+    }
+    if (alpha)
+        v = _mm256_fmadd_ps(_mm256_load_ps(alpha), _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
+    return v;
+}
+
+/* One 6 x 16 tile of C over a K slice of kc. mr (1..6) rows and nr (1..16)
+ * columns are valid; missing rows repeat the last valid one (harmless
+ * duplicate work, never stored). `first`: start from the bias, else from
+ * C; `last`: apply the epilogue. */
+AVX2_TARGET static void micro_6x16(int mr, int nr, int kc, const float *a, size_t lda,
+                                   const float *b, float *c, size_t ldc, int first, int last,
+                                   const epilogue *ep)
+{
+    const float *ar[GEMM_MR];
+    float *cr[GEMM_MR];
+    for (int r = 0; r < GEMM_MR; r++) {
+        const int rr = r < mr ? r : mr - 1;
+        ar[r] = a + (size_t)rr * lda;
+        cr[r] = c + (size_t)rr * ldc;
+    }
+    const int full = nr == GEMM_NR;
+    const __m256i m0 = lane_mask(nr), m1 = lane_mask(nr - 8);
+    __m256 acc[GEMM_MR][2];
+
+    if (first) {
+        const __m256 b0 = _mm256_load_ps(ep->bias), b1 = _mm256_load_ps(ep->bias + 8);
+        for (int r = 0; r < GEMM_MR; r++) {
+            acc[r][0] = b0;
+            acc[r][1] = b1;
+        }
+    } else {
+        for (int r = 0; r < GEMM_MR; r++) {
+            acc[r][0] = full ? _mm256_loadu_ps(cr[r]) : _mm256_maskload_ps(cr[r], m0);
+            acc[r][1] = full ? _mm256_loadu_ps(cr[r] + 8) : _mm256_maskload_ps(cr[r] + 8, m1);
+        }
+    }
+    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+    __m256 c00 = acc[0][0], c01 = acc[0][1], c10 = acc[1][0], c11 = acc[1][1];
+    __m256 c20 = acc[2][0], c21 = acc[2][1], c30 = acc[3][0], c31 = acc[3][1];
+    __m256 c40 = acc[4][0], c41 = acc[4][1], c50 = acc[5][0], c51 = acc[5][1];
+    for (int k = 0; k < kc; k++, b += GEMM_NR) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 av = _mm256_broadcast_ss(a0 + k);
+        c00 = _mm256_fmadd_ps(av, b0, c00);
+        c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a1 + k);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a2 + k);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a3 + k);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a4 + k);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a5 + k);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+    }
+    acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11;
+    acc[2][0] = c20; acc[2][1] = c21; acc[3][0] = c30; acc[3][1] = c31;
+    acc[4][0] = c40; acc[4][1] = c41; acc[5][0] = c50; acc[5][1] = c51;
+    for (int r = 0; r < mr; r++) {
+        __m256 v0 = acc[r][0], v1 = acc[r][1];
+        if (last) {
+            v0 = finish(v0, ep->act, ep->alpha);
+            v1 = finish(v1, ep->act, ep->alpha ? ep->alpha + 8 : NULL);
+        }
+        if (full) {
+            _mm256_storeu_ps(cr[r], v0);
+            _mm256_storeu_ps(cr[r] + 8, v1);
+        } else {
+            _mm256_maskstore_ps(cr[r], m0, v0);
+            _mm256_maskstore_ps(cr[r] + 8, m1, v1);
+        }
+    }
+}
+
+/* C[rows][panels p0..p1) = A[rows][K] * B, A with row stride lda. */
+AVX2_TARGET static void gemm_block(const avx_layer *l, nn_activation act, int rows,
+                                   const float *a, size_t lda, int p0, int p1, float *c,
+                                   size_t ldc)
+{
+    const int k_dim = l->k_dim;
+    for (int k0 = 0; k0 < k_dim; k0 += GEMM_KC) {
+        const int kc = min_int(GEMM_KC, k_dim - k0);
+        for (int p = p0; p < p1; p++) {
+            const float *bp = l->w + ((size_t)p * k_dim + k0) * GEMM_NR;
+            const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+            epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL, act};
+            for (int m = 0; m < rows; m += GEMM_MR)
+                micro_6x16(min_int(GEMM_MR, rows - m), nr, kc, a + (size_t)m * lda + k0, lda, bp,
+                           c + (size_t)m * ldc + (size_t)p * GEMM_NR, ldc, k0 == 0,
+                           k0 + kc == k_dim, &ep);
+        }
+    }
+}
+
+/* ---- convolution ------------------------------------------------------------ */
+
+/* im2col rows [row0, row0 + rows) into cols (row stride K): row m is output
+ * pixel m (NHWC order), its K values the KH x KW x I window, zeros where
+ * the window hangs over the padding. */
+static void im2col(const nn_conv_geom *g, const float *x, int row0, int rows, float *cols)
+{
+    const size_t in_c = (size_t)g->in_c;
+    const size_t k_dim = (size_t)g->kernel_h * g->kernel_w * in_c;
+    const int plane = g->out_h * g->out_w;
+
+    for (int r = 0; r < rows; r++) {
+        const int m = row0 + r, b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
+        const float *image = x + (size_t)b * g->in_h * g->in_w * in_c;
+        float *dst = cols + (size_t)r * k_dim;
+        const int iy0 = oy * g->stride_h - g->pad_top, ix0 = ox * g->stride_w - g->pad_left;
+        const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+        for (int ky = 0; ky < g->kernel_h; ky++, dst += (size_t)g->kernel_w * in_c) {
+            const int iy = iy0 + ky;
+            if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
+                memset(dst, 0, (size_t)g->kernel_w * in_c * sizeof(float));
+                continue;
+            }
+            if (kx_lo > 0)
+                memset(dst, 0, (size_t)kx_lo * in_c * sizeof(float));
+            memcpy(dst + (size_t)kx_lo * in_c,
+                   image + ((size_t)iy * g->in_w + (size_t)(ix0 + kx_lo)) * in_c,
+                   (size_t)(kx_hi - kx_lo) * in_c * sizeof(float));
+            if (kx_hi < g->kernel_w)
+                memset(dst + (size_t)kx_hi * in_c, 0,
+                       (size_t)(g->kernel_w - kx_hi) * in_c * sizeof(float));
+        }
+    }
+}
+
+typedef struct gemm_job {
+    const avx_layer *l;
+    const nn_conv_geom *g; /* NULL: A is x itself (1x1 conv, FC) */
+    nn_activation act;
+    const float *x;
+    size_t lda;
+    float *y;
+    int rows, block_rows, groups;
+    float *scratch;
+    size_t scratch_per_thread;
+} gemm_job;
+
+static void gemm_task(void *ctx, int task, int thread)
+{
+    const gemm_job *j = ctx;
+    const int rb = task / j->groups, pg = task % j->groups;
+    const int row0 = rb * j->block_rows, rows = min_int(j->block_rows, j->rows - row0);
+    const int p0 = (int)((long long)j->l->panels * pg / j->groups);
+    const int p1 = (int)((long long)j->l->panels * (pg + 1) / j->groups);
+    const float *a;
+    size_t lda;
+
+    if (j->g) {
+        float *cols = j->scratch + (size_t)thread * j->scratch_per_thread;
+        im2col(j->g, j->x, row0, rows, cols);
+        a = cols;
+        lda = (size_t)j->l->k_dim;
+    } else {
+        a = j->x + (size_t)row0 * j->lda;
+        lda = j->lda;
+    }
+    gemm_block(j->l, j->act, rows, a, lda, p0, p1, j->y + (size_t)row0 * j->l->out_c,
+               (size_t)j->l->out_c);
+}
+
+/* Split rows into blocks, and the panels into groups when there are too
+ * few blocks to keep every thread busy. */
+static void run_gemm(gemm_job *j, nn_pool *pool)
+{
+    const int threads = nn_pool_threads(pool);
+    const int blocks = (j->rows + j->block_rows - 1) / j->block_rows;
+    j->groups = 1;
+    while (threads > 1 && blocks * j->groups < 4 * threads && j->groups * 2 <= j->l->panels)
+        j->groups *= 2;
+    nn_pool_run(pool, blocks * j->groups, gemm_task, j);
+}
+
+static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
+                       float *scratch, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    gemm_job j;
+    memset(&j, 0, sizeof j);
+    j.l = l;
+    j.act = g->act;
+    j.x = x;
+    j.y = y;
+    j.rows = g->n * g->out_h * g->out_w;
+    if (conv_is_pointwise(g)) {
+        j.lda = (size_t)g->in_c;
+        j.block_rows = GEMM_MC;
+    } else {
+        j.g = g;
+        j.block_rows = im2col_rows_per_task(l->k_dim);
+        j.scratch = scratch;
+        j.scratch_per_thread = round_up((size_t)j.block_rows * l->k_dim, ALIGN_FLOATS);
+    }
+    run_gemm(&j, pool);
+}
+
+static void avx_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
+                                const float *x, const void *prepared, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    gemm_job j;
+    (void)out_dim;
+    memset(&j, 0, sizeof j);
+    j.l = l;
+    j.act = act;
+    j.x = x;
+    j.y = y;
+    j.rows = n;
+    j.lda = (size_t)in_dim;
+    j.block_rows = GEMM_MC;
+    run_gemm(&j, pool);
+}
+
+/* ---- depthwise ---------------------------------------------------------------- */
+
+typedef struct dw_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    int rows_per_task; /* output rows (over batch x height) */
+} dw_job;
+
+/* Channels [c0, c0 + 8*V) of one output pixel, V vectors at once. */
+#define DW_PIXEL(V)                                                                        \
+    do {                                                                                   \
+        __m256 acc[V];                                                                     \
+        for (int v = 0; v < V; v++)                                                        \
+            acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                 \
+        for (int ky = ky_lo; ky < ky_hi; ky++) {                                           \
+            const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;       \
+            const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;                   \
+            for (int kx = kx_lo; kx < kx_hi; kx++)                                         \
+                for (int v = 0; v < V; v++)                                                \
+                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v), \
+                                             _mm256_load_ps(wr + (size_t)kx * cp + 8 * v), \
+                                             acc[v]);                                      \
+        }                                                                                  \
+        for (int v = 0; v < V; v++)                                                        \
+            _mm256_storeu_ps(yp + c0 + 8 * v,                                              \
+                             finish(acc[v], g->act, l->alpha ? l->alpha + c0 + 8 * v : NULL)); \
+    } while (0)
+
+AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
+{
+    const avx_layer *l = j->l;
+    const nn_conv_geom *g = j->g;
+    const int c = g->in_c;
+    const size_t cp = (size_t)l->c_pad;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * c;
+    float *yrow = j->y + ((size_t)b * g->out_h + oy) * g->out_w * c;
+    const int iy0 = oy * g->stride_h - g->pad_top;
+    const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
+
+    for (int ox = 0; ox < g->out_w; ox++) {
+        float *yp = yrow + (size_t)ox * c;
+        const int ix0 = ox * g->stride_w - g->pad_left;
+        const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+        int c0 = 0;
+        for (; c0 + 32 <= c; c0 += 32)
+            DW_PIXEL(4);
+        for (; c0 + 8 <= c; c0 += 8)
+            DW_PIXEL(1);
+        if (c0 < c) {
+            /* Tail of fewer than 8 channels: masked loads and store. */
+            const __m256i m = lane_mask(c - c0);
+            __m256 acc = _mm256_load_ps(l->bias + c0);
+            for (int ky = ky_lo; ky < ky_hi; ky++) {
+                const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;
+                const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;
+                for (int kx = kx_lo; kx < kx_hi; kx++)
+                    acc = _mm256_fmadd_ps(_mm256_maskload_ps(xr + (size_t)kx * c, m),
+                                          _mm256_load_ps(wr + (size_t)kx * cp), acc);
+            }
+            _mm256_maskstore_ps(yp + c0, m,
+                                finish(acc, g->act, l->alpha ? l->alpha + c0 : NULL));
+        }
+    }
+}
+
+static void dw_task(void *ctx, int task, int thread)
+{
+    const dw_job *j = ctx;
+    const int total = j->g->n * j->g->out_h;
+    (void)thread;
+    for (int r = task * j->rows_per_task; r < total && r < (task + 1) * j->rows_per_task; r++)
+        dw_row(j, r / j->g->out_h, r % j->g->out_h);
+}
+
+static void avx_depthwise(const nn_conv_geom *g, const float *x, const void *prepared, float *y,
+                          nn_pool *pool)
+{
+    dw_job j = {prepared, g, x, y, 1};
+    const int total = g->n * g->out_h, threads = nn_pool_threads(pool);
+    /* A few tasks per thread balance the load; one per row is overkill for
+     * wide images. */
+    j.rows_per_task = max_int(1, total / (8 * threads));
+    nn_pool_run(pool, (total + j.rows_per_task - 1) / j.rows_per_task, dw_task, &j);
+}
+
+#else /* !HAVE_AVX2 */
+
+static int avx_available(void)
+{
+    return 0;
+}
+
+static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
+                       float *scratch, float *y, nn_pool *pool)
+{
+    (void)g; (void)x; (void)prepared; (void)scratch; (void)y; (void)pool;
+}
+
+static void avx_depthwise(const nn_conv_geom *g, const float *x, const void *prepared, float *y,
+                          nn_pool *pool)
+{
+    (void)g; (void)x; (void)prepared; (void)y; (void)pool;
+}
+
+static void avx_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
+                                const float *x, const void *prepared, float *y, nn_pool *pool)
+{
+    (void)n; (void)in_dim; (void)out_dim; (void)act; (void)x; (void)prepared; (void)y;
+    (void)pool;
+}
+
+#endif
+
+const nn_backend nn_backend_avx2 = {
+    "avx2",       avx_available, avx_prepare,   avx_release,
+    avx_conv2d_scratch, avx_conv2d, avx_depthwise, avx_fully_connected,
+};
