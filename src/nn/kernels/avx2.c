@@ -15,7 +15,8 @@
  *     connected layers, else an im2col block built per task;
  *   - a 6 x 16 micro-kernel keeps 12 accumulators in registers (6 rows x
  *     two 8-float vectors), loading two vectors of B and broadcasting one
- *     float of A per row at each k;
+ *     float of A per row at each k (edge tiles of 1..5 rows have their own
+ *     copies of the kernel);
  *   - K is cut into slices of GEMM_KC so a slice of a B panel (16 KiB)
  *     stays in L1 while the micro-kernel sweeps the rows of a block;
  *   - the epilogue (bias is the accumulators' start value, then the
@@ -200,78 +201,65 @@ AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float
     return v;
 }
 
-/* One 6 x 16 tile of C over a K slice of kc. mr (1..6) rows and nr (1..16)
- * columns are valid; missing rows repeat the last valid one (harmless
- * duplicate work, never stored). `first`: start from the bias, else from
- * C; `last`: apply the epilogue. */
-AVX2_TARGET static void micro_6x16(int mr, int nr, int kc, const float *a, size_t lda,
-                                   const float *b, float *c, size_t ldc, int first, int last,
-                                   const epilogue *ep)
+/* One R x 16 tile of C (R = 1..6 rows, nr = 1..16 valid columns) over a
+ * K slice of kc. `first`: start from the bias, else from C; `last`: apply
+ * the epilogue. Written once for any R and inlined with R constant, so
+ * every loop over rows unrolls and the 2R accumulators live in registers:
+ * a tile of fewer rows (the last rows of a layer, a batch-1 fully
+ * connected layer) costs proportionally less. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+micro_tile(const int R, int nr, int kc, const float *a, size_t lda, const float *b, float *c,
+           size_t ldc, int first, int last, const epilogue *ep)
 {
-    const float *ar[GEMM_MR];
-    float *cr[GEMM_MR];
-    for (int r = 0; r < GEMM_MR; r++) {
-        const int rr = r < mr ? r : mr - 1;
-        ar[r] = a + (size_t)rr * lda;
-        cr[r] = c + (size_t)rr * ldc;
-    }
     const int full = nr == GEMM_NR;
     const __m256i m0 = lane_mask(nr), m1 = lane_mask(nr - 8);
     __m256 acc[GEMM_MR][2];
 
-    if (first) {
-        const __m256 b0 = _mm256_load_ps(ep->bias), b1 = _mm256_load_ps(ep->bias + 8);
-        for (int r = 0; r < GEMM_MR; r++) {
-            acc[r][0] = b0;
-            acc[r][1] = b1;
-        }
-    } else {
-        for (int r = 0; r < GEMM_MR; r++) {
-            acc[r][0] = full ? _mm256_loadu_ps(cr[r]) : _mm256_maskload_ps(cr[r], m0);
-            acc[r][1] = full ? _mm256_loadu_ps(cr[r] + 8) : _mm256_maskload_ps(cr[r] + 8, m1);
+    for (int r = 0; r < R; r++) {
+        if (first) {
+            acc[r][0] = _mm256_load_ps(ep->bias);
+            acc[r][1] = _mm256_load_ps(ep->bias + 8);
+        } else {
+            const float *cr = c + (size_t)r * ldc;
+            acc[r][0] = full ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0);
+            acc[r][1] = full ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1);
         }
     }
-    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
-    __m256 c00 = acc[0][0], c01 = acc[0][1], c10 = acc[1][0], c11 = acc[1][1];
-    __m256 c20 = acc[2][0], c21 = acc[2][1], c30 = acc[3][0], c31 = acc[3][1];
-    __m256 c40 = acc[4][0], c41 = acc[4][1], c50 = acc[5][0], c51 = acc[5][1];
     for (int k = 0; k < kc; k++, b += GEMM_NR) {
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        __m256 av = _mm256_broadcast_ss(a0 + k);
-        c00 = _mm256_fmadd_ps(av, b0, c00);
-        c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a1 + k);
-        c10 = _mm256_fmadd_ps(av, b0, c10);
-        c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a2 + k);
-        c20 = _mm256_fmadd_ps(av, b0, c20);
-        c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a3 + k);
-        c30 = _mm256_fmadd_ps(av, b0, c30);
-        c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a4 + k);
-        c40 = _mm256_fmadd_ps(av, b0, c40);
-        c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a5 + k);
-        c50 = _mm256_fmadd_ps(av, b0, c50);
-        c51 = _mm256_fmadd_ps(av, b1, c51);
+        for (int r = 0; r < R; r++) {
+            const __m256 av = _mm256_broadcast_ss(a + (size_t)r * lda + k);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        }
     }
-    acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11;
-    acc[2][0] = c20; acc[2][1] = c21; acc[3][0] = c30; acc[3][1] = c31;
-    acc[4][0] = c40; acc[4][1] = c41; acc[5][0] = c50; acc[5][1] = c51;
-    for (int r = 0; r < mr; r++) {
+    for (int r = 0; r < R; r++) {
+        float *cr = c + (size_t)r * ldc;
         __m256 v0 = acc[r][0], v1 = acc[r][1];
         if (last) {
             v0 = finish(v0, ep->act, ep->alpha);
             v1 = finish(v1, ep->act, ep->alpha ? ep->alpha + 8 : NULL);
         }
         if (full) {
-            _mm256_storeu_ps(cr[r], v0);
-            _mm256_storeu_ps(cr[r] + 8, v1);
+            _mm256_storeu_ps(cr, v0);
+            _mm256_storeu_ps(cr + 8, v1);
         } else {
-            _mm256_maskstore_ps(cr[r], m0, v0);
-            _mm256_maskstore_ps(cr[r] + 8, m1, v1);
+            _mm256_maskstore_ps(cr, m0, v0);
+            _mm256_maskstore_ps(cr + 8, m1, v1);
         }
+    }
+}
+
+AVX2_TARGET static void micro(int mr, int nr, int kc, const float *a, size_t lda, const float *b,
+                              float *c, size_t ldc, int first, int last, const epilogue *ep)
+{
+    switch (mr) {
+    case 6: micro_tile(6, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
+    case 5: micro_tile(5, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
+    case 4: micro_tile(4, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
+    case 3: micro_tile(3, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
+    case 2: micro_tile(2, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
+    default: micro_tile(1, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
     }
 }
 
@@ -288,7 +276,7 @@ AVX2_TARGET static void gemm_block(const avx_layer *l, nn_activation act, int ro
             const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
             epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL, act};
             for (int m = 0; m < rows; m += GEMM_MR)
-                micro_6x16(min_int(GEMM_MR, rows - m), nr, kc, a + (size_t)m * lda + k0, lda, bp,
+                micro(min_int(GEMM_MR, rows - m), nr, kc, a + (size_t)m * lda + k0, lda, bp,
                            c + (size_t)m * ldc + (size_t)p * GEMM_NR, ldc, k0 == 0,
                            k0 + kc == k_dim, &ep);
         }
@@ -463,6 +451,9 @@ AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
         const int ix0 = ox * g->stride_w - g->pad_left;
         const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
         int c0 = 0;
+        /* 8 accumulators hide the FMA latency of the 9-tap chains. */
+        for (; c0 + 64 <= c; c0 += 64)
+            DW_PIXEL(8);
         for (; c0 + 32 <= c; c0 += 32)
             DW_PIXEL(4);
         for (; c0 + 8 <= c; c0 += 8)
