@@ -45,11 +45,12 @@
 #define GEMM_MR 6
 #define GEMM_NR 16
 #define GEMM_KC 256
-/* Rows per task for 1x1 layers; im2col layers use as many rows as fit
- * IM2COL_FLOATS (per thread) so the block stays in L2. */
+/* Rows per task for 1x1 layers. */
 #define GEMM_MC 96
-#define IM2COL_FLOATS 24576
 #define ALIGN_FLOATS 16 /* 64 bytes */
+/* Layers with at most this many outputs (MTCNN's box and score heads)
+ * waste most of a 16-wide panel: they run as dot products instead. */
+#define NARROW_MAX 4
 
 typedef struct avx_layer {
     nn_op op;
@@ -58,6 +59,8 @@ typedef struct avx_layer {
     int panels;   /* GEMM: ceil(out_c / 16)                */
     int c_pad;    /* depthwise: out_c rounded up to 8      */
     float *w;     /* GEMM: packed panels; depthwise: [KH][KW][c_pad] */
+    float *rows;  /* narrow layers (out_c <= NARROW_MAX): [out_c][k_pad] */
+    int k_pad;    /* k_dim rounded up to 8                 */
     float *bias;  /* padded with zeros                     */
     float *alpha; /* padded PReLU slopes, or NULL          */
 } avx_layer;
@@ -86,6 +89,7 @@ static void avx_release(void *prepared)
     if (!l)
         return;
     free(l->w);
+    free(l->rows);
     free(l->bias);
     free(l->alpha);
     free(l);
@@ -127,7 +131,17 @@ static void *avx_prepare(const nn_layer_params *p)
                     panel[(size_t)k * GEMM_NR + o % GEMM_NR] = src[k];
             }
     }
-    l->bias = alloc_floats(padded);
+    if (p->op != NN_OP_DEPTHWISE_CONV2D && p->out_c <= NARROW_MAX) {
+        l->k_pad = (int)round_up((size_t)l->k_dim, 8);
+        l->rows = alloc_floats((size_t)p->out_c * l->k_pad);
+        if (l->rows)
+            for (int o = 0; o < p->out_c; o++)
+                memcpy(l->rows + (size_t)o * l->k_pad, p->weights + (size_t)o * l->k_dim,
+                       (size_t)l->k_dim * sizeof(float));
+        else
+            padded = 0; /* fail below */
+    }
+    l->bias = padded ? alloc_floats(padded) : NULL;
     if (p->prelu)
         l->alpha = alloc_floats(padded);
     if (!l->w || !l->bias || (p->prelu && !l->alpha)) {
@@ -149,19 +163,16 @@ static int conv_is_pointwise(const nn_conv_geom *g)
            g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h && g->out_w == g->in_w;
 }
 
-static int im2col_rows_per_task(int k_dim)
+/* Per thread: one tile of im2col rows, for tiles whose window hangs over
+ * the padding. */
+static size_t tile_scratch_floats(const nn_conv_geom *g)
 {
-    int rows = IM2COL_FLOATS / max_int(k_dim, 1);
-    rows -= rows % GEMM_MR;
-    return min_int(max_int(rows, GEMM_MR), GEMM_MC);
+    return round_up((size_t)GEMM_MR * g->kernel_h * g->kernel_w * g->in_c, ALIGN_FLOATS);
 }
 
 static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 {
-    if (conv_is_pointwise(g))
-        return 0;
-    const int k_dim = g->kernel_h * g->kernel_w * g->in_c;
-    return (size_t)threads * (round_up((size_t)im2col_rows_per_task(k_dim) * k_dim, ALIGN_FLOATS));
+    return conv_is_pointwise(g) ? 0 : (size_t)threads * tile_scratch_floats(g);
 }
 
 #if HAVE_AVX2
@@ -201,6 +212,18 @@ AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float
     return v;
 }
 
+/* Where a tile's rows of A are: row r, segment s, element k is at
+ * a[s * segment_stride + r * lda + k]. A plain matrix is one segment of
+ * kc elements. A convolution window read straight from the NHWC input is
+ * KH segments (one per kernel row, segment_stride = one input row) of
+ * KW*I contiguous floats, and consecutive output pixels of a tile are
+ * stride_w*I floats apart (lda), so interior tiles need no im2col. */
+typedef struct a_panel {
+    const float *a;
+    size_t lda, segment_stride;
+    int segments, segment_len;
+} a_panel;
+
 /* One R x 16 tile of C (R = 1..6 rows, nr = 1..16 valid columns) over a
  * K slice of kc. `first`: start from the bias, else from C; `last`: apply
  * the epilogue. Written once for any R and inlined with R constant, so
@@ -208,58 +231,78 @@ AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float
  * a tile of fewer rows (the last rows of a layer, a batch-1 fully
  * connected layer) costs proportionally less. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
-micro_tile(const int R, int nr, int kc, const float *a, size_t lda, const float *b, float *c,
-           size_t ldc, int first, int last, const epilogue *ep)
+micro_tile(const int R, int nr, const a_panel *ap, const float *b, float *c, size_t ldc,
+           int first, int last, const epilogue *ep)
 {
+    const size_t lda = ap->lda;
     const int full = nr == GEMM_NR;
     const __m256i m0 = lane_mask(nr), m1 = lane_mask(nr - 8);
-    __m256 acc[GEMM_MR][2];
+    /* Named accumulators, not an array: gcc keeps an array indexed in a
+     * nested loop in memory, which halves the speed. Rows >= R are dead
+     * code once R is a constant. */
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
 
-    for (int r = 0; r < R; r++) {
-        if (first) {
-            acc[r][0] = _mm256_load_ps(ep->bias);
-            acc[r][1] = _mm256_load_ps(ep->bias + 8);
-        } else {
-            const float *cr = c + (size_t)r * ldc;
-            acc[r][0] = full ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0);
-            acc[r][1] = full ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1);
+#define TILE_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
+#define TILE_START(r, v0, v1)                                                              \
+    if (R > r) {                                                                            \
+        if (first) {                                                                        \
+            v0 = _mm256_load_ps(ep->bias);                                                  \
+            v1 = _mm256_load_ps(ep->bias + 8);                                              \
+        } else {                                                                            \
+            const float *cr = c + (size_t)r * ldc;                                          \
+            v0 = full ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0);                   \
+            v1 = full ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1);           \
+        }                                                                                   \
+    }
+#define TILE_FMA(r, v0, v1)                                                                \
+    if (R > r) {                                                                            \
+        const __m256 av = _mm256_broadcast_ss(a + (size_t)r * lda + k);                     \
+        v0 = _mm256_fmadd_ps(av, b0, v0);                                                   \
+        v1 = _mm256_fmadd_ps(av, b1, v1);                                                   \
+    }
+#define TILE_STORE(r, v0, v1)                                                              \
+    if (R > r) {                                                                            \
+        float *cr = c + (size_t)r * ldc;                                                    \
+        __m256 o0 = v0, o1 = v1;                                                            \
+        if (last) {                                                                         \
+            o0 = finish(o0, ep->act, ep->alpha);                                            \
+            o1 = finish(o1, ep->act, ep->alpha ? ep->alpha + 8 : NULL);                     \
+        }                                                                                   \
+        if (full) {                                                                         \
+            _mm256_storeu_ps(cr, o0);                                                       \
+            _mm256_storeu_ps(cr + 8, o1);                                                   \
+        } else {                                                                            \
+            _mm256_maskstore_ps(cr, m0, o0);                                                \
+            _mm256_maskstore_ps(cr + 8, m1, o1);                                            \
+        }                                                                                   \
+    }
+
+    TILE_ROWS(TILE_START)
+    for (int s = 0; s < ap->segments; s++) {
+        const float *a = ap->a + (size_t)s * ap->segment_stride;
+        for (int k = 0; k < ap->segment_len; k++, b += GEMM_NR) {
+            const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            TILE_ROWS(TILE_FMA)
         }
     }
-    for (int k = 0; k < kc; k++, b += GEMM_NR) {
-        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        for (int r = 0; r < R; r++) {
-            const __m256 av = _mm256_broadcast_ss(a + (size_t)r * lda + k);
-            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        float *cr = c + (size_t)r * ldc;
-        __m256 v0 = acc[r][0], v1 = acc[r][1];
-        if (last) {
-            v0 = finish(v0, ep->act, ep->alpha);
-            v1 = finish(v1, ep->act, ep->alpha ? ep->alpha + 8 : NULL);
-        }
-        if (full) {
-            _mm256_storeu_ps(cr, v0);
-            _mm256_storeu_ps(cr + 8, v1);
-        } else {
-            _mm256_maskstore_ps(cr, m0, v0);
-            _mm256_maskstore_ps(cr + 8, m1, v1);
-        }
-    }
+    TILE_ROWS(TILE_STORE)
+#undef TILE_ROWS
+#undef TILE_START
+#undef TILE_FMA
+#undef TILE_STORE
 }
 
-AVX2_TARGET static void micro(int mr, int nr, int kc, const float *a, size_t lda, const float *b,
-                              float *c, size_t ldc, int first, int last, const epilogue *ep)
+AVX2_TARGET static void micro(int mr, int nr, const a_panel *ap, const float *b, float *c,
+                              size_t ldc, int first, int last, const epilogue *ep)
 {
     switch (mr) {
-    case 6: micro_tile(6, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
-    case 5: micro_tile(5, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
-    case 4: micro_tile(4, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
-    case 3: micro_tile(3, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
-    case 2: micro_tile(2, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
-    default: micro_tile(1, nr, kc, a, lda, b, c, ldc, first, last, ep); break;
+    case 6: micro_tile(6, nr, ap, b, c, ldc, first, last, ep); break;
+    case 5: micro_tile(5, nr, ap, b, c, ldc, first, last, ep); break;
+    case 4: micro_tile(4, nr, ap, b, c, ldc, first, last, ep); break;
+    case 3: micro_tile(3, nr, ap, b, c, ldc, first, last, ep); break;
+    case 2: micro_tile(2, nr, ap, b, c, ldc, first, last, ep); break;
+    default: micro_tile(1, nr, ap, b, c, ldc, first, last, ep); break;
     }
 }
 
@@ -275,10 +318,12 @@ AVX2_TARGET static void gemm_block(const avx_layer *l, nn_activation act, int ro
             const float *bp = l->w + ((size_t)p * k_dim + k0) * GEMM_NR;
             const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
             epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL, act};
-            for (int m = 0; m < rows; m += GEMM_MR)
-                micro(min_int(GEMM_MR, rows - m), nr, kc, a + (size_t)m * lda + k0, lda, bp,
-                           c + (size_t)m * ldc + (size_t)p * GEMM_NR, ldc, k0 == 0,
-                           k0 + kc == k_dim, &ep);
+            for (int m = 0; m < rows; m += GEMM_MR) {
+                const a_panel ap = {a + (size_t)m * lda + k0, lda, 0, 1, kc};
+                micro(min_int(GEMM_MR, rows - m), nr, &ap, bp,
+                      c + (size_t)m * ldc + (size_t)p * GEMM_NR, ldc, k0 == 0, k0 + kc == k_dim,
+                      &ep);
+            }
         }
     }
 }
@@ -318,74 +363,186 @@ static void im2col(const nn_conv_geom *g, const float *x, int row0, int rows, fl
     }
 }
 
+/* Rows [row0, row0 + rows) of a narrow layer: out_c dot products of
+ * length K per row, 8 lanes at a time, then the epilogue in scalar. */
+AVX2_TARGET static void narrow_rows(const avx_layer *l, nn_activation act, const float *a,
+                                    size_t lda, int rows, float *c)
+{
+    const int k_dim = l->k_dim, n = l->out_c, tail = k_dim % 8;
+    const __m256i mask = lane_mask(tail);
+    for (int m = 0; m < rows; m++, a += lda, c += n) {
+        __m256 acc[NARROW_MAX];
+        for (int o = 0; o < n; o++)
+            acc[o] = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 8 <= k_dim; k += 8) {
+            const __m256 x = _mm256_loadu_ps(a + k);
+            for (int o = 0; o < n; o++)
+                acc[o] = _mm256_fmadd_ps(x, _mm256_load_ps(l->rows + (size_t)o * l->k_pad + k),
+                                         acc[o]);
+        }
+        if (tail) {
+            const __m256 x = _mm256_maskload_ps(a + k, mask);
+            for (int o = 0; o < n; o++)
+                acc[o] = _mm256_fmadd_ps(x, _mm256_load_ps(l->rows + (size_t)o * l->k_pad + k),
+                                         acc[o]);
+        }
+        for (int o = 0; o < n; o++) {
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[o]), _mm256_extractf128_ps(acc[o], 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            float v = _mm_cvtss_f32(h) + l->bias[o];
+            if (act != NN_ACT_NONE) {
+                v = v > 0.0f ? v : 0.0f;
+                if (act == NN_ACT_RELU6)
+                    v = v < 6.0f ? v : 6.0f;
+            }
+            if (l->alpha)
+                v = v > 0.0f ? v : l->alpha[o] * v;
+            c[o] = v;
+        }
+    }
+}
+
 typedef struct gemm_job {
     const avx_layer *l;
-    const nn_conv_geom *g; /* NULL: A is x itself (1x1 conv, FC) */
     nn_activation act;
-    const float *x;
+    const float *x; /* A: rows of lda floats */
     size_t lda;
     float *y;
     int rows, block_rows, groups;
-    float *scratch;
-    size_t scratch_per_thread;
 } gemm_job;
+
+/* The panels of group pg of `groups`. */
+static void panel_range(const avx_layer *l, int pg, int groups, int *p0, int *p1)
+{
+    *p0 = (int)((long long)l->panels * pg / groups);
+    *p1 = (int)((long long)l->panels * (pg + 1) / groups);
+}
 
 static void gemm_task(void *ctx, int task, int thread)
 {
     const gemm_job *j = ctx;
     const int rb = task / j->groups, pg = task % j->groups;
     const int row0 = rb * j->block_rows, rows = min_int(j->block_rows, j->rows - row0);
-    const int p0 = (int)((long long)j->l->panels * pg / j->groups);
-    const int p1 = (int)((long long)j->l->panels * (pg + 1) / j->groups);
-    const float *a;
-    size_t lda;
-
-    if (j->g) {
-        float *cols = j->scratch + (size_t)thread * j->scratch_per_thread;
-        im2col(j->g, j->x, row0, rows, cols);
-        a = cols;
-        lda = (size_t)j->l->k_dim;
-    } else {
-        a = j->x + (size_t)row0 * j->lda;
-        lda = j->lda;
+    int p0, p1;
+    (void)thread;
+    if (j->l->rows) {
+        narrow_rows(j->l, j->act, j->x + (size_t)row0 * j->lda, j->lda, rows,
+                    j->y + (size_t)row0 * j->l->out_c);
+        return;
     }
-    gemm_block(j->l, j->act, rows, a, lda, p0, p1, j->y + (size_t)row0 * j->l->out_c,
-               (size_t)j->l->out_c);
+    panel_range(j->l, pg, j->groups, &p0, &p1);
+    gemm_block(j->l, j->act, rows, j->x + (size_t)row0 * j->lda, j->lda, p0, p1,
+               j->y + (size_t)row0 * j->l->out_c, (size_t)j->l->out_c);
+}
+
+/* Panel groups so that blocks * groups gives every thread a few tasks. */
+static int panel_groups(int blocks, int panels, int threads)
+{
+    int groups = 1;
+    while (threads > 1 && blocks * groups < 4 * threads && groups * 2 <= panels)
+        groups *= 2;
+    return groups;
 }
 
 /* Split rows into blocks, and the panels into groups when there are too
  * few blocks to keep every thread busy. */
 static void run_gemm(gemm_job *j, nn_pool *pool)
 {
-    const int threads = nn_pool_threads(pool);
     const int blocks = (j->rows + j->block_rows - 1) / j->block_rows;
-    j->groups = 1;
-    while (threads > 1 && blocks * j->groups < 4 * threads && j->groups * 2 <= j->l->panels)
-        j->groups *= 2;
+    j->groups = panel_groups(blocks, j->l->panels, nn_pool_threads(pool));
     nn_pool_run(pool, blocks * j->groups, gemm_task, j);
+}
+
+/* A KxK convolution: tiles of up to 6 consecutive output pixels of one
+ * output row. A tile whose windows all lie inside the input reads them in
+ * place (a_panel segments); one that touches the padding is copied into a
+ * zero-padded im2col tile first. Panels are the outer loop so a panel of B
+ * is reused from cache by every tile of the task. */
+typedef struct conv_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int out_rows_per_task, groups;
+} conv_job;
+
+static void conv_task(void *ctx, int task, int thread)
+{
+    const conv_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const avx_layer *l = j->l;
+    const int tb = task / j->groups, pg = task % j->groups;
+    const int total_rows = g->n * g->out_h;
+    const int r0 = tb * j->out_rows_per_task, r1 = min_int(total_rows, r0 + j->out_rows_per_task);
+    const size_t in_c = (size_t)g->in_c, ldc = (size_t)l->out_c;
+    float *cols = j->scratch + (size_t)thread * j->scratch_per_thread;
+    int p0, p1;
+
+    panel_range(l, pg, j->groups, &p0, &p1);
+    for (int p = p0; p < p1; p++) {
+        const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
+        const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+        const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
+                             g->act};
+        for (int r = r0; r < r1; r++) {
+            const int b = r / g->out_h, oy = r % g->out_h;
+            const int iy0 = oy * g->stride_h - g->pad_top;
+            const int rows_inside = iy0 >= 0 && iy0 + g->kernel_h <= g->in_h;
+            const float *image = j->x + (size_t)b * g->in_h * g->in_w * in_c;
+            for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+                const int mr = min_int(GEMM_MR, g->out_w - ox);
+                const int ix_first = ox * g->stride_w - g->pad_left;
+                const int ix_last = (ox + mr - 1) * g->stride_w - g->pad_left;
+                float *c = j->y + ((size_t)r * g->out_w + (size_t)ox) * ldc + (size_t)p * GEMM_NR;
+                a_panel ap;
+                if (rows_inside && ix_first >= 0 && ix_last + g->kernel_w <= g->in_w) {
+                    ap.a = image + ((size_t)iy0 * g->in_w + (size_t)ix_first) * in_c;
+                    ap.lda = (size_t)g->stride_w * in_c;
+                    ap.segment_stride = (size_t)g->in_w * in_c;
+                    ap.segments = g->kernel_h;
+                    ap.segment_len = g->kernel_w * g->in_c;
+                } else {
+                    im2col(g, j->x, r * g->out_w + ox, mr, cols);
+                    ap.a = cols;
+                    ap.lda = (size_t)l->k_dim;
+                    ap.segment_stride = 0;
+                    ap.segments = 1;
+                    ap.segment_len = l->k_dim;
+                }
+                micro(mr, nr, &ap, bp, c, ldc, 1, 1, &ep);
+            }
+        }
+    }
 }
 
 static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
                        float *scratch, float *y, nn_pool *pool)
 {
     const avx_layer *l = prepared;
-    gemm_job j;
-    memset(&j, 0, sizeof j);
-    j.l = l;
-    j.act = g->act;
-    j.x = x;
-    j.y = y;
-    j.rows = g->n * g->out_h * g->out_w;
     if (conv_is_pointwise(g)) {
+        gemm_job j;
+        memset(&j, 0, sizeof j);
+        j.l = l;
+        j.act = g->act;
+        j.x = x;
         j.lda = (size_t)g->in_c;
+        j.y = y;
+        j.rows = g->n * g->out_h * g->out_w;
         j.block_rows = GEMM_MC;
-    } else {
-        j.g = g;
-        j.block_rows = im2col_rows_per_task(l->k_dim);
-        j.scratch = scratch;
-        j.scratch_per_thread = round_up((size_t)j.block_rows * l->k_dim, ALIGN_FLOATS);
+        run_gemm(&j, pool);
+        return;
     }
-    run_gemm(&j, pool);
+    const int threads = nn_pool_threads(pool), total_rows = g->n * g->out_h;
+    conv_job j = {l, g, x, y, scratch, tile_scratch_floats(g), 1, 1};
+    /* About 96 output pixels per task, and enough tasks for the threads. */
+    j.out_rows_per_task = max_int(1, GEMM_MC / max_int(g->out_w, 1));
+    int blocks = (total_rows + j.out_rows_per_task - 1) / j.out_rows_per_task;
+    j.groups = panel_groups(blocks, l->panels, threads);
+    nn_pool_run(pool, blocks * j.groups, conv_task, &j);
 }
 
 static void avx_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
