@@ -86,9 +86,19 @@ static void ref_fully_connected(int n, int in_dim, int out_dim, nn_activation ac
     ref_epilogue(l, y, (size_t)n * out_dim);
 }
 
+static void ref_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_max, nn_pool *pool)
+{
+    (void)pool;
+    if (is_max)
+        nn_ref_max_pool2d(g, x, y);
+    else
+        nn_ref_avg_pool2d(g, x, y);
+}
+
 const nn_backend nn_backend_reference = {
     "reference",  ref_available, ref_prepare,   ref_release,
     ref_conv2d_scratch, ref_conv2d, ref_depthwise, ref_fully_connected,
+    ref_pool2d,
 };
 
 /* ---- registry ---------------------------------------------------------- */

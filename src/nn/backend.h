@@ -1,10 +1,10 @@
 /*
  * backend.h - the one interface every compute backend implements.
  *
- * A backend supplies the heavy layers: convolution, depthwise convolution
- * and fully connected. Everything else (pools, element-wise ops,
- * reductions) runs on the reference kernels whatever the backend, because
- * those layers are a small share of the time.
+ * A backend supplies the heavy layers: convolution, depthwise convolution,
+ * fully connected and pooling. Everything else (element-wise ops,
+ * reductions, softmax) runs on the reference kernels whatever the backend,
+ * because those layers are a small share of the time.
  *
  * Each heavy layer is prepared once at model load (weights repacked into
  * whatever layout the backend's kernels want, with the bias and the slopes
@@ -56,6 +56,10 @@ typedef struct nn_backend {
     void (*fully_connected)(int n, int in_dim, int out_dim, nn_activation act,
                             const float *x, const void *prepared, float *y,
                             nn_pool *pool);
+    /* Max (is_max) or average pooling with the semantics of
+     * nn_ref_max_pool2d / nn_ref_avg_pool2d, then g->act. */
+    void (*pool2d)(const nn_conv_geom *g, const float *x, float *y, int is_max,
+                   nn_pool *pool);
 } nn_backend;
 
 /* Every backend compiled in, available or not, in order of preference

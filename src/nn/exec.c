@@ -415,10 +415,7 @@ static void run_node(nn_exec *e, int index)
     case NN_OP_MAX_POOL2D:
     case NN_OP_AVG_POOL2D:
         conv_geom(n, xs, ys, n->attrs.pool.kernel_h, n->attrs.pool.kernel_w, &geom);
-        if (n->op == NN_OP_MAX_POOL2D)
-            nn_ref_max_pool2d(&geom, x, y);
-        else
-            nn_ref_avg_pool2d(&geom, x, y);
+        w->backend->pool2d(&geom, x, y, n->op == NN_OP_MAX_POOL2D, e->pool);
         break;
     case NN_OP_FULLY_CONNECTED: {
         const nn_shape *ws = &g->values[n->inputs[1]].shape;
