@@ -153,12 +153,52 @@ void nn_weights_free(nn_weights *w)
     memset(w, 0, sizeof *w);
 }
 
+/* Whether batch row b of every value depends only on row b of the input,
+ * so the batch can run in chunks: no reduction or reshape touches dim 0,
+ * and no constant operand of an element-wise op has a batch dim. */
+static int batch_separable(const nn_graph *g)
+{
+    if (g->values[g->input].shape.rank < 2)
+        return 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nn_node *n = &g->nodes[i];
+        switch (n->op) {
+        case NN_OP_REDUCE_MAX:
+        case NN_OP_REDUCE_SUM:
+        case NN_OP_REDUCE_MEAN:
+            if (n->attrs.reduce.axes_mask & 1u)
+                return 0;
+            break;
+        case NN_OP_RESHAPE:
+            if (n->attrs.reshape.rank < 1 || n->attrs.reshape.dims[0] != 0)
+                return 0;
+            break;
+        case NN_OP_ADD:
+        case NN_OP_SUB:
+        case NN_OP_MUL:
+        case NN_OP_DIV:
+        case NN_OP_ADD_ZEXT:
+            for (int k = 0; k < 2; k++) {
+                const nn_value *v = &g->values[n->inputs[k]];
+                const nn_shape *out = &g->values[n->output].shape;
+                if (v->data && v->shape.rank == out->rank && v->shape.dims[0] != 1)
+                    return 0;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    return 1;
+}
+
 facenet_status nn_exec_init(nn_exec *e, const nn_graph *g, const nn_weights *w,
                             facenet_error *err)
 {
     memset(e, 0, sizeof *e);
     e->graph = g;
     e->weights = w;
+    e->separable = batch_separable(g);
     e->shapes = calloc((size_t)g->n_values, sizeof *e->shapes);
     e->offsets = calloc((size_t)g->n_values, sizeof *e->offsets);
     if (!e->shapes || !e->offsets) {
@@ -172,6 +212,8 @@ void nn_exec_free(nn_exec *e)
 {
     if (!e)
         return;
+    for (int k = 0; k < NN_MAX_OUTPUTS; k++)
+        free(e->full_out[k]);
     free(e->shapes);
     free(e->offsets);
     free(e->arena);
@@ -347,6 +389,7 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
         e->scratch_floats = scratch;
     }
     e->input_shape = *input;
+    e->plan_floats = arena;
     e->plan_threads = threads;
     e->planned = 1;
     return FACENET_OK;
@@ -357,10 +400,24 @@ void nn_exec_set_pool(nn_exec *e, nn_pool *pool)
     e->pool = pool;
 }
 
+/* Index of `id` among the graph outputs after a chunked run, else -1. */
+static int tiled_output(const nn_exec *e, int id)
+{
+    if (!e->tiled)
+        return -1;
+    for (int k = 0; k < e->graph->n_outputs; k++)
+        if (e->graph->outputs[k] == id)
+            return k;
+    return -1;
+}
+
 const float *nn_exec_value(const nn_exec *e, int id)
 {
     if (id < 0 || id >= e->graph->n_values)
         return NULL;
+    const int k = tiled_output(e, id);
+    if (k >= 0)
+        return e->full_out[k];
     if (e->graph->values[id].data)
         return e->graph->values[id].data;
     if (id == e->graph->input)
@@ -372,7 +429,8 @@ const float *nn_exec_value(const nn_exec *e, int id)
 
 const nn_shape *nn_exec_shape(const nn_exec *e, int id)
 {
-    return &e->shapes[id];
+    const int k = tiled_output(e, id);
+    return k >= 0 ? &e->full_shape[k] : &e->shapes[id];
 }
 
 size_t nn_exec_memory_bytes(const nn_exec *e)
@@ -463,11 +521,10 @@ static void run_node(nn_exec *e, int index)
     }
 }
 
-facenet_status nn_exec_run(nn_exec *e, const float *input,
-                           const nn_shape *input_shape, facenet_error *err)
+/* Plan if needed, then run every node once. */
+static facenet_status run_whole(nn_exec *e, const float *input, const nn_shape *input_shape,
+                                facenet_error *err)
 {
-    if (!input)
-        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "no input data");
     if (!e->planned || !nn_shape_equal(&e->input_shape, input_shape) ||
         e->plan_threads != nn_pool_threads(e->pool)) {
         facenet_status st = plan(e, input_shape, err);
@@ -480,4 +537,81 @@ facenet_status nn_exec_run(nn_exec *e, const float *input,
             run_node(e, i);
     e->input = NULL;
     return FACENET_OK;
+}
+
+/* Activations of one chunk should stay in the last-level cache. */
+#define CHUNK_BUDGET_FLOATS ((size_t)5 << 18) /* 5 MiB: measured best for MobileFaceNet and dlib */
+
+/* Images per chunk for this input shape: plans one image once per shape. */
+static facenet_status chunk_size(nn_exec *e, const nn_shape *input, int *chunk,
+                                 facenet_error *err)
+{
+    nn_shape one = *input;
+    one.dims[0] = 1;
+    if (!nn_shape_equal(&one, &e->per_image_shape) || e->chunk < 1) {
+        facenet_status st = plan(e, &one, err);
+        if (st != FACENET_OK)
+            return st;
+        size_t per_image = e->plan_floats ? e->plan_floats : 1;
+        size_t c = CHUNK_BUDGET_FLOATS / per_image;
+        e->chunk = c < 1 ? 1 : c > 65536 ? 65536 : (int)c;
+        e->per_image_shape = one;
+    }
+    *chunk = e->chunk;
+    return FACENET_OK;
+}
+
+static facenet_status run_chunked(nn_exec *e, const float *input, const nn_shape *shape,
+                                  int chunk, facenet_error *err)
+{
+    const nn_graph *g = e->graph;
+    const int n = shape->dims[0];
+    const size_t in_per_image = nn_shape_count(shape) / (size_t)n;
+
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        nn_shape sub = *shape;
+        sub.dims[0] = n - b0 < chunk ? n - b0 : chunk;
+        facenet_status st = run_whole(e, input + (size_t)b0 * in_per_image, &sub, err);
+        if (st != FACENET_OK)
+            return st;
+        for (int k = 0; k < g->n_outputs; k++) {
+            const int id = g->outputs[k];
+            const size_t per_image = nn_shape_count(&e->shapes[id]) / (size_t)sub.dims[0];
+            if (b0 == 0) {
+                const size_t total = per_image * (size_t)n;
+                if (total > e->full_floats[k]) {
+                    float *p = realloc(e->full_out[k], total * sizeof *p);
+                    if (!p)
+                        return fn_fail(err, FACENET_ERR_NO_MEMORY,
+                                       "cannot allocate %zu bytes of outputs",
+                                       total * sizeof *p);
+                    e->full_out[k] = p;
+                    e->full_floats[k] = total;
+                }
+                e->full_shape[k] = e->shapes[id];
+                e->full_shape[k].dims[0] = n;
+            }
+            memcpy(e->full_out[k] + (size_t)b0 * per_image, nn_exec_value(e, id),
+                   per_image * sub.dims[0] * sizeof(float));
+        }
+    }
+    e->tiled = 1;
+    return FACENET_OK;
+}
+
+facenet_status nn_exec_run(nn_exec *e, const float *input,
+                           const nn_shape *input_shape, facenet_error *err)
+{
+    if (!input)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "no input data");
+    e->tiled = 0;
+    if (e->separable && input_shape->rank >= 2 && input_shape->dims[0] > 1) {
+        int chunk;
+        facenet_status st = chunk_size(e, input_shape, &chunk, err);
+        if (st != FACENET_OK)
+            return st;
+        if (chunk < input_shape->dims[0])
+            return run_chunked(e, input, input_shape, chunk, err);
+    }
+    return run_whole(e, input, input_shape, err);
 }

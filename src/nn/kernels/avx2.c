@@ -271,26 +271,26 @@ micro_tile(const int R, int nr, const a_panel *ap, const float *b, float *c, siz
 
 #define TILE_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
 #define TILE_START(r, v0, v1)                                                              \
-    if (R > r) {                                                                            \
+    if (R > (r)) {                                                                            \
         if (first) {                                                                        \
-            v0 = _mm256_load_ps(ep->bias);                                                  \
-            v1 = _mm256_load_ps(ep->bias + 8);                                              \
+            (v0) = _mm256_load_ps(ep->bias);                                                  \
+            (v1) = _mm256_load_ps(ep->bias + 8);                                              \
         } else {                                                                            \
-            const float *cr = c + (size_t)r * ldc;                                          \
-            v0 = full ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0);                   \
-            v1 = full ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1);           \
+            const float *cr = c + (size_t)(r) * ldc;                                          \
+            (v0) = full ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0);                   \
+            (v1) = full ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1);           \
         }                                                                                   \
     }
 #define TILE_FMA(r, v0, v1)                                                                \
-    if (R > r) {                                                                            \
-        const __m256 av = _mm256_broadcast_ss(a + (size_t)r * lda + k);                     \
-        v0 = _mm256_fmadd_ps(av, b0, v0);                                                   \
-        v1 = _mm256_fmadd_ps(av, b1, v1);                                                   \
+    if (R > (r)) {                                                                            \
+        const __m256 av = _mm256_broadcast_ss(a + (size_t)(r) * lda + k);                     \
+        (v0) = _mm256_fmadd_ps(av, b0, v0);                                                   \
+        (v1) = _mm256_fmadd_ps(av, b1, v1);                                                   \
     }
 #define TILE_STORE(r, v0, v1)                                                              \
-    if (R > r) {                                                                            \
-        float *cr = c + (size_t)r * ldc;                                                    \
-        __m256 o0 = v0, o1 = v1;                                                            \
+    if (R > (r)) {                                                                            \
+        float *cr = c + (size_t)(r) * ldc;                                                    \
+        __m256 o0 = (v0), o1 = (v1);                                                            \
         if (last) {                                                                         \
             o0 = finish(o0, ep->act, ep->alpha);                                            \
             o1 = finish(o1, ep->act, ep->alpha ? ep->alpha + 8 : NULL);                     \
@@ -601,19 +601,19 @@ typedef struct dw_job {
 /* Channels [c0, c0 + 8*V) of one output pixel, V vectors at once. */
 #define DW_PIXEL(V)                                                                        \
     do {                                                                                   \
-        __m256 acc[V];                                                                     \
-        for (int v = 0; v < V; v++)                                                        \
+        __m256 acc[(V)];                                                                     \
+        for (int v = 0; v < (V); v++)                                                        \
             acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                 \
         for (int ky = ky_lo; ky < ky_hi; ky++) {                                           \
             const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;       \
             const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;                   \
             for (int kx = kx_lo; kx < kx_hi; kx++)                                         \
-                for (int v = 0; v < V; v++)                                                \
+                for (int v = 0; v < (V); v++)                                                \
                     acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v), \
                                              _mm256_load_ps(wr + (size_t)kx * cp + 8 * v), \
                                              acc[v]);                                      \
         }                                                                                  \
-        for (int v = 0; v < V; v++)                                                        \
+        for (int v = 0; v < (V); v++)                                                        \
             _mm256_storeu_ps(yp + c0 + 8 * v,                                              \
                              finish(acc[v], g->act, l->alpha ? l->alpha + c0 + 8 * v : NULL)); \
     } while (0)
