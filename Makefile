@@ -59,8 +59,12 @@ lint: build
 
 check: deps models test test-asan fuzz lint
 
+# The benchmark with its peers (bench/peers: raw XNNPACK, dlib's own
+# ResNet), built only here, measured in the same run as our backends.
 bench: models
-	$(BUILD)/facenet bench
+	./scripts/install-deps.sh --bench
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j $(JOBS) --target bench
 
 install: build
 	cmake --install $(BUILD)

@@ -12,6 +12,13 @@ packages=(
   clang libclang-rt-14-dev                     # libFuzzer, sanitizers
   clang-tidy cppcheck                          # static analysis
 )
+# `--bench`: the peers of `make bench` (never needed to build or run facenet).
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(
+    libxnnpack-dev libpthreadpool-dev              # bench/peers/xnnpack_peer
+    libdlib-dev g++                                # bench/peers/dlib_peer
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -19,7 +19,17 @@
  *   - A facenet_model is immutable after loading: any number of threads may
  *     create sessions from it and run them concurrently.
  *   - A facenet_session is the per-call workspace: use one session per thread.
+ *     A session may own a thread pool (facenet_session_set_threads); its
+ *     worker threads only ever run that session's layers, during its run.
  *   - No function keeps hidden global state.
+ *
+ * Environment (read when a model is loaded or a session created):
+ *   FACENET_BACKEND  compute backend for models loaded without naming one:
+ *                    "reference" (portable C, the numeric oracle) or "avx2"
+ *                    (x86-64 with AVX2 + FMA). Default: the best one this
+ *                    CPU can run. A name that cannot run fails the load.
+ *   FACENET_THREADS  threads per session when the caller does not say
+ *                    (1..256). Default: 1.
  */
 #ifndef FACENET_FACENET_H
 #define FACENET_FACENET_H
@@ -154,7 +164,25 @@ facenet_status facenet_model_load_file(const char *path,
                                        facenet_model **out,
                                        facenet_error *err);
 
+/* facenet_model_load with a named compute backend ("reference", "avx2"),
+ * or NULL for the default ($FACENET_BACKEND, else the best available).
+ * Fails with FACENET_ERR_UNSUPPORTED when that backend cannot run here. */
+facenet_status facenet_model_load_backend(const char *dir,
+                                          const facenet_model_info *info,
+                                          const char *backend,
+                                          facenet_model **out,
+                                          facenet_error *err);
+
 void facenet_model_free(facenet_model *model);
+
+/* Name of the backend the model's layers run on (static string). */
+const char *facenet_model_backend(const facenet_model *model);
+
+/* Backends compiled into this library, best last: the index-th name, or
+ * NULL past the end. */
+const char *facenet_backend_name(int index);
+/* 1 if the named backend is compiled in and this CPU can run it. */
+int facenet_backend_available(const char *name);
 
 /* Number of graph inputs / outputs, and the name of each output. */
 int facenet_model_output_count(const facenet_model *model);
@@ -168,6 +196,15 @@ facenet_status facenet_session_create(const facenet_model *model,
                                       facenet_session **out,
                                       facenet_error *err);
 void facenet_session_free(facenet_session *session);
+
+/* Threads the session's layers run on, the calling thread included: 1 runs
+ * everything in the caller; 0 means $FACENET_THREADS, else 1 (the value a
+ * new session starts with). Layers are split over output rows and
+ * channels, so a batch is shared by all threads too. The reference
+ * backend always runs on one thread. */
+facenet_status facenet_session_set_threads(facenet_session *session,
+                                           int threads, facenet_error *err);
+int facenet_session_threads(const facenet_session *session);
 
 /* Run the network on one float32 NHWC input of shape [n, h, w, c]. The
  * first call with a new shape plans memory; later calls reuse the plan.
