@@ -17,6 +17,7 @@ static const subcommand subcommands[] = {
     {"align", cmd_align, "detect and align a class-per-folder dataset"},
     {"embed", cmd_embed, "write face embeddings as JSON, CSV or .npy"},
     {"compare", cmd_compare, "similarity matrix and same/different verdicts"},
+    {"validate", cmd_validate, "LFW-protocol accuracy, ROC and calibration"},
     {"models", cmd_models, "fetch, verify and list the pinned models"},
     {"bench", cmd_bench, "time each model on one input"},
 };
