@@ -12,6 +12,8 @@ FUZZ_SECONDS ?= 20
 SHARED ?= $(abspath ../shared)
 export FACENET_GOLDEN_DIR ?= $(if $(wildcard $(SHARED)/golden/README.md),$(SHARED)/golden,)
 export FACENET_LFW_DIR ?= $(if $(wildcard $(SHARED)/datasets/lfw/pairs.txt),$(SHARED)/datasets/lfw,)
+# Where `make models` puts the pinned models (the library's default too).
+export FACENET_MODEL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/models
 # The face-api demo photos, fetched (pinned by SHA-256) by `make models`.
 export FACENET_DEMO_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/demo
 
@@ -39,14 +41,14 @@ test: build
 
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFACENET_SANITIZE=ON \
-	  -DCMAKE_C_FLAGS="-O1 -g"
+	  -DCMAKE_C_FLAGS="-O2 -g"
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  FACENET_REQUIRE_MODELS=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
 
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFACENET_FUZZ=ON \
-	  -DFACENET_SANITIZE=ON -DFACENET_TESTS=OFF -DCMAKE_C_FLAGS="-O1 -g"
+	  -DFACENET_SANITIZE=ON -DFACENET_TESTS=OFF -DCMAKE_C_FLAGS="-O2 -g"
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	./scripts/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 

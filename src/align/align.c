@@ -112,6 +112,9 @@ facenet_status align_margin_crop(const img_f32 *image, const double box[4],
     if (margin < 0 || size < 1 || size > 4096)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "bad margin %d or size %d",
                        margin, size);
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(box[i]) || fabs(box[i]) > 1e7)
+            return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "face box is not finite");
     /* As align_dataset_mtcnn: integer box, margin/2 each side, clipped. */
     double x1 = fmax(floor(box[0]) - margin / 2, 0);
     double y1 = fmax(floor(box[1]) - margin / 2, 0);

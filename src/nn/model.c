@@ -16,6 +16,7 @@
 #include "nn/exec.h"
 #include "nn/graph.h"
 #include "nn/import/import.h"
+#include "nn/import/tfjs.h"
 
 /* No model we pin is near this; a larger file is refused before reading. */
 #define MODEL_MAX_BYTES ((size_t)512 << 20)
@@ -119,35 +120,73 @@ facenet_status facenet_model_load_file(const char *path,
     return finish_model(graph, out, err);
 }
 
+/* Shards of a pinned TF.js model: only the pinned shard is accepted, and
+ * it is hashed in memory, so the bytes parsed are the bytes checked. */
+typedef struct pinned_shard {
+    const char *dir;
+    const facenet_model_info *info;
+} pinned_shard;
+
+static facenet_status load_pinned_shard(void *ctx, const char *name,
+                                        uint8_t **data, size_t *size,
+                                        facenet_error *err)
+{
+    const pinned_shard *pin = ctx;
+    char path[PATH_MAX];
+    facenet_status st;
+
+    if (!pin->info->extra_file || strcmp(name, pin->info->extra_file) != 0)
+        return fn_fail(err, FACENET_ERR_INTEGRITY,
+                       "weights manifest names shard '%s', which is not pinned", name);
+    snprintf(path, sizeof path, "%s/%s", pin->dir, name);
+    st = fn_read_file(path, TFJS_MAX_SHARD_BYTES, data, size, err);
+    if (st == FACENET_ERR_NOT_FOUND)
+        return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
+    if (st != FACENET_OK)
+        return st;
+    st = check_digest(path, *data, *size, pin->info->extra_sha256, err);
+    if (st != FACENET_OK) {
+        free(*data);
+        *data = NULL;
+    }
+    return st;
+}
+
 facenet_status facenet_model_load(const char *dir,
                                   const facenet_model_info *info,
                                   facenet_model **out, facenet_error *err)
 {
     char path[PATH_MAX];
+    uint8_t *data = NULL;
+    size_t size = 0;
+    nn_graph *graph = NULL;
+    facenet_status st;
 
     if (!out)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;
     if (!dir || !info)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "dir and info are required");
-    if (info->extra_file) {
-        /* The TF.js shard is read by the importer; check its pin first. */
-        char actual[65];
-        snprintf(path, sizeof path, "%s/%s", dir, info->extra_file);
-        facenet_status st = fn_sha256_file(path, actual, err);
-        if (st == FACENET_ERR_NOT_FOUND)
-            return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'",
-                           path);
-        if (st != FACENET_OK)
-            return st;
-        if (!fn_digest_equal(actual, info->extra_sha256))
-            return fn_fail(err, FACENET_ERR_INTEGRITY,
-                           "%s: SHA-256 mismatch: expected %s, got %s; the file is "
-                           "truncated or altered; run 'facenet models fetch' to restore it",
-                           path, info->extra_sha256, actual);
-    }
     snprintf(path, sizeof path, "%s/%s", dir, info->file_name);
-    return facenet_model_load_file(path, info->format, info->sha256, out, err);
+    if (info->format != FACENET_FORMAT_TFJS)
+        return facenet_model_load_file(path, info->format, info->sha256, out, err);
+
+    st = fn_read_file(path, MODEL_MAX_BYTES, &data, &size, err);
+    if (st == FACENET_ERR_NOT_FOUND)
+        return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
+    if (st != FACENET_OK)
+        return st;
+    st = check_digest(path, data, size, info->sha256, err);
+    if (st == FACENET_OK) {
+        pinned_shard pin = {dir, info};
+        st = nn_import_tfjs_core(data, size, load_pinned_shard, &pin, &graph, err);
+        if (st != FACENET_OK && st != FACENET_ERR_INTEGRITY && st != FACENET_ERR_NOT_FOUND)
+            fn_error_prefix(err, "%s", path);
+    }
+    free(data);
+    if (st != FACENET_OK)
+        return st;
+    return finish_model(graph, out, err);
 }
 
 void facenet_model_free(facenet_model *model)

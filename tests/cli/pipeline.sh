@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The pipeline subcommands end to end on the face-api demo photos, plus the
+# bad-input contract: junk gets a clear per-file error and a documented
+# exit code, never a crash.
+set -uo pipefail
+bin=${FACENET_BIN:?FACENET_BIN is not set}
+demo=${FACENET_DEMO_DIR:-}
+if [ -z "$demo" ] || [ ! -f "$demo/sample1.jpg" ]; then
+  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: demo photos missing"; exit 1; fi
+  echo "SKIP: FACENET_DEMO_DIR has no demo photos"; exit 77
+fi
+if ! "$bin" models verify >/dev/null 2>&1; then
+  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: models missing"; exit 1; fi
+  echo "SKIP: models not fetched"; exit 77
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() { # check NAME EXPECTED_RC ACTUAL_RC
+  if [ "$2" = "$3" ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: $1: exit $3, expected $2"; fi
+}
+expect() { # expect NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
+}
+
+# --help and usage errors
+"$bin" detect --help >/dev/null; check "detect --help" 0 $?
+"$bin" compare --help >/dev/null; check "compare --help" 0 $?
+"$bin" embed --help >/dev/null; check "embed --help" 0 $?
+"$bin" align --help >/dev/null; check "align --help" 0 $?
+"$bin" detect --no-such-flag x 2>/dev/null; check "unknown flag" 2 $?
+"$bin" compare 2>/dev/null; check "compare without images" 2 $?
+"$bin" detect "$tmp/missing.jpg" 2>/dev/null; check "missing file" 4 $?
+"$bin" nosuchcommand 2>/dev/null; check "unknown subcommand" 2 $?
+
+# detect: three faces in sample1, as the reference finds; a drawn PNG
+"$bin" detect --json "$demo/sample1.jpg" > "$tmp/d.json"; check "detect --json" 0 $?
+expect "sample1 has 3 faces" test "$(grep -c '"score"' "$tmp/d.json")" = 3
+"$bin" detect "$demo/sample4.jpg" --draw "$tmp/drawn.png" > "$tmp/d4.txt"; check "detect --draw" 0 $?
+expect "sample4 has 5 faces" grep -q "sample4.jpg: 5 faces" "$tmp/d4.txt"
+expect "drawn file is a PNG" test "$(head -c 4 "$tmp/drawn.png" | od -An -c | tr -d ' ')" = "211PNG"
+
+# compare: a photo against itself is the same person; two groups differ
+"$bin" compare "$demo/sample1.jpg" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c.txt"
+check "compare" 0 $?
+expect "self-comparison is SAME" grep -q "sample1.jpg vs .*sample1.jpg: 1.0000 SAME" "$tmp/c.txt"
+expect "different people differ" grep -q "sample1.jpg vs .*sample3.jpg: .* different" "$tmp/c.txt"
+"$bin" compare --json "$demo/sample1.jpg" "$demo/sample2.jpg" > "$tmp/c.json"; check "compare --json" 0 $?
+expect "json states the metric" grep -q '"metric": "cosine"' "$tmp/c.json"
+
+# embed: csv header + one row per face; npy + index
+"$bin" embed --all-faces --format csv "$demo/sample1.jpg" > "$tmp/e.csv"; check "embed csv" 0 $?
+expect "csv has 3 rows and a header" test "$(wc -l < "$tmp/e.csv")" = 4
+"$bin" embed --format npy -o "$tmp/e.npy" "$demo/sample1.jpg" "$demo/sample2.jpg"; check "embed npy" 0 $?
+expect "npy magic" test "$(head -c 6 "$tmp/e.npy" | tail -c 5)" = "NUMPY"
+expect "npy index has 2 rows" test "$(wc -l < "$tmp/e.npy.index.csv")" = 3
+"$bin" embed --format yaml "$demo/sample1.jpg" 2>/dev/null; check "embed bad format" 2 $?
+
+# align: one real photo among 1,000 junk files of every kind
+mkdir -p "$tmp/in/alice" "$tmp/in/junk"
+cp "$demo/sample1.jpg" "$tmp/in/alice/alice_0001.jpg"
+head -c 5000 "$demo/sample2.jpg" > "$tmp/in/junk/truncated.jpg"
+: > "$tmp/in/junk/empty.jpg"
+printf 'not an image' > "$tmp/in/junk/text.png"
+printf '\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\1\x86\xa0\0\1\x86\xa0\x08\x02\0\0\0' > "$tmp/in/junk/bomb.png"
+for i in $(seq 1 996); do head -c $((i % 300)) /dev/urandom > "$tmp/in/junk/random_$i.jpg"; done
+"$bin" align --threads 2 "$tmp/in" "$tmp/out" > "$tmp/a.txt" 2> "$tmp/a.err"
+check "align with junk exits 1" 1 $?
+expect "aligned 1 of 1001" grep -q "aligned 1, already done 0, failed 1000, of 1001 files" "$tmp/a.txt"
+expect "per-file errors" test "$(grep -c '^  .*junk/' "$tmp/a.err")" = 1000
+expect "bomb named" grep -q "bomb.png" "$tmp/a.err"
+expect "aligned crop written" test -f "$tmp/out/alice/alice_0001.png"
+expect "box list" grep -q "alice_0001.png" "$tmp/out/bounding_boxes.txt"
+# resume: the done image is skipped
+"$bin" align --threads 2 "$tmp/in" "$tmp/out" > "$tmp/a2.txt" 2>/dev/null
+check "align resume exits 1" 1 $?
+expect "resume skips done" grep -q "aligned 0, already done 1, failed 1000" "$tmp/a2.txt"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
