@@ -829,6 +829,46 @@ static void test_export_import(void **state)
     free(copy);
 }
 
+static void test_threshold_fails_closed(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = NULL;
+    facenet_gallery_match m[1];
+    facenet_gallery_search_options o;
+    facenet_error err;
+    uint8_t key[32];
+    float v[TG_DIM];
+    size_t n = 7;
+
+    tg_key(key, 18);
+    /* A model with no calibrated threshold leaves the gallery without one. */
+    assert_int_equal(facenet_gallery_open(f->path, key, TG_MODEL, TG_DIM, FACENET_GALLERY_CREATE,
+                                          &g, &err),
+                     FACENET_OK);
+    assert_true(isnan(facenet_gallery_threshold(g)));
+    assert_int_equal(tg_enroll(g, "Max", 1, 1, NULL, &err), FACENET_OK);
+    tg_embedding(v, TG_DIM, 1);
+    assert_int_equal(facenet_gallery_search(g, TG_MODEL, v, TG_DIM, NULL, m, &n, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(err.message, "threshold"));
+    /* an explicit threshold works ... */
+    facenet_gallery_search_options_default(&o);
+    o.threshold = 0.3f;
+    assert_int_equal(facenet_gallery_search(g, TG_MODEL, v, TG_DIM, &o, m, &n, &err), FACENET_OK);
+    assert_int_equal(n, 1);
+    assert_true(m[0].accepted);
+    /* ... and so does a recorded one, which persists; bad values do not */
+    assert_int_equal(facenet_gallery_set_threshold(g, 1.5f, &err), FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_set_threshold(g, NAN, &err), FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_set_threshold(g, 0.62f, &err), FACENET_OK);
+    facenet_gallery_close(g);
+    g = tg_open(f->path, 18, FACENET_GALLERY_READ_ONLY);
+    assert_true(fabsf(facenet_gallery_threshold(g) - 0.62f) < 1e-6f);
+    assert_int_equal(facenet_gallery_search(g, TG_MODEL, v, TG_DIM, NULL, m, &n, &err), FACENET_OK);
+    facenet_gallery_close(g);
+}
+
 static void test_refresh(void **state)
 {
     fixture *f = *state;
@@ -927,6 +967,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deletion_is_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),
     };

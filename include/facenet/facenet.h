@@ -402,7 +402,10 @@ const char *facenet_gallery_model(const facenet_gallery *gallery);
 int facenet_gallery_dim(const facenet_gallery *gallery);
 /* Templates in the in-memory matrix. */
 size_t facenet_gallery_size(const facenet_gallery *gallery);
-/* The open-set threshold recorded in the gallery (cosine similarity). */
+/* The open-set threshold recorded in the gallery (cosine similarity). A new
+ * gallery takes its model's calibrated threshold; a model without one
+ * leaves it unset (NaN), and searches that rely on it fail until it is set:
+ * no decision without a calibration. */
 float facenet_gallery_threshold(const facenet_gallery *gallery);
 facenet_status facenet_gallery_set_threshold(facenet_gallery *gallery,
                                              float threshold,
@@ -457,7 +460,7 @@ typedef struct facenet_gallery_match {
 typedef struct facenet_gallery_search_options {
     int k;                  /* subjects to return, 1..1000; default 5     */
     float threshold;        /* open-set threshold; < -1 (the default):
-                               the gallery's                              */
+                               the gallery's (an error when it is unset)  */
     const char *collection; /* NULL: every collection                     */
     int exact;              /* 1: float only even with an int8 copy       */
     int threads;            /* 0: all cores when the gallery is large     */

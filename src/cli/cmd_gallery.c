@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,9 +451,10 @@ static int do_stats(const gopts *o)
     if (facenet_gallery_stats_get(g, &st, &err) != FACENET_OK) {
         rc = gcli_report(&err);
     } else if (o->json) {
-        print_json(json_pack("{s:s,s:s,s:i,s:f,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+        print_json(json_pack("{s:s,s:s,s:i,s:o,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                              "gallery", o->pos[0], "model", st.model_id, "dim", st.dim,
-                             "threshold", st.threshold, "schema_version", st.schema_version,
+                             "threshold", isnan(st.threshold) ? json_null() : json_real(st.threshold),
+                             "schema_version", st.schema_version,
                              "collections", (json_int_t)st.collections, "subjects",
                              (json_int_t)st.subjects, "templates", (json_int_t)st.templates,
                              "file_bytes", (json_int_t)st.file_bytes, "wal_bytes",
@@ -461,7 +463,8 @@ static int do_stats(const gopts *o)
                              (json_int_t)st.free_pages, "memory_bytes",
                              (json_int_t)st.memory_bytes));
     } else {
-        printf("gallery:      %s\nmodel:        %s (%d-D)\nthreshold:    %.4f (cosine)\n"
+        printf("gallery:      %s\nmodel:        %s (%d-D)\nthreshold:    %.4f (cosine; nan: "
+               "not set)\n"
                "schema:       version %d\ncollections:  %zu\nsubjects:     %zu\n"
                "templates:    %zu\nfile:         %lld bytes (+ %lld in the log), %lld pages "
                "of %lld, %lld free\nmemory:       %.3f MiB for the decrypted matrix\n",

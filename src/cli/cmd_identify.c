@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,17 @@ int cmd_identify(int argc, char **argv)
         return rc;
     }
     float threshold = o.threshold >= -1 ? o.threshold : facenet_gallery_threshold(g);
+    if (isnan(threshold)) {
+        /* Fail closed: no "who is this" without a calibrated threshold. */
+        fprintf(stderr, "facenet identify: gallery %s (model %s) has no calibrated open-set "
+                        "threshold; set one with 'facenet gallery threshold %s T' or pass "
+                        "--threshold\n",
+                gallery, facenet_gallery_model(g), gallery);
+        gcli_pipeline_close(&p);
+        facenet_gallery_close(g);
+        cli_paths_free(&paths);
+        return CLI_EXIT_USAGE;
+    }
     facenet_gallery_match *matches = calloc((size_t)o.k, sizeof *matches);
     json_t *results = o.json ? json_array() : NULL;
     if (!matches) {

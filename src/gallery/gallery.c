@@ -262,7 +262,17 @@ static float default_threshold(const char *model_id)
     if (at)
         *at = 0;
     const facenet_model_info *info = facenet_model_find(name);
-    return info && info->threshold > 0 ? info->threshold : 0.5f;
+    /* Fail closed: a model without a calibrated threshold gets none, and
+     * searches refuse to decide until one is set. */
+    return info && info->threshold > 0 ? info->threshold : NAN;
+}
+
+static void threshold_text(float t, char *buf, size_t size)
+{
+    if (isnan(t))
+        snprintf(buf, size, "none");
+    else
+        snprintf(buf, size, "%.6f", (double)t);
 }
 
 static facenet_status initialise_meta(facenet_gallery *g, const char *model_id, int dim,
@@ -285,7 +295,7 @@ static facenet_status initialise_meta(facenet_gallery *g, const char *model_id, 
     snprintf(text, sizeof text, "%d", dim);
     if ((status = meta_put_text(s, "dim", text, err)))
         return status;
-    snprintf(text, sizeof text, "%.6f", (double)g->threshold);
+    threshold_text(g->threshold, text, sizeof text);
     if ((status = meta_put_text(s, "threshold", text, err)) ||
         (status = s->ops->meta_set(s, "key_check", check, sizeof check, err)))
         return status;
@@ -323,8 +333,8 @@ static facenet_status read_meta(facenet_gallery *g, facenet_error *err)
     g->dim = (int)dim;
     if (meta_text(s, "threshold", text, sizeof text, err) != FACENET_OK)
         return fn_fail(err, FACENET_ERR_FORMAT, "gallery %s has no threshold", g->path);
-    g->threshold = strtof(text, &end);
-    if (*end || !(g->threshold >= -1 && g->threshold <= 1))
+    g->threshold = strcmp(text, "none") == 0 ? NAN : strtof(text, &end);
+    if (!isnan(g->threshold) && (*end || !(g->threshold >= -1 && g->threshold <= 1)))
         return fn_fail(err, FACENET_ERR_FORMAT, "gallery %s: bad threshold", g->path);
     status = s->ops->meta_get(s, "key_check", &blob, &len, err);
     if (status != FACENET_OK)
@@ -813,7 +823,12 @@ facenet_status facenet_gallery_search(facenet_gallery *g, const char *model_id,
     pthread_rwlock_rdlock(&g->lock);
     float threshold = o.threshold < -1 ? g->threshold : o.threshold;
     gallery_query gq = {q, o.k, 0, !o.exact, o.threads};
-    if (o.collection) {
+    if (isnan(threshold))
+        status = fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                         "gallery %s has no calibrated open-set threshold for model %s: set one "
+                         "(facenet gallery threshold) or pass a threshold to the search",
+                         g->path, g->model_id);
+    else if (o.collection) {
         gq.collection_id = gallery_collection_lookup(g, o.collection);
         if (!gq.collection_id)
             status = fn_fail(err, FACENET_ERR_NOT_FOUND, "gallery %s has no collection '%.255s'",

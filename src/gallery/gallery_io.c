@@ -181,9 +181,10 @@ facenet_status facenet_gallery_export(facenet_gallery *g, const char *path,
         s->ops->rollback(s);
     }
     snprintf(threshold, sizeof threshold, "%.6f", (double)g->threshold);
-    doc = json_pack("{s:s,s:i,s:s,s:i,s:f,s:O}", "format", EXPORT_FORMAT, "version",
+    doc = json_pack("{s:s,s:i,s:s,s:i,s:o,s:O}", "format", EXPORT_FORMAT, "version",
                     EXPORT_VERSION, "model_id", g->model_id, "dim", g->dim, "threshold",
-                    strtod(threshold, NULL), "subjects", c.subjects);
+                    isnan(g->threshold) ? json_null() : json_real(strtod(threshold, NULL)),
+                    "subjects", c.subjects);
     pthread_rwlock_unlock(&g->lock);
     sodium_free(c.row);
     json_decref(c.subjects);

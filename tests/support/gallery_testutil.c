@@ -179,6 +179,11 @@ facenet_gallery *tg_open(const char *path, int seed, unsigned flags)
     tg_key(key, seed);
     if (facenet_gallery_open(path, key, TG_MODEL, TG_DIM, flags, &g, &err) != FACENET_OK)
         die("open gallery", err.message);
+    /* The synthetic model has no calibrated threshold: give new galleries
+     * one, as a user would. */
+    if ((flags & FACENET_GALLERY_CREATE) && isnan(facenet_gallery_threshold(g)) &&
+        facenet_gallery_set_threshold(g, 0.5f, &err) != FACENET_OK)
+        die("set threshold", err.message);
     return g;
 }
 

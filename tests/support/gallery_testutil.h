@@ -38,7 +38,8 @@ void tg_file_sha(const char *path, char hex[65]);
 /* Does `needle` occur in the file, or in its -wal / -shm companions? */
 int tg_file_contains(const char *path, const void *needle, size_t len);
 
-/* Open a gallery with tg_key(seed) (dies on failure). */
+/* Open a gallery with tg_key(seed) (dies on failure); a new one gets the
+ * threshold 0.5. */
 facenet_gallery *tg_open(const char *path, int seed, unsigned flags);
 
 /* Enroll n embeddings tg_embedding(first..first+n) for one subject; returns
