@@ -898,7 +898,7 @@ typedef struct thread_arg {
 static void *searcher(void *p)
 {
     thread_arg *a = p;
-    facenet_gallery_match m[3];
+    facenet_gallery_match m[5]; /* NULL options: the default k is 5 */
     facenet_error err;
     float q[TG_DIM];
     for (int i = 0; i < 300; i++) {

@@ -304,7 +304,8 @@ static int load_known(facenet_gallery *g, enroll_ctx *ctx, const char *collectio
             fprintf(stderr, "facenet enroll: subject folder '%s': %s\n", s->name, err.message);
             return gcli_exit_code(st);
         }
-        qsort(s->known, s->n_known, sizeof *s->known, compare_str);
+        if (s->n_known > 1)
+            qsort(s->known, s->n_known, sizeof *s->known, compare_str);
     }
     return CLI_EXIT_OK;
 }
