@@ -360,7 +360,7 @@ static void test_hostile_names(void **state)
     at_limit[sizeof at_limit - 1] = 0;
     static const char *const refused[] = {
         "",             /* empty */
-        "bad\xff" "byte", /* not UTF-8 */
+        "bad\377byte",  /* not UTF-8 */
         "\xc0\xaf",     /* overlong '/' */
         "\xed\xa0\x80", /* UTF-16 surrogate */
         "\xe2\x82",     /* truncated sequence */

@@ -291,7 +291,7 @@ static int do_show(const gopts *o)
         free(meta_text);
         size_t i;
         json_t *t;
-        json_array_foreach(templates, i, t)
+        json_array_foreach(templates, i, t) {
             printf("  %6lld  %s  %s  image sha256 %s\n",
                    (long long)json_integer_value(json_object_get(t, "id")),
                    json_string_value(json_object_get(t, "created_at")),
@@ -299,6 +299,7 @@ static int do_show(const gopts *o)
                    *json_string_value(json_object_get(t, "image_sha256"))
                        ? json_string_value(json_object_get(t, "image_sha256"))
                        : "(unknown)");
+        }
     }
     json_decref(templates);
     json_decref(c.subject);

@@ -252,7 +252,7 @@ static int bench_store(size_t n, const bench_cfg *cfg, const char *dir, json_t *
                               json_pack("{s:s,s:I,s:f,s:f,s:f,s:I}", "store", "sqlite", "templates",
                                         (json_int_t)n, "enroll_s", enroll_s, "enroll_per_s",
                                         (double)n / enroll_s, "open_s", open_s, "file_bytes",
-                                        (json_int_t)(st.file_bytes + st.wal_bytes)));
+                                        (json_int_t)st.file_bytes + (json_int_t)st.wal_bytes));
     else
         printf("\nstore: enrolled %zu templates (%zu per transaction, synchronous=FULL) in "
                "%.2f s (%.0f/s); reopened and decrypted in %.2f s; file %.1f MiB\n",

@@ -459,7 +459,7 @@ size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gal
             goto done;
         gallery_quantise(q->vector, ix->dim, q8, &q8_scale);
         for (int d = 0; d < ix->dim; d++)
-            q16[d] = q8[d];
+            q16[d] = q8[d]; /* NOLINT(bugprone-signed-char-misuse): a signed value, widened */
     }
     dot_f32_fn f32 = pick_f32();
     dot_i8_fn i8 = pick_i8();

@@ -187,7 +187,8 @@ void gallery_seal_export(const uint8_t key[32], const uint8_t *plain, size_t len
 {
     uint8_t subkey[32];
     crypto_kdf_derive_from_key(subkey, sizeof subkey, SUBKEY_EXPORT, kdf_context, key);
-    memcpy(out, GALLERY_EXPORT_MAGIC, GALLERY_EXPORT_MAGIC_BYTES);
+    /* The magic is 8 bytes of a file header, not a C string. */
+    memcpy(out, GALLERY_EXPORT_MAGIC, GALLERY_EXPORT_MAGIC_BYTES); /* NOLINT(bugprone-not-null-terminated-result) */
     uint8_t *nonce = out + GALLERY_EXPORT_MAGIC_BYTES;
     randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
     crypto_aead_xchacha20poly1305_ietf_encrypt(
