@@ -14,3 +14,13 @@ echo "(boxes and landmarks drawn into detected.png)"
 echo
 echo "== facenet compare: the main face of each demo photo"
 "$bin" compare "$demo"/sample*.jpg
+
+# With LFW at hand (FACENET_LFW_DIR), one same-person and one
+# different-person pair from its pairs list.
+lfw=${FACENET_LFW_DIR:-}
+if [ -n "$lfw" ] && [ -f "$lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg" ]; then
+  echo
+  echo "== facenet compare: two LFW photos of Aaron Peirsol and one of Abel Pacheco"
+  "$bin" compare "$lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg" \
+    "$lfw/Aaron_Peirsol/Aaron_Peirsol_0002.jpg" "$lfw/Abel_Pacheco/Abel_Pacheco_0001.jpg"
+fi

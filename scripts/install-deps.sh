@@ -8,10 +8,18 @@ packages=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders
   libsodium-dev                                # SHA-256, constant-time compare
   libjansson-dev                               # JSON (TF.js manifests, reports)
+  libsqlite3-dev                               # galleries (enrolled faces)
   libcmocka-dev                                # unit tests
   clang libclang-rt-14-dev                     # libFuzzer, sanitizers
   clang-tidy cppcheck                          # static analysis
 )
+# `--bench`: the peers of `make bench` (never needed to build or run facenet).
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(
+    libxnnpack-dev libpthreadpool-dev              # bench/peers/xnnpack_peer
+    libdlib-dev g++                                # bench/peers/dlib_peer
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -41,7 +41,7 @@ static int model_file(const char *file, char *path, size_t size)
     int required = req && strcmp(req, "1") == 0;
 
     if (facenet_model_dir(dir, sizeof dir, NULL) == FACENET_OK) {
-        snprintf(path, size, "%s/%s", dir, file);
+        (void)snprintf(path, size, "%s/%s", dir, file);
         if (stat(path, &st) == 0)
             return 1;
     }
@@ -190,7 +190,7 @@ static void check_synthetic_weights(const nn_graph *g)
         const dlib_layer *l = &layers[li];
         const int o = l->out_c, in = l->in_c, k = l->kernel;
         if (l->kind == DLIB_L_CON) {
-            snprintf(name, sizeof name, "%s/conv/filters", l->name);
+            (void)snprintf(name, sizeof name, "%s/conv/filters", l->name);
             const float *w = find_value(g, name)->data;
             for (int oc = 0; oc < o; oc++)
                 for (int ic = 0; ic < in; ic++)
@@ -202,15 +202,15 @@ static void check_synthetic_weights(const nn_graph *g)
                                 fail_msg("%s: weight o=%d i=%d y=%d x=%d differs", name, oc,
                                          ic, y, x);
                         }
-            snprintf(name, sizeof name, "%s/conv/bias", l->name);
+            (void)snprintf(name, sizeof name, "%s/conv/bias", l->name);
             const float *bias = find_value(g, name)->data;
             for (int oc = 0; oc < o; oc++)
                 assert_true(bias[oc] ==
                             dw_synthetic_value(li, (size_t)o * in * k * k + (size_t)oc));
         } else if (l->kind == DLIB_L_AFFINE) {
-            snprintf(name, sizeof name, "%s/scale/weights", l->name);
+            (void)snprintf(name, sizeof name, "%s/scale/weights", l->name);
             const float *scale = find_value(g, name)->data;
-            snprintf(name, sizeof name, "%s/scale/biases", l->name);
+            (void)snprintf(name, sizeof name, "%s/scale/biases", l->name);
             const float *shift = find_value(g, name)->data;
             for (int c = 0; c < o; c++) {
                 assert_true(scale[c] == dw_synthetic_value(li, (size_t)c));
@@ -386,9 +386,9 @@ static void params_from_graph(void *ctx, int index, const dlib_layer *l, float *
     (void)index;
     (void)count;
     if (l->kind == DLIB_L_CON) {
-        snprintf(name, sizeof name, "%s/conv/filters", l->name);
+        (void)snprintf(name, sizeof name, "%s/conv/filters", l->name);
         const float *w = find_value(g, name)->data;
-        snprintf(name, sizeof name, "%s/conv/bias", l->name);
+        (void)snprintf(name, sizeof name, "%s/conv/bias", l->name);
         const float *bias = find_value(g, name)->data;
         for (int oc = 0; oc < o; oc++)
             for (int ic = 0; ic < in; ic++)
@@ -398,9 +398,9 @@ static void params_from_graph(void *ctx, int index, const dlib_layer *l, float *
                             w[(((size_t)oc * k + y) * k + x) * in + ic];
         memcpy(p + (size_t)o * in * k * k, bias, (size_t)o * sizeof *p);
     } else if (l->kind == DLIB_L_AFFINE) {
-        snprintf(name, sizeof name, "%s/scale/weights", l->name);
+        (void)snprintf(name, sizeof name, "%s/scale/weights", l->name);
         memcpy(p, find_value(g, name)->data, (size_t)o * sizeof *p);
-        snprintf(name, sizeof name, "%s/scale/biases", l->name);
+        (void)snprintf(name, sizeof name, "%s/scale/biases", l->name);
         memcpy(p + o, find_value(g, name)->data, (size_t)o * sizeof *p);
     } else if (l->kind == DLIB_L_FC) {
         const float *w = find_value(g, "fc/weights")->data;
@@ -461,23 +461,23 @@ static int tfjs_specs(tfjs_tensor_spec *specs)
         const dlib_layer *l = &layers[i];
         tfjs_tensor_spec *s = &specs[count];
         if (l->kind == DLIB_L_CON) {
-            snprintf(s[0].name, sizeof s[0].name, "%s/conv/filters", l->name);
+            (void)snprintf(s[0].name, sizeof s[0].name, "%s/conv/filters", l->name);
             s[0].rank = 4;
             s[0].dims[0] = s[0].dims[1] = l->kernel;
             s[0].dims[2] = l->in_c;
             s[0].dims[3] = l->out_c;
-            snprintf(s[1].name, sizeof s[1].name, "%s/conv/bias", l->name);
+            (void)snprintf(s[1].name, sizeof s[1].name, "%s/conv/bias", l->name);
             s[1].rank = 1;
             s[1].dims[0] = l->out_c;
             count += 2;
         } else if (l->kind == DLIB_L_AFFINE) {
-            snprintf(s[0].name, sizeof s[0].name, "%s/scale/weights", l->name);
-            snprintf(s[1].name, sizeof s[1].name, "%s/scale/biases", l->name);
+            (void)snprintf(s[0].name, sizeof s[0].name, "%s/scale/weights", l->name);
+            (void)snprintf(s[1].name, sizeof s[1].name, "%s/scale/biases", l->name);
             s[0].rank = s[1].rank = 1;
             s[0].dims[0] = s[1].dims[0] = l->out_c;
             count += 2;
         } else if (l->kind == DLIB_L_FC) {
-            snprintf(s[0].name, sizeof s[0].name, "fc");
+            (void)snprintf(s[0].name, sizeof s[0].name, "fc");
             s[0].rank = 2;
             s[0].dims[0] = l->in_c;
             s[0].dims[1] = l->out_c;
@@ -644,7 +644,7 @@ static void test_tfjs_synthetic(void **state)
         char name[128];
         if (s->rank == 4) {
             /* HWIO in the file, OHWI in the graph */
-            snprintf(name, sizeof name, "%s", s->name);
+            (void)snprintf(name, sizeof name, "%s", s->name);
             const float *w = find_value(g, name)->data;
             int k = s->dims[0], in = s->dims[2], o = s->dims[3];
             for (int y = 0; y < k; y++)
@@ -818,7 +818,7 @@ static void test_tfjs_directory(void **state)
     facenet_error err;
     (void)state;
 
-    snprintf(dir, sizeof dir, "%s/facenet_tfjs_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    (void)snprintf(dir, sizeof dir, "%s/facenet_tfjs_XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
     char *json = json_dumps(m.manifest, JSON_COMPACT);
     assert_non_null(json);
@@ -828,11 +828,11 @@ static void test_tfjs_directory(void **state)
     assert_null(g);
     assert_non_null(strstr(err.message, "model.bin"));
 
-    snprintf(path, sizeof path, "%s/model.bin", dir);
+    (void)snprintf(path, sizeof path, "%s/model.bin", dir);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(m.shard.data, 1, m.shard.size, f), m.shard.size);
-    fclose(f);
+    assert_int_equal(fclose(f), 0);
     if (nn_import_tfjs((const uint8_t *)json, strlen(json), dir, &g, &err) != FACENET_OK)
         fail_msg("%s", err.message);
     assert_non_null(g);
@@ -880,7 +880,7 @@ static void test_tfjs_real_matches_dat(void **state)
     json_array_foreach(json_object_get(json_array_get(root, 0), "weights"), i, w) {
         const char *name = json_string_value(json_object_get(w, "name"));
         char graph_name[128];
-        snprintf(graph_name, sizeof graph_name, "%s%s", name,
+        (void)snprintf(graph_name, sizeof graph_name, "%s%s", name,
                  strcmp(name, "fc") == 0 ? "/weights" : "");
         const nn_value *a = find_value(dat, graph_name), *b = find_value(tfjs, graph_name);
         json_t *q = json_object_get(w, "quantization");

@@ -416,8 +416,12 @@ static void test_conv_blocking(void **state)
 {
     (void)state;
     rng_seed(2);
-    /* K = 3*3*37 = 333 > one K slice; 3 images of 11x11 outputs. */
-    geometry r = make_geometry(3, 11, 11, 37, 19, 3, 1, 1, NN_ACT_NONE);
+    /* K = 3*3*61 = 549, two K slices; 3 images of 11x11 outputs. */
+    geometry r = make_geometry(3, 11, 11, 61, 19, 3, 1, 1, NN_ACT_NONE);
+    check_conv(&r, 1);
+    /* K = 3*3*128 = 1152, three slices, with an activation that must only
+     * apply after the last one. */
+    r = make_geometry(1, 6, 5, 128, 12, 3, 1, 1, NN_ACT_RELU6);
     check_conv(&r, 1);
     /* Pointwise (no im2col) with 3*17*17 rows and K = 300. */
     r = make_geometry(3, 17, 17, 300, 9, 1, 1, 0, NN_ACT_RELU);

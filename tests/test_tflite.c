@@ -172,6 +172,7 @@ typedef struct tm_tensor {
     const int64_t *zero_point;
     int n_zero_point;
     int quant_dim;
+    int external; /* data after the flatbuffer, via Buffer.offset/size */
 } tm_tensor;
 
 typedef struct tm_op {
@@ -402,14 +403,35 @@ static uint8_t *tm_build(const tm_model *m, size_t *size)
         size_t pos[1];
         fbb_link(&b, v + 4, fbb_table(&b, 1, none, pos));
     }
+    size_t ext_pos[24] = {0};
     for (int i = 0; i < m->n_tensors; i++) {
-        fb_field f[1] = {{4, 0}};
-        size_t pos[1], t;
+        fb_field f[3] = {{4, 0}, {0, 0}, {0, 0}};
+        size_t pos[3], t;
         if (!buffer_of[i])
             continue;
-        t = fbb_table(&b, 1, f, pos);
+        if (m->t[i].external) {
+            f[0].size = 0;
+            f[1].size = 8; /* offset, patched below */
+            f[2].size = 8;
+            f[2].value = m->t[i].nbytes;
+        }
+        t = fbb_table(&b, 3, f, pos);
         fbb_link(&b, v + 4 + 4 * (size_t)buffer_of[i], t);
-        fbb_link(&b, pos[0], fbb_vector(&b, 1, m->t[i].nbytes, m->t[i].data));
+        if (m->t[i].external)
+            ext_pos[i] = pos[1];
+        else
+            fbb_link(&b, pos[0],
+                     fbb_vector(&b, 1, m->t[i].nbytes, m->t[i].data));
+    }
+    fbb_pad(&b, 8);
+    /* Large-model layout: raw data after the flatbuffer, addressed from
+     * the start of the file. */
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (!ext_pos[i])
+            continue;
+        size_t at = fbb_pad(&b, 16);
+        fbb_put(&b, m->t[i].data, m->t[i].nbytes);
+        fbb_le(&b, ext_pos[i], at, 8);
     }
     fbb_pad(&b, 8);
     *size = b.len;
@@ -549,6 +571,33 @@ static void test_conv2d(void **state)
     n = producer(g, "conv/out");
     assert_int_equal(n->n_inputs, 2);
     nn_graph_free(g);
+}
+
+/* Buffers of models over 2 GB live after the flatbuffer (Buffer.offset
+ * and .size); the same path works for a small model. */
+static void test_external_buffer(void **state)
+{
+    tm_model m;
+    nn_graph *g;
+    const nn_node *n;
+    size_t size;
+    uint8_t *data;
+    facenet_error err;
+    (void)state;
+
+    conv_model(&m, 0, 0, 1);
+    m.t[1].external = 1;
+    g = import_ok(&m);
+    n = producer(g, "conv/out");
+    assert_memory_equal(g->values[n->inputs[1]].data, conv_w, sizeof conv_w);
+    nn_graph_free(g);
+
+    /* Cut the file inside the external data: the offset+size check fails. */
+    data = tm_build(&m, &size);
+    assert_int_equal(nn_import_tflite(data, size - 16, &g, &err),
+                     FACENET_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "past the end of the file"));
+    free(data);
 }
 
 static void test_conv_options_refused(void **state)
@@ -1490,6 +1539,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_external_buffer),
         cmocka_unit_test(test_conv_options_refused),
         cmocka_unit_test(test_float16_weights),
         cmocka_unit_test(test_int8_weights),

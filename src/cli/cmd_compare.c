@@ -203,8 +203,19 @@ int cmd_compare(int argc, char **argv)
     }
     const facenet_model_info *info = facenet_embedder_info(emb);
     int dim = facenet_embedder_dim(emb);
-    if (threshold < -1)
+    if (threshold < -1) {
+        /* Fail closed: a model without a calibrated threshold gives no
+         * verdicts unless the user chooses one. */
+        if (!(info->threshold > 0)) {
+            fprintf(stderr, "facenet compare: model %s has no calibrated threshold; "
+                            "pass --threshold\n", info->name);
+            facenet_embedder_free(emb);
+            facenet_detector_free(det);
+            cli_paths_free(&paths);
+            return CLI_EXIT_USAGE;
+        }
         threshold = info->threshold;
+    }
     compare_item *items = calloc(paths.n, sizeof *items);
     float *embeddings = calloc(paths.n * (size_t)dim, sizeof *embeddings);
     if (!items || !embeddings) {

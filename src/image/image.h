@@ -89,6 +89,8 @@ typedef enum img_format {
 #define IMG_DEFAULT_MAX_BYTES ((size_t)128 << 20)
 #define IMG_DEFAULT_MAX_PIXELS ((uint64_t)40000000)
 
+/* Start from img_default_limits() and change fields: a zeroed struct
+ * allows nothing (0 bytes, no format). */
 typedef struct img_decode_limits {
     size_t max_bytes;    /* encoded input size                          */
     uint64_t max_pixels; /* width * height, checked from the header     */

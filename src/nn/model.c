@@ -14,8 +14,10 @@
 #include "common/error.h"
 #include "common/fileio.h"
 #include "nn/exec.h"
+#include "nn/fuse.h"
 #include "nn/graph.h"
 #include "nn/import/import.h"
+#include "nn/import/tfjs.h"
 
 /* No model we pin is near this; a larger file is refused before reading. */
 #define MODEL_MAX_BYTES ((size_t)512 << 20)
@@ -28,6 +30,7 @@ struct facenet_model {
 struct facenet_session {
     const facenet_model *model;
     nn_exec exec;
+    nn_pool *pool; /* owned; NULL for one thread */
 };
 
 static facenet_status check_digest(const char *path, const uint8_t *data,
@@ -67,16 +70,24 @@ static facenet_status import_bytes(const char *path, facenet_model_format format
     return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "unknown model format %d", (int)format);
 }
 
-static facenet_status finish_model(nn_graph *graph, facenet_model **out,
-                                   facenet_error *err)
+/* Takes ownership of `graph`: fuse it (the importers write out PReLU,
+ * softmax and batch norm op by op), then prepare the weights for the
+ * backend. */
+static facenet_status finish_model(nn_graph *graph, const nn_backend *backend,
+                                   facenet_model **out, facenet_error *err)
 {
+    nn_graph *fused = NULL;
+    facenet_status st = nn_fuse(graph, &fused, NULL, err);
+    nn_graph_free(graph);
+    if (st != FACENET_OK)
+        return st;
     facenet_model *m = calloc(1, sizeof *m);
     if (!m) {
-        nn_graph_free(graph);
+        nn_graph_free(fused);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory loading a model");
     }
-    m->graph = graph;
-    facenet_status st = nn_weights_prepare(graph, &m->weights, err);
+    m->graph = fused;
+    st = nn_weights_prepare_backend(fused, backend, &m->weights, err);
     if (st != FACENET_OK) {
         facenet_model_free(m);
         return st;
@@ -85,11 +96,21 @@ static facenet_status finish_model(nn_graph *graph, facenet_model **out,
     return FACENET_OK;
 }
 
-facenet_status facenet_model_load_file(const char *path,
-                                       facenet_model_format format,
-                                       const char *expected_sha256,
-                                       facenet_model **out,
-                                       facenet_error *err)
+/* The named backend, or the default one for NULL. */
+static const nn_backend *pick_backend(const char *name, facenet_error *err)
+{
+    if (!name)
+        return nn_backend_default(err);
+    const nn_backend *b = nn_backend_find(name);
+    if (!b)
+        fn_fail(err, FACENET_ERR_UNSUPPORTED,
+                "backend '%s': no such backend, or this CPU cannot run it", name);
+    return b;
+}
+
+static facenet_status load_file(const char *path, facenet_model_format format,
+                                const char *expected_sha256, const char *backend_name,
+                                facenet_model **out, facenet_error *err)
 {
     uint8_t *data = NULL;
     size_t size = 0;
@@ -101,6 +122,9 @@ facenet_status facenet_model_load_file(const char *path,
     *out = NULL;
     if (!path)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "path is NULL");
+    const nn_backend *backend = pick_backend(backend_name, err);
+    if (!backend)
+        return FACENET_ERR_UNSUPPORTED;
     st = fn_read_file(path, MODEL_MAX_BYTES, &data, &size, err);
     if (st == FACENET_ERR_NOT_FOUND)
         fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
@@ -116,38 +140,113 @@ facenet_status facenet_model_load_file(const char *path,
     free(data);
     if (st != FACENET_OK)
         return st;
-    return finish_model(graph, out, err);
+    return finish_model(graph, backend, out, err);
 }
 
-facenet_status facenet_model_load(const char *dir,
-                                  const facenet_model_info *info,
-                                  facenet_model **out, facenet_error *err)
+facenet_status facenet_model_load_file(const char *path,
+                                       facenet_model_format format,
+                                       const char *expected_sha256,
+                                       facenet_model **out,
+                                       facenet_error *err)
+{
+    return load_file(path, format, expected_sha256, NULL, out, err);
+}
+
+/* Shards of a pinned TF.js model: only the pinned shard is accepted, and
+ * it is hashed in memory, so the bytes parsed are the bytes checked. */
+typedef struct pinned_shard {
+    const char *dir;
+    const facenet_model_info *info;
+} pinned_shard;
+
+static facenet_status load_pinned_shard(void *ctx, const char *name,
+                                        uint8_t **data, size_t *size,
+                                        facenet_error *err)
+{
+    const pinned_shard *pin = ctx;
+    char path[PATH_MAX];
+    facenet_status st;
+
+    if (!pin->info->extra_file || strcmp(name, pin->info->extra_file) != 0)
+        return fn_fail(err, FACENET_ERR_INTEGRITY,
+                       "weights manifest names shard '%s', which is not pinned", name);
+    snprintf(path, sizeof path, "%s/%s", pin->dir, name);
+    st = fn_read_file(path, TFJS_MAX_SHARD_BYTES, data, size, err);
+    if (st == FACENET_ERR_NOT_FOUND)
+        return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
+    if (st != FACENET_OK)
+        return st;
+    st = check_digest(path, *data, *size, pin->info->extra_sha256, err);
+    if (st != FACENET_OK) {
+        free(*data);
+        *data = NULL;
+    }
+    return st;
+}
+
+facenet_status facenet_model_load_backend(const char *dir,
+                                          const facenet_model_info *info,
+                                          const char *backend_name,
+                                          facenet_model **out,
+                                          facenet_error *err)
 {
     char path[PATH_MAX];
+    uint8_t *data = NULL;
+    size_t size = 0;
+    nn_graph *graph = NULL;
+    facenet_status st;
 
     if (!out)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;
     if (!dir || !info)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "dir and info are required");
-    if (info->extra_file) {
-        /* The TF.js shard is read by the importer; check its pin first. */
-        char actual[65];
-        snprintf(path, sizeof path, "%s/%s", dir, info->extra_file);
-        facenet_status st = fn_sha256_file(path, actual, err);
-        if (st == FACENET_ERR_NOT_FOUND)
-            return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'",
-                           path);
-        if (st != FACENET_OK)
-            return st;
-        if (!fn_digest_equal(actual, info->extra_sha256))
-            return fn_fail(err, FACENET_ERR_INTEGRITY,
-                           "%s: SHA-256 mismatch: expected %s, got %s; the file is "
-                           "truncated or altered; run 'facenet models fetch' to restore it",
-                           path, info->extra_sha256, actual);
-    }
     snprintf(path, sizeof path, "%s/%s", dir, info->file_name);
-    return facenet_model_load_file(path, info->format, info->sha256, out, err);
+    if (info->format != FACENET_FORMAT_TFJS)
+        return load_file(path, info->format, info->sha256, backend_name, out, err);
+
+    const nn_backend *backend = pick_backend(backend_name, err);
+    if (!backend)
+        return FACENET_ERR_UNSUPPORTED;
+    st = fn_read_file(path, MODEL_MAX_BYTES, &data, &size, err);
+    if (st == FACENET_ERR_NOT_FOUND)
+        return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
+    if (st != FACENET_OK)
+        return st;
+    st = check_digest(path, data, size, info->sha256, err);
+    if (st == FACENET_OK) {
+        pinned_shard pin = {dir, info};
+        st = nn_import_tfjs_core(data, size, load_pinned_shard, &pin, &graph, err);
+        if (st != FACENET_OK && st != FACENET_ERR_INTEGRITY && st != FACENET_ERR_NOT_FOUND)
+            fn_error_prefix(err, "%s", path);
+    }
+    free(data);
+    if (st != FACENET_OK)
+        return st;
+    return finish_model(graph, backend, out, err);
+}
+
+facenet_status facenet_model_load(const char *dir,
+                                  const facenet_model_info *info,
+                                  facenet_model **out, facenet_error *err)
+{
+    return facenet_model_load_backend(dir, info, NULL, out, err);
+}
+
+const char *facenet_model_backend(const facenet_model *model)
+{
+    return model ? model->weights.backend->name : NULL;
+}
+
+const char *facenet_backend_name(int index)
+{
+    const nn_backend *b = nn_backend_at(index);
+    return b ? b->name : NULL;
+}
+
+int facenet_backend_available(const char *name)
+{
+    return nn_backend_find(name) != NULL;
 }
 
 void facenet_model_free(facenet_model *model)
@@ -206,12 +305,44 @@ facenet_status facenet_session_create(const facenet_model *model,
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory creating a session");
     s->model = model;
     st = nn_exec_init(&s->exec, model->graph, &model->weights, err);
+    if (st == FACENET_OK)
+        st = facenet_session_set_threads(s, 0, err);
     if (st != FACENET_OK) {
-        free(s);
+        facenet_session_free(s);
         return st;
     }
     *out = s;
     return FACENET_OK;
+}
+
+facenet_status facenet_session_set_threads(facenet_session *session, int threads,
+                                           facenet_error *err)
+{
+    nn_pool *pool = NULL;
+
+    if (!session)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "session is NULL");
+    if (threads < 0 || threads > NN_POOL_MAX_THREADS)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "thread count %d is not in 0..%d",
+                       threads, NN_POOL_MAX_THREADS);
+    if (threads == 0)
+        threads = nn_threads_from_env(1);
+    if (threads == nn_pool_threads(session->pool))
+        return FACENET_OK;
+    if (threads > 1) {
+        facenet_status st = nn_pool_create(threads, &pool, err);
+        if (st != FACENET_OK)
+            return st;
+    }
+    nn_exec_set_pool(&session->exec, pool);
+    nn_pool_free(session->pool);
+    session->pool = pool;
+    return FACENET_OK;
+}
+
+int facenet_session_threads(const facenet_session *session)
+{
+    return session ? nn_pool_threads(session->pool) : 0;
 }
 
 void facenet_session_free(facenet_session *session)
@@ -219,6 +350,7 @@ void facenet_session_free(facenet_session *session)
     if (!session)
         return;
     nn_exec_free(&session->exec);
+    nn_pool_free(session->pool);
     free(session);
 }
 

@@ -14,7 +14,7 @@ static void reserve(dw_buf *b, size_t more)
         cap *= 2;
     uint8_t *p = realloc(b->data, cap);
     if (!p) {
-        fprintf(stderr, "dlib_writer: out of memory\n");
+        (void)fprintf(stderr, "dlib_writer: out of memory\n");
         abort();
     }
     b->data = p;

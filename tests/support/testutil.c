@@ -169,3 +169,9 @@ float *tu_read_npy_f32(const char *path, int *dims, int *rank)
     fclose(f);
     return data;
 }
+
+int tu_quick(void)
+{
+    const char *q = getenv("FACENET_TEST_QUICK");
+    return q && strcmp(q, "1") == 0;
+}

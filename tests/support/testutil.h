@@ -36,6 +36,10 @@ json_t *tu_golden_json(const char *file);
  * out[0..max); returns the count read. */
 size_t tu_json_floats(const json_t *array, float *out, size_t max);
 
+/* True when FACENET_TEST_QUICK=1: the sanitizer pass sets it so the
+ * heaviest real-photo tests run the same code paths on fewer photos. */
+int tu_quick(void);
+
 /* The golden pattern: v(x, y, c) = (x*7 + y*13 + c*29) % 256. */
 static inline float tu_pattern(int x, int y, int c)
 {

@@ -58,26 +58,28 @@ typedef struct reader {
     char where[96]; /* the layer being read, for messages */
 } reader;
 
-static facenet_status fail(reader *r, facenet_status code, const char *fmt, ...)
+static void set_fail(reader *r, facenet_status code, const char *fmt, ...)
     FN_PRINTF(3, 4);
 
-static facenet_status fail(reader *r, facenet_status code, const char *fmt, ...)
+/* A macro around set_fail, like fn_fail, so analysers see `code` returned. */
+#define fail(r, code, ...) fn_status_of((set_fail((r), (code), __VA_ARGS__), (code)))
+
+static void set_fail(reader *r, facenet_status code, const char *fmt, ...)
 {
     char msg[320];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    (void)vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fn_fail(r->err, code, "dlib .dat: %s, offset %zu: %s", r->where, r->pos,
-                   msg);
+    fn_set_error(r->err, code, "dlib .dat: %s, offset %zu: %s", r->where, r->pos, msg);
 }
 
 static void set_where(reader *r, int index, int n_layers, const dlib_layer *l)
 {
     if (index < 0)
-        snprintf(r->where, sizeof r->where, "%s", l ? l->name : "header");
+        (void)snprintf(r->where, sizeof r->where, "%s", l ? l->name : "header");
     else
-        snprintf(r->where, sizeof r->where, "layer %d of %d (%s%s%s)", index, n_layers,
+        (void)snprintf(r->where, sizeof r->where, "layer %d of %d (%s%s%s)", index, n_layers,
                  dlib_layer_kind_name(l->kind), l->name[0] ? " " : "", l->name);
 }
 
@@ -206,7 +208,7 @@ static facenet_status read_dims(reader *r, const char *what, int64_t dims[4])
     static const char *const dim_names[4] = {"num_samples", "k", "nr", "nc"};
     char field[96];
     for (int i = 0; i < 4; i++) {
-        snprintf(field, sizeof field, "%s %s", what, dim_names[i]);
+        (void)snprintf(field, sizeof field, "%s %s", what, dim_names[i]);
         facenet_status st = read_int(r, field, &dims[i]);
         if (st != FACENET_OK)
             return st;
@@ -316,12 +318,14 @@ static facenet_status read_con(reader *r, const dlib_layer *l, param_ref *ref)
     size_t at = r->pos;
     if ((st = read_tensor(r, "params", &count, &ref->values)) != FACENET_OK)
         return st;
-    if (count != (size_t)(o * i * k * k + o) && count != (size_t)(o * i * k * k)) {
+    /* Sizes from the topology: small, no overflow. */
+    const size_t n_filters = (size_t)(o * i * k * k), n_all = n_filters + (size_t)o;
+    if (count != n_all && count != n_filters) {
         r->pos = at;
-        return fail(r, FACENET_ERR_FORMAT, "params has %zu values, expected %lld", count,
-                    (long long)(o * i * k * k + o));
+        return fail(r, FACENET_ERR_FORMAT, "params has %zu values, expected %zu", count,
+                    n_all);
     }
-    ref->has_bias = count == (size_t)(o * i * k * k + o);
+    ref->has_bias = count == n_all;
     if ((st = expect_int(r, "num_filters", o)) != FACENET_OK ||
         (st = expect_int(r, "nr", k)) != FACENET_OK ||
         (st = expect_int(r, "nc", k)) != FACENET_OK ||
@@ -517,7 +521,7 @@ static facenet_status read_network(reader *r, const dlib_layer *layers, int n,
     if (input_version != 2 && input_version != 3)
         return fail(r, FACENET_ERR_UNSUPPORTED, "add_layer version %lld on the input",
                     (long long)input_version);
-    snprintf(r->where, sizeof r->where, "input layer");
+    (void)snprintf(r->where, sizeof r->where, "input layer");
     if ((st = read_input_layer(r)) != FACENET_OK)
         return st;
     for (int i = 0; i < n; i++) {
@@ -533,7 +537,7 @@ static facenet_status read_network(reader *r, const dlib_layer *layers, int n,
                 return st;
         }
     }
-    snprintf(r->where, sizeof r->where, "end of file");
+    (void)snprintf(r->where, sizeof r->where, "end of file");
     if (r->pos != r->size)
         return fail(r, FACENET_ERR_FORMAT, "%zu unexpected bytes after the network",
                     r->size - r->pos);

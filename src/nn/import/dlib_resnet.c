@@ -70,7 +70,7 @@ static dlib_layer *push(layer_list *list, dlib_layer_kind kind, const char *name
     dlib_layer *l = &list->items[list->n++];
     memset(l, 0, sizeof *l);
     l->kind = kind;
-    snprintf(l->name, sizeof l->name, "%s", name ? name : "");
+    (void)snprintf(l->name, sizeof l->name, "%s", name ? name : "");
     return l;
 }
 
@@ -91,10 +91,10 @@ static void push_block_convs(layer_list *list, const char *block, int n,
                              int in_c, int stride)
 {
     char name[DLIB_RESNET_NAME_MAX];
-    snprintf(name, sizeof name, "%s/conv1", block);
+    (void)snprintf(name, sizeof name, "%s/conv1", block);
     push_conv_affine(list, name, n, in_c, 3, stride);
     push(list, DLIB_L_RELU, NULL);
-    snprintf(name, sizeof name, "%s/conv2", block);
+    (void)snprintf(name, sizeof name, "%s/conv2", block);
     push_conv_affine(list, name, n, n, 3, 1);
 }
 
@@ -139,11 +139,11 @@ int dlib_resnet_layers(dlib_layer *layers)
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
         int n = levels[i].n;
         if (levels[i].down) {
-            snprintf(block, sizeof block, "conv%d_down", n);
+            (void)snprintf(block, sizeof block, "conv%d_down", n);
             push_residual_down(&list, block, n, in_c);
         }
         for (int b = 1; b <= levels[i].blocks; b++) {
-            snprintf(block, sizeof block, "conv%d_%d", n, b);
+            (void)snprintf(block, sizeof block, "conv%d_%d", n, b);
             push_residual(&list, block, n);
         }
         in_c = n;
@@ -172,7 +172,7 @@ typedef struct builder {
 static const char *node_name(builder *b, const char *what, char *buf,
                              size_t size)
 {
-    snprintf(buf, size, "%s/%s%d", b->block[0] ? b->block : "input", what,
+    (void)snprintf(buf, size, "%s/%s%d", b->block[0] ? b->block : "input", what,
              ++b->serial);
     return buf;
 }
@@ -255,9 +255,9 @@ static facenet_status build_con(builder *b, int index, const dlib_layer *l,
     nn_attrs attrs;
     int w, bias;
 
-    snprintf(wname, sizeof wname, "%s/conv/filters", l->name);
-    snprintf(bname, sizeof bname, "%s/conv/bias", l->name);
-    snprintf(oname, sizeof oname, "%s/conv", l->name);
+    (void)snprintf(wname, sizeof wname, "%s/conv/filters", l->name);
+    (void)snprintf(bname, sizeof bname, "%s/conv/bias", l->name);
+    (void)snprintf(oname, sizeof oname, "%s/conv", l->name);
     facenet_status st = add_param_pair(
         b, index, l, nn_shape4(l->out_c, l->kernel, l->kernel, l->in_c), wname,
         nn_shape1(l->out_c), bname, &w, &bias, err);
@@ -284,9 +284,9 @@ static facenet_status build_affine(builder *b, int index, const dlib_layer *l,
     char oname[DLIB_RESNET_NAME_MAX + 16];
     int scale, shift;
 
-    snprintf(sname, sizeof sname, "%s/scale/weights", l->name);
-    snprintf(tname, sizeof tname, "%s/scale/biases", l->name);
-    snprintf(oname, sizeof oname, "%s/scale", l->name);
+    (void)snprintf(sname, sizeof sname, "%s/scale/weights", l->name);
+    (void)snprintf(tname, sizeof tname, "%s/scale/biases", l->name);
+    (void)snprintf(oname, sizeof oname, "%s/scale", l->name);
     facenet_status st = add_param_pair(b, index, l, nn_shape1(l->out_c), sname,
                                        nn_shape1(l->out_c), tname, &scale, &shift,
                                        err);

@@ -349,10 +349,10 @@ static facenet_status find_weight(manifest *m, const char *name, int rank, const
         if (!ok) {
             char got[64] = "[", want[64] = "[";
             for (int d = 0; d < w->rank; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), d ? ",%d" : "%d",
+                (void)snprintf(got + strlen(got), sizeof got - strlen(got), d ? ",%d" : "%d",
                          w->dims[d]);
             for (int d = 0; d < rank; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), d ? ",%d" : "%d",
+                (void)snprintf(want + strlen(want), sizeof want - strlen(want), d ? ",%d" : "%d",
                          dims[d]);
             return fn_fail(err, FACENET_ERR_FORMAT,
                            "TF.js manifest: tensor '%s' has shape %s], expected %s]", name, got,
@@ -381,12 +381,12 @@ static facenet_status fill_conv(manifest *m, const dlib_layer *l, float *w_ohwi,
     const int k = l->kernel, in = l->in_c, o = l->out_c;
     const int hwio[4] = {k, k, in, o};
     const size_t count = (size_t)k * k * in * o;
-    float *tmp = malloc(count * sizeof *tmp);
+    float *tmp = calloc(count, sizeof *tmp); /* zeroed: decode fills it all */
     facenet_status st;
 
     if (!tmp)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory decoding '%s'", l->name);
-    snprintf(name, sizeof name, "%s/conv/filters", l->name);
+    (void)snprintf(name, sizeof name, "%s/conv/filters", l->name);
     st = fetch(m, name, 4, hwio, tmp, err);
     if (st == FACENET_OK) {
         /* HWIO -> OHWI */
@@ -396,7 +396,7 @@ static facenet_status fill_conv(manifest *m, const dlib_layer *l, float *w_ohwi,
                     for (int oc = 0; oc < o; oc++)
                         w_ohwi[(((size_t)oc * k + y) * k + x) * in + ic] =
                             tmp[(((size_t)y * k + x) * in + ic) * o + oc];
-        snprintf(name, sizeof name, "%s/conv/bias", l->name);
+        (void)snprintf(name, sizeof name, "%s/conv/bias", l->name);
         st = fetch(m, name, 1, &l->out_c, bias, err);
     }
     free(tmp);
@@ -408,7 +408,7 @@ static facenet_status fill_fc(manifest *m, const dlib_layer *l, float *w_oi,
 {
     const int io[2] = {l->in_c, l->out_c};
     const size_t count = (size_t)l->in_c * l->out_c;
-    float *tmp = malloc(count * sizeof *tmp);
+    float *tmp = calloc(count, sizeof *tmp); /* zeroed: decode fills it all */
     if (!tmp)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory decoding 'fc'");
     facenet_status st = fetch(m, l->name, 2, io, tmp, err);
@@ -431,11 +431,11 @@ static facenet_status fill_from_tfjs(void *ctx, int index, const dlib_layer *l, 
     case DLIB_L_CON:
         return fill_conv(m, l, a, b, err);
     case DLIB_L_AFFINE: {
-        snprintf(name, sizeof name, "%s/scale/weights", l->name);
+        (void)snprintf(name, sizeof name, "%s/scale/weights", l->name);
         facenet_status st = fetch(m, name, 1, &l->out_c, a, err);
         if (st != FACENET_OK)
             return st;
-        snprintf(name, sizeof name, "%s/scale/biases", l->name);
+        (void)snprintf(name, sizeof name, "%s/scale/biases", l->name);
         return fetch(m, name, 1, &l->out_c, b, err);
     }
     case DLIB_L_FC:

@@ -167,6 +167,7 @@ typedef struct importer {
     int n_tensors;
     int *value_of;       /* per tensor: graph value id or NN_NONE        */
     int *readers;        /* per tensor: operator inputs + graph outputs  */
+    int *last_reader;    /* per tensor: last operator reading it, or -1  */
     unsigned char *is_graph_output;
     int n_ops;
     op_summary *ops;
@@ -205,20 +206,23 @@ typedef struct tensor_info {
     int has_sparsity;
 } tensor_info;
 
-static facenet_status op_fail(importer *im, const op_ctx *o,
-                              facenet_status code, const char *fmt, ...)
-    FN_PRINTF(4, 5);
+static void set_op_fail(importer *im, const op_ctx *o, facenet_status code,
+                        const char *fmt, ...) FN_PRINTF(4, 5);
 
-static facenet_status op_fail(importer *im, const op_ctx *o,
-                              facenet_status code, const char *fmt, ...)
+/* A macro around set_op_fail, like fn_fail, so analysers see `code`
+ * returned. */
+#define op_fail(im, o, code, ...) \
+    fn_status_of((set_op_fail((im), (o), (code), __VA_ARGS__), (code)))
+
+static void set_op_fail(importer *im, const op_ctx *o, facenet_status code,
+                        const char *fmt, ...)
 {
     char msg[FACENET_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fn_fail(im->err, code, "TFLite operator %d (%s): %s", o->index,
-                   o->name, msg);
+    fn_set_error(im->err, code, "TFLite operator %d (%s): %s", o->index, o->name, msg);
 }
 
 /* ---- tensors ----------------------------------------------------------- */
@@ -707,26 +711,26 @@ static facenet_status map_padding(importer *im, const op_ctx *o, uint8_t pad,
  * tensor, and the activation operator is skipped later. */
 static void absorb_activation(importer *im, op_ctx *o, nn_activation *act)
 {
-    int t = o->output;
+    int t = o->output, k;
+    const op_summary *r;
+    tensor_info out;
+
     if (*act != NN_ACT_NONE || im->readers[t] != 1 || im->is_graph_output[t])
         return;
-    for (int k = o->index + 1; k < im->n_ops; k++) {
-        const op_summary *r = &im->ops[k];
-        if (r->input0 != t)
-            continue;
-        if ((r->code != OP_RELU && r->code != OP_RELU6) || r->n_inputs != 1 ||
-            r->n_outputs != 1 || r->output0 < 0 || im->absorbed[k] ||
-            im->value_of[r->output0] != NN_NONE)
-            return;
-        tensor_info out;
-        if (read_tensor(im, r->output0, &out) != FACENET_OK ||
-            out.type != TT_FLOAT32)
-            return; /* the RELU itself will report the problem */
-        *act = r->code == OP_RELU ? NN_ACT_RELU : NN_ACT_RELU6;
-        im->absorbed[k] = 1;
-        o->output = r->output0;
+    k = im->last_reader[t]; /* with one reader, the only one */
+    if (k <= o->index)
         return;
-    }
+    r = &im->ops[k];
+    if ((r->code != OP_RELU && r->code != OP_RELU6) || r->n_inputs != 1 ||
+        r->input0 != t || r->n_outputs != 1 || r->output0 < 0 ||
+        im->absorbed[k] || im->value_of[r->output0] != NN_NONE)
+        return;
+    if (read_tensor(im, r->output0, &out) != FACENET_OK ||
+        out.type != TT_FLOAT32)
+        return; /* the RELU itself will report the problem */
+    *act = r->code == OP_RELU ? NN_ACT_RELU : NN_ACT_RELU6;
+    im->absorbed[k] = 1;
+    o->output = r->output0;
 }
 
 /* Add the node for this operator, named after (and bound to) its output
@@ -1337,8 +1341,10 @@ static facenet_status scan_operators(importer *im)
         im->ops[i].n_outputs = 1;
         im->ops[i].output0 = o.output;
         for (int k = 0; k < o.n_inputs; k++)
-            if (o.inputs[k] >= 0)
+            if (o.inputs[k] >= 0) {
                 im->readers[o.inputs[k]]++;
+                im->last_reader[o.inputs[k]] = i;
+            }
     }
     return FACENET_OK;
 }
@@ -1472,15 +1478,18 @@ static facenet_status alloc_tables(importer *im)
 
     im->value_of = malloc(nt * sizeof *im->value_of);
     im->readers = calloc(nt, sizeof *im->readers);
+    im->last_reader = malloc(nt * sizeof *im->last_reader);
     im->is_graph_output = calloc(nt, 1);
     im->ops = calloc(no, sizeof *im->ops);
     im->absorbed = calloc(no, 1);
-    if (!im->value_of || !im->readers || !im->is_graph_output || !im->ops ||
-        !im->absorbed)
+    if (!im->value_of || !im->readers || !im->last_reader ||
+        !im->is_graph_output || !im->ops || !im->absorbed)
         return fn_fail(im->err, FACENET_ERR_NO_MEMORY,
                        "out of memory for %d tensors", im->n_tensors);
-    for (size_t i = 0; i < nt; i++)
+    for (size_t i = 0; i < nt; i++) {
         im->value_of[i] = NN_NONE;
+        im->last_reader[i] = -1;
+    }
     return FACENET_OK;
 }
 
@@ -1490,6 +1499,7 @@ static void free_tables(importer *im)
     free(im->custom);
     free(im->value_of);
     free(im->readers);
+    free(im->last_reader);
     free(im->is_graph_output);
     free(im->ops);
     free(im->absorbed);

@@ -12,7 +12,7 @@
  * output pixel, K = KH*KW*I) by the packed weights B [K][O] into C [M][O],
  * which is exactly the NHWC output. It is blocked three ways:
  *   - rows of A in blocks of conv_block_rows() (the im2col scratch);
- *   - K in slices of GEMM_KC, so the B panel in use stays in L1;
+ *   - K in slices of at most GEMM_KC, so the B panel in use stays in L1;
  *   - a GEMM_MR x GEMM_NR register tile of C, accumulated over a K slice.
  */
 #include "nn/kernels/ref.h"
@@ -25,8 +25,10 @@
  * map onto 4 AVX registers when built with -march=native. */
 #define GEMM_MR 4
 #define GEMM_NR 8
-/* K slice: a GEMM_KC x GEMM_NR panel of B is 8 KiB. */
-#define GEMM_KC 256
+/* Longest K slice: a GEMM_KC x GEMM_NR panel of B is 16 KiB. K is cut into
+ * equal slices no longer than this (576 -> 2 x 288, not 512 + 64), so no
+ * slice is too short to pay for loading and storing its tile of C. */
+#define GEMM_KC 512
 /* Rows of A per im2col block aim for this many floats (256 KiB), so the
  * block stays in L2 while every panel of B is swept over it. */
 #define IM2COL_TARGET_FLOATS 65536
@@ -116,7 +118,7 @@ static void gemm_micro(int kc, const float *a, size_t lda, const float *b,
 
 /* A partial tile (mr < MR rows and/or nr < NR columns): run the full
  * micro-kernel on a local copy of C, and of A when rows are missing, padded
- * with zeros. `b` is already a padded panel when nr < GEMM_NR. */
+ * with zeros. `b` is a zero-padded panel of GEMM_NR columns. */
 static void gemm_micro_edge(int kc, int mr, int nr, const float *a,
                             size_t lda, const float *b, size_t ldb, float *c,
                             size_t ldc, const tile_ends *ends)
@@ -152,24 +154,34 @@ static void gemm(size_t rows, int k_dim, int out_c, const float *a,
     float bias_panel[GEMM_NR];
     const size_t lda = (size_t)k_dim, ldc = (size_t)out_c;
 
-    for (int k0 = 0; k0 < k_dim; k0 += GEMM_KC) {
-        const int kc = min_int(GEMM_KC, k_dim - k0);
+    const int slices = (k_dim + GEMM_KC - 1) / GEMM_KC;
+    const int slice = slices > 0 ? (k_dim + slices - 1) / slices : 0;
+
+    for (int k0 = 0; k0 < k_dim; k0 += slice) {
+        const int kc = min_int(slice, k_dim - k0);
         for (int o0 = 0; o0 < out_c; o0 += GEMM_NR) {
             const int nr = min_int(GEMM_NR, out_c - o0);
-            const float *bp = b + (size_t)k0 * ldc + o0;
-            size_t ldb = ldc;
-            tile_ends ends;
+            const float *src = b + (size_t)k0 * ldc + o0;
 
-            if (nr < GEMM_NR) {
-                /* Last, narrow panel: pad it with zero columns once so the
-                 * full-width kernel can run on it for every row. */
-                memset(panel, 0, sizeof panel);
-                for (int k = 0; k < kc; k++)
-                    memcpy(panel + k * GEMM_NR, bp + (size_t)k * ldc,
-                           (size_t)nr * sizeof(float));
-                bp = panel;
-                ldb = GEMM_NR;
+            /* Copy the panel B[k0 .. k0+kc)[o0 .. o0+nr) into contiguous
+             * rows of GEMM_NR, zero-padded when nr < GEMM_NR. Read in place,
+             * its rows would be out_c floats apart, which for out_c a
+             * multiple of 32 puts them all in a few L1 sets; the copy costs
+             * one pass over B per row block. */
+            for (int k = 0; k < kc; k++) {
+                const float *from = src + (size_t)k * ldc;
+                float *to = panel + k * GEMM_NR;
+                if (nr == GEMM_NR) {
+                    for (int j = 0; j < GEMM_NR; j++)
+                        to[j] = from[j];
+                } else {
+                    for (int j = 0; j < GEMM_NR; j++)
+                        to[j] = 0.0f;
+                    for (int j = 0; j < nr; j++)
+                        to[j] = from[j];
+                }
             }
+            tile_ends ends;
             ends.start = NULL;
             if (k0 == 0) {
                 memset(bias_panel, 0, sizeof bias_panel);
@@ -182,11 +194,11 @@ static void gemm(size_t rows, int k_dim, int out_c, const float *a,
             size_t m = 0;
             if (nr == GEMM_NR)
                 for (; m + GEMM_MR <= rows; m += GEMM_MR)
-                    gemm_micro(kc, a + m * lda + k0, lda, bp, ldb,
+                    gemm_micro(kc, a + m * lda + k0, lda, panel, GEMM_NR,
                                c + m * ldc + o0, ldc, &ends);
             for (; m < rows; m += GEMM_MR)
                 gemm_micro_edge(kc, (int)min_size(GEMM_MR, rows - m), nr,
-                                a + m * lda + k0, lda, bp, ldb,
+                                a + m * lda + k0, lda, panel, GEMM_NR,
                                 c + m * ldc + o0, ldc, &ends);
         }
     }

@@ -1,0 +1,81 @@
+/*
+ * backend.h - the one interface every compute backend implements.
+ *
+ * A backend supplies the heavy layers: convolution, depthwise convolution,
+ * fully connected and pooling. Everything else (element-wise ops,
+ * reductions, softmax) runs on the reference kernels whatever the backend,
+ * because those layers are a small share of the time.
+ *
+ * Each heavy layer is prepared once at model load (weights repacked into
+ * whatever layout the backend's kernels want, with the bias and the slopes
+ * of a PReLU that follows the layer folded in as an epilogue) and the
+ * prepared blob is then immutable: sessions on any thread share it.
+ *
+ * Backends (nn_backend_find):
+ *   "reference"  the portable C kernels of kernels/ref.h: the numeric
+ *                oracle, single-threaded;
+ *   "avx2"       AVX2 + FMA kernels (x86-64, chosen at run time from the
+ *                CPU's features), threaded over output rows and channels.
+ * The default is the best available one, or $FACENET_BACKEND.
+ */
+#ifndef FACENET_NN_BACKEND_H
+#define FACENET_NN_BACKEND_H
+
+#include <stddef.h>
+
+#include "nn/graph.h"
+#include "nn/kernels/ref.h"
+#include "nn/pool.h"
+
+/* What prepare() gets for one CONV2D, DEPTHWISE_CONV2D or FULLY_CONNECTED
+ * node. All pointers are graph constants and outlive the prepared blob. */
+typedef struct nn_layer_params {
+    nn_op op;
+    const float *weights; /* canonical layout (graph.h); FC is [O, I]     */
+    int out_c, kernel_h, kernel_w, in_c; /* FC: kernel 1x1, in_c = I       */
+    const float *bias;    /* [out_c] or NULL                               */
+    const float *prelu;   /* [out_c] slopes of a PRELU fused after, or NULL */
+} nn_layer_params;
+
+typedef struct nn_backend {
+    const char *name;
+    /* 1 if this CPU can run it. */
+    int (*available)(void);
+    /* Repack one layer; NULL when out of memory. */
+    void *(*prepare)(const nn_layer_params *p);
+    void (*release)(void *prepared);
+    /* Scratch floats conv2d needs for this geometry with `threads`
+     * threads (all threads together). */
+    size_t (*conv2d_scratch)(const nn_conv_geom *g, int threads);
+    /* y = epilogue(conv(x) + bias): g->act, then the fused PReLU if any. */
+    void (*conv2d)(const nn_conv_geom *g, const float *x, const void *prepared,
+                   float *scratch, float *y, nn_pool *pool);
+    void (*depthwise)(const nn_conv_geom *g, const float *x, const void *prepared,
+                      float *y, nn_pool *pool);
+    /* x [n, in_dim] -> y [n, out_dim], then act, then the fused PReLU. */
+    void (*fully_connected)(int n, int in_dim, int out_dim, nn_activation act,
+                            const float *x, const void *prepared, float *y,
+                            nn_pool *pool);
+    /* Max (is_max) or average pooling with the semantics of
+     * nn_ref_max_pool2d / nn_ref_avg_pool2d, then g->act. */
+    void (*pool2d)(const nn_conv_geom *g, const float *x, float *y, int is_max,
+                   nn_pool *pool);
+} nn_backend;
+
+/* Every backend compiled in, available or not, in order of preference
+ * (best last); NULL past the end. */
+const nn_backend *nn_backend_at(int index);
+
+/* The backend named `name` if it is compiled in and this CPU can run it. */
+const nn_backend *nn_backend_find(const char *name);
+
+/* $FACENET_BACKEND if it names an available backend, else the best
+ * available one. Fails (returning NULL, with err filled) only when
+ * $FACENET_BACKEND names a backend that does not exist or cannot run. */
+const nn_backend *nn_backend_default(facenet_error *err);
+
+/* The individual backends. */
+extern const nn_backend nn_backend_reference;
+extern const nn_backend nn_backend_avx2;
+
+#endif

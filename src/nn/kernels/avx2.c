@@ -1,0 +1,809 @@
+/*
+ * avx2.c - the "avx2" backend: AVX2 + FMA kernels for x86-64.
+ *
+ * The library is built for baseline x86-64; only the functions here are
+ * compiled for AVX2 + FMA (target attributes), and the backend reports
+ * itself available only when the CPU has both, so the same binary runs
+ * anywhere. On other architectures this file defines a backend that is
+ * never available.
+ *
+ * Convolution and fully connected layers are one GEMM, C[M][N] = A[M][K] *
+ * B[K][N] with M output pixels, K = KH*KW*I and N output channels:
+ *   - B (the weights) is packed at load into panels of 16 output channels,
+ *     K x 16 floats each, zero-padded past N, 64-byte aligned;
+ *   - A is the NHWC input itself for 1x1 stride-1 convolutions and fully
+ *     connected layers, else an im2col block built per task;
+ *   - a 6 x 16 micro-kernel keeps 12 accumulators in registers (6 rows x
+ *     two 8-float vectors), loading two vectors of B and broadcasting one
+ *     float of A per row at each k (edge tiles of 1..5 rows have their own
+ *     copies of the kernel);
+ *   - K is cut into slices of GEMM_KC so a slice of a B panel (16 KiB)
+ *     stays in L1 while the micro-kernel sweeps the rows of a block;
+ *   - the epilogue (bias is the accumulators' start value, then the
+ *     activation, then a fused PReLU) runs on the registers before the one
+ *     store, so a layer reads and writes its output once.
+ * Work is split into tasks of (block of rows) x (group of panels), which
+ * the thread pool spreads over its threads.
+ *
+ * Depthwise convolution and pooling run per output pixel over channel
+ * vectors, with the bias, activation and PReLU in registers as well.
+ */
+#include "nn/backend.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#else
+#define HAVE_AVX2 0
+#endif
+
+#define GEMM_MR 6
+#define GEMM_NR 16
+#define GEMM_KC 256
+/* Rows per task for 1x1 layers. */
+#define GEMM_MC 96
+#define ALIGN_FLOATS 16 /* 64 bytes */
+/* Layers with at most this many outputs (MTCNN's box and score heads)
+ * waste most of a 16-wide panel: they run as dot products instead. */
+#define NARROW_MAX 4
+
+typedef struct avx_layer {
+    nn_op op;
+    int out_c, kernel_h, kernel_w, in_c;
+    int k_dim;    /* GEMM K                                */
+    int panels;   /* GEMM: ceil(out_c / 16)                */
+    int c_pad;    /* depthwise: out_c rounded up to 8      */
+    float *w;     /* GEMM: packed panels; depthwise: [KH][KW][c_pad] */
+    float *rows;  /* narrow layers (out_c <= NARROW_MAX): [out_c][k_pad] */
+    int k_pad;    /* k_dim rounded up to 8                 */
+    float *bias;  /* padded with zeros                     */
+    float *alpha; /* padded PReLU slopes, or NULL          */
+} avx_layer;
+
+static size_t round_up(size_t v, size_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+static int max_int(int a, int b) { return a > b ? a : b; }
+
+/* 64-byte aligned, zeroed. */
+static float *alloc_floats(size_t n)
+{
+    size_t bytes = round_up(n * sizeof(float) + 1, 64);
+    float *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+static void avx_release(void *prepared)
+{
+    avx_layer *l = prepared;
+    if (!l)
+        return;
+    free(l->w);
+    free(l->rows);
+    free(l->bias);
+    free(l->alpha);
+    free(l);
+}
+
+static void *avx_prepare(const nn_layer_params *p)
+{
+    avx_layer *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->op = p->op;
+    l->out_c = p->out_c;
+    l->kernel_h = p->kernel_h;
+    l->kernel_w = p->kernel_w;
+    l->in_c = p->in_c;
+    const size_t taps = (size_t)p->kernel_h * p->kernel_w;
+    size_t padded;
+
+    if (p->op == NN_OP_DEPTHWISE_CONV2D) {
+        l->c_pad = (int)round_up((size_t)p->out_c, 8);
+        padded = (size_t)l->c_pad;
+        l->w = alloc_floats(taps * padded);
+        if (l->w)
+            for (size_t t = 0; t < taps; t++)
+                memcpy(l->w + t * padded, p->weights + t * (size_t)p->out_c,
+                       (size_t)p->out_c * sizeof(float));
+    } else {
+        /* OHWI (and FC's [O, I]) rows are already K-contiguous per output
+         * channel; panel p holds k-major rows of 16 channels. */
+        l->k_dim = (int)(taps * (size_t)p->in_c);
+        l->panels = (p->out_c + GEMM_NR - 1) / GEMM_NR;
+        padded = (size_t)l->panels * GEMM_NR;
+        l->w = alloc_floats(padded * (size_t)l->k_dim);
+        if (l->w)
+            for (int o = 0; o < p->out_c; o++) {
+                float *panel = l->w + (size_t)(o / GEMM_NR) * l->k_dim * GEMM_NR;
+                const float *src = p->weights + (size_t)o * l->k_dim;
+                for (int k = 0; k < l->k_dim; k++)
+                    panel[(size_t)k * GEMM_NR + o % GEMM_NR] = src[k];
+            }
+    }
+    if (p->op != NN_OP_DEPTHWISE_CONV2D && p->out_c <= NARROW_MAX) {
+        l->k_pad = (int)round_up((size_t)l->k_dim, 8);
+        l->rows = alloc_floats((size_t)p->out_c * l->k_pad);
+        if (l->rows)
+            for (int o = 0; o < p->out_c; o++)
+                memcpy(l->rows + (size_t)o * l->k_pad, p->weights + (size_t)o * l->k_dim,
+                       (size_t)l->k_dim * sizeof(float));
+        else
+            padded = 0; /* fail below */
+    }
+    l->bias = padded ? alloc_floats(padded) : NULL;
+    if (p->prelu)
+        l->alpha = alloc_floats(padded);
+    if (!l->w || !l->bias || (p->prelu && !l->alpha)) {
+        avx_release(l);
+        return NULL;
+    }
+    if (p->bias)
+        memcpy(l->bias, p->bias, (size_t)p->out_c * sizeof(float));
+    if (p->prelu)
+        memcpy(l->alpha, p->prelu, (size_t)p->out_c * sizeof(float));
+    return l;
+}
+
+/* ---- geometry shared by every architecture ------------------------------ */
+
+static int conv_is_pointwise(const nn_conv_geom *g)
+{
+    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
+           g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h && g->out_w == g->in_w;
+}
+
+/* Per thread: one tile of im2col rows, for tiles whose window hangs over
+ * the padding. */
+static size_t tile_scratch_floats(const nn_conv_geom *g)
+{
+    return round_up((size_t)GEMM_MR * g->kernel_h * g->kernel_w * g->in_c, ALIGN_FLOATS);
+}
+
+static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
+{
+    return conv_is_pointwise(g) ? 0 : (size_t)threads * tile_scratch_floats(g);
+}
+
+#if HAVE_AVX2
+
+static int avx_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* ---- GEMM ------------------------------------------------------------------- */
+
+typedef struct epilogue {
+    const float *bias;  /* 16 floats at the panel (padded) */
+    const float *alpha; /* 16 floats or NULL               */
+    nn_activation act;
+} epilogue;
+
+static const int32_t mask_source[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+AVX2_TARGET static inline __m256i lane_mask(int valid)
+{
+    valid = valid < 0 ? 0 : valid > 8 ? 8 : valid;
+    return _mm256_loadu_si256((const __m256i *)(mask_source + 8 - valid));
+}
+
+/* Store the first `valid` (0..8) lanes. vmaskmovps stores cost about 15
+ * cycles each on AMD Zen, so partial vectors are stored in pieces. */
+AVX2_TARGET static inline void store_partial(float *p, __m256 x, int valid)
+{
+    if (valid >= 8) {
+        _mm256_storeu_ps(p, x);
+        return;
+    }
+    __m128 part = _mm256_castps256_ps128(x);
+    if (valid >= 4) {
+        _mm_storeu_ps(p, part);
+        part = _mm256_extractf128_ps(x, 1);
+        p += 4;
+        valid -= 4;
+    }
+    if (valid >= 2) {
+        _mm_storel_pi((__m64 *)(void *)p, part);
+        part = _mm_movehl_ps(part, part);
+        p += 2;
+        valid -= 2;
+    }
+    if (valid > 0)
+        _mm_store_ss(p, part);
+}
+
+AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float *alpha)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    if (act != NN_ACT_NONE) {
+        v = _mm256_max_ps(v, zero);
+        if (act == NN_ACT_RELU6)
+            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
+    }
+    if (alpha)
+        v = _mm256_fmadd_ps(_mm256_load_ps(alpha), _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
+    return v;
+}
+
+/* Where a tile's rows of A are: row r, segment s, element k is at
+ * a[s * segment_stride + r * lda + k]. A plain matrix is one segment of
+ * kc elements. A convolution window read straight from the NHWC input is
+ * KH segments (one per kernel row, segment_stride = one input row) of
+ * KW*I contiguous floats, and consecutive output pixels of a tile are
+ * stride_w*I floats apart (lda), so interior tiles need no im2col. */
+typedef struct a_panel {
+    const float *a;
+    size_t lda, segment_stride;
+    int segments, segment_len;
+} a_panel;
+
+/* One R x 16 tile of C (R = 1..6 rows, nr = 1..16 valid columns) over a
+ * K slice of kc. `first`: start from the bias, else from C; `last`: apply
+ * the epilogue. Written once for any R and inlined with R constant, so
+ * every loop over rows unrolls and the 2R accumulators live in registers:
+ * a tile of fewer rows (the last rows of a layer, a batch-1 fully
+ * connected layer) costs proportionally less. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+micro_tile(const int R, int nr, const a_panel *ap, const float *b, float *c, size_t ldc,
+           int first, int last, const epilogue *ep)
+{
+    const size_t lda = ap->lda;
+    const int full = nr == GEMM_NR;
+    const __m256i m0 = lane_mask(nr), m1 = lane_mask(nr - 8);
+    /* Named accumulators, not an array: gcc keeps an array indexed in a
+     * nested loop in memory, which halves the speed. Rows >= R are dead
+     * code once R is a constant. */
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+
+#define TILE_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
+#define TILE_START(r, v0, v1)                                                              \
+    if (R > (r)) {                                                                            \
+        if (first) {                                                                        \
+            (v0) = _mm256_load_ps(ep->bias);                                                  \
+            (v1) = _mm256_load_ps(ep->bias + 8);                                              \
+        } else {                                                                            \
+            const float *cr = c + (size_t)(r) * ldc;                                          \
+            (v0) = full ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0);                   \
+            (v1) = full ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1);           \
+        }                                                                                   \
+    }
+#define TILE_FMA(r, v0, v1)                                                                \
+    if (R > (r)) {                                                                            \
+        const __m256 av = _mm256_broadcast_ss(a + (size_t)(r) * lda + k);                     \
+        (v0) = _mm256_fmadd_ps(av, b0, v0);                                                   \
+        (v1) = _mm256_fmadd_ps(av, b1, v1);                                                   \
+    }
+#define TILE_STORE(r, v0, v1)                                                              \
+    if (R > (r)) {                                                                            \
+        float *cr = c + (size_t)(r) * ldc;                                                    \
+        __m256 o0 = (v0), o1 = (v1);                                                            \
+        if (last) {                                                                         \
+            o0 = finish(o0, ep->act, ep->alpha);                                            \
+            o1 = finish(o1, ep->act, ep->alpha ? ep->alpha + 8 : NULL);                     \
+        }                                                                                   \
+        if (full) {                                                                         \
+            _mm256_storeu_ps(cr, o0);                                                       \
+            _mm256_storeu_ps(cr + 8, o1);                                                   \
+        } else {                                                                            \
+            store_partial(cr, o0, nr);                                                      \
+            store_partial(cr + 8, o1, nr - 8);                                              \
+        }                                                                                   \
+    }
+
+    TILE_ROWS(TILE_START)
+    for (int s = 0; s < ap->segments; s++) {
+        const float *a = ap->a + (size_t)s * ap->segment_stride;
+        for (int k = 0; k < ap->segment_len; k++, b += GEMM_NR) {
+            const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            TILE_ROWS(TILE_FMA)
+        }
+    }
+    TILE_ROWS(TILE_STORE)
+#undef TILE_ROWS
+#undef TILE_START
+#undef TILE_FMA
+#undef TILE_STORE
+}
+
+AVX2_TARGET static void micro(int mr, int nr, const a_panel *ap, const float *b, float *c,
+                              size_t ldc, int first, int last, const epilogue *ep)
+{
+    switch (mr) {
+    case 6: micro_tile(6, nr, ap, b, c, ldc, first, last, ep); break;
+    case 5: micro_tile(5, nr, ap, b, c, ldc, first, last, ep); break;
+    case 4: micro_tile(4, nr, ap, b, c, ldc, first, last, ep); break;
+    case 3: micro_tile(3, nr, ap, b, c, ldc, first, last, ep); break;
+    case 2: micro_tile(2, nr, ap, b, c, ldc, first, last, ep); break;
+    default: micro_tile(1, nr, ap, b, c, ldc, first, last, ep); break;
+    }
+}
+
+/* C[rows][panels p0..p1) = A[rows][K] * B, A with row stride lda. */
+AVX2_TARGET static void gemm_block(const avx_layer *l, nn_activation act, int rows,
+                                   const float *a, size_t lda, int p0, int p1, float *c,
+                                   size_t ldc)
+{
+    const int k_dim = l->k_dim;
+    for (int k0 = 0; k0 < k_dim; k0 += GEMM_KC) {
+        const int kc = min_int(GEMM_KC, k_dim - k0);
+        for (int p = p0; p < p1; p++) {
+            const float *bp = l->w + ((size_t)p * k_dim + k0) * GEMM_NR;
+            const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+            epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL, act};
+            for (int m = 0; m < rows; m += GEMM_MR) {
+                const a_panel ap = {a + (size_t)m * lda + k0, lda, 0, 1, kc};
+                micro(min_int(GEMM_MR, rows - m), nr, &ap, bp,
+                      c + (size_t)m * ldc + (size_t)p * GEMM_NR, ldc, k0 == 0, k0 + kc == k_dim,
+                      &ep);
+            }
+        }
+    }
+}
+
+/* ---- convolution ------------------------------------------------------------ */
+
+/* im2col rows [row0, row0 + rows) into cols (row stride K): row m is output
+ * pixel m (NHWC order), its K values the KH x KW x I window, zeros where
+ * the window hangs over the padding. */
+static void im2col(const nn_conv_geom *g, const float *x, int row0, int rows, float *cols)
+{
+    const size_t in_c = (size_t)g->in_c;
+    const size_t k_dim = (size_t)g->kernel_h * g->kernel_w * in_c;
+    const int plane = g->out_h * g->out_w;
+
+    for (int r = 0; r < rows; r++) {
+        const int m = row0 + r, b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
+        const float *image = x + (size_t)b * g->in_h * g->in_w * in_c;
+        float *dst = cols + (size_t)r * k_dim;
+        const int iy0 = oy * g->stride_h - g->pad_top, ix0 = ox * g->stride_w - g->pad_left;
+        const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+        for (int ky = 0; ky < g->kernel_h; ky++, dst += (size_t)g->kernel_w * in_c) {
+            const int iy = iy0 + ky;
+            if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
+                memset(dst, 0, (size_t)g->kernel_w * in_c * sizeof(float));
+                continue;
+            }
+            if (kx_lo > 0)
+                memset(dst, 0, (size_t)kx_lo * in_c * sizeof(float));
+            memcpy(dst + (size_t)kx_lo * in_c,
+                   image + ((size_t)iy * g->in_w + (size_t)(ix0 + kx_lo)) * in_c,
+                   (size_t)(kx_hi - kx_lo) * in_c * sizeof(float));
+            if (kx_hi < g->kernel_w)
+                memset(dst + (size_t)kx_hi * in_c, 0,
+                       (size_t)(g->kernel_w - kx_hi) * in_c * sizeof(float));
+        }
+    }
+}
+
+/* Rows [row0, row0 + rows) of a narrow layer: out_c dot products of
+ * length K per row, 8 lanes at a time, then the epilogue in scalar. */
+AVX2_TARGET static void narrow_rows(const avx_layer *l, nn_activation act, const float *a,
+                                    size_t lda, int rows, float *c)
+{
+    const int k_dim = l->k_dim, n = l->out_c, tail = k_dim % 8;
+    const __m256i mask = lane_mask(tail);
+    for (int m = 0; m < rows; m++, a += lda, c += n) {
+        __m256 acc[NARROW_MAX];
+        for (int o = 0; o < n; o++)
+            acc[o] = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 8 <= k_dim; k += 8) {
+            const __m256 x = _mm256_loadu_ps(a + k);
+            for (int o = 0; o < n; o++)
+                acc[o] = _mm256_fmadd_ps(x, _mm256_load_ps(l->rows + (size_t)o * l->k_pad + k),
+                                         acc[o]);
+        }
+        if (tail) {
+            const __m256 x = _mm256_maskload_ps(a + k, mask);
+            for (int o = 0; o < n; o++)
+                acc[o] = _mm256_fmadd_ps(x, _mm256_load_ps(l->rows + (size_t)o * l->k_pad + k),
+                                         acc[o]);
+        }
+        for (int o = 0; o < n; o++) {
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[o]), _mm256_extractf128_ps(acc[o], 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            float v = _mm_cvtss_f32(h) + l->bias[o];
+            if (act != NN_ACT_NONE) {
+                v = v > 0.0f ? v : 0.0f;
+                if (act == NN_ACT_RELU6)
+                    v = v < 6.0f ? v : 6.0f;
+            }
+            if (l->alpha)
+                v = v > 0.0f ? v : l->alpha[o] * v;
+            c[o] = v;
+        }
+    }
+}
+
+typedef struct gemm_job {
+    const avx_layer *l;
+    nn_activation act;
+    const float *x; /* A: rows of lda floats */
+    size_t lda;
+    float *y;
+    int rows, block_rows, groups;
+} gemm_job;
+
+/* The panels of group pg of `groups`. */
+static void panel_range(const avx_layer *l, int pg, int groups, int *p0, int *p1)
+{
+    *p0 = (int)((long long)l->panels * pg / groups);
+    *p1 = (int)((long long)l->panels * (pg + 1) / groups);
+}
+
+static void gemm_task(void *ctx, int task, int thread)
+{
+    const gemm_job *j = ctx;
+    const int rb = task / j->groups, pg = task % j->groups;
+    const int row0 = rb * j->block_rows, rows = min_int(j->block_rows, j->rows - row0);
+    int p0, p1;
+    (void)thread;
+    if (j->l->rows) {
+        narrow_rows(j->l, j->act, j->x + (size_t)row0 * j->lda, j->lda, rows,
+                    j->y + (size_t)row0 * j->l->out_c);
+        return;
+    }
+    panel_range(j->l, pg, j->groups, &p0, &p1);
+    gemm_block(j->l, j->act, rows, j->x + (size_t)row0 * j->lda, j->lda, p0, p1,
+               j->y + (size_t)row0 * j->l->out_c, (size_t)j->l->out_c);
+}
+
+/* Panel groups so that blocks * groups gives every thread a few tasks. */
+static int panel_groups(int blocks, int panels, int threads)
+{
+    int groups = 1;
+    while (threads > 1 && blocks * groups < 4 * threads && groups * 2 <= panels)
+        groups *= 2;
+    return groups;
+}
+
+/* Split rows into blocks, and the panels into groups when there are too
+ * few blocks to keep every thread busy. */
+static void run_gemm(gemm_job *j, nn_pool *pool)
+{
+    const int blocks = (j->rows + j->block_rows - 1) / j->block_rows;
+    j->groups = panel_groups(blocks, j->l->panels, nn_pool_threads(pool));
+    nn_pool_run(pool, blocks * j->groups, gemm_task, j);
+}
+
+/* A KxK convolution: tiles of up to 6 consecutive output pixels of one
+ * output row. A tile whose windows all lie inside the input reads them in
+ * place (a_panel segments); one that touches the padding is copied into a
+ * zero-padded im2col tile first. Panels are the outer loop so a panel of B
+ * is reused from cache by every tile of the task. */
+typedef struct conv_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int out_rows_per_task, groups;
+} conv_job;
+
+static void conv_task(void *ctx, int task, int thread)
+{
+    const conv_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const avx_layer *l = j->l;
+    const int tb = task / j->groups, pg = task % j->groups;
+    const int total_rows = g->n * g->out_h;
+    const int r0 = tb * j->out_rows_per_task, r1 = min_int(total_rows, r0 + j->out_rows_per_task);
+    const size_t in_c = (size_t)g->in_c, ldc = (size_t)l->out_c;
+    float *cols = j->scratch + (size_t)thread * j->scratch_per_thread;
+    int p0, p1;
+
+    panel_range(l, pg, j->groups, &p0, &p1);
+    for (int p = p0; p < p1; p++) {
+        const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
+        const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+        const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
+                             g->act};
+        for (int r = r0; r < r1; r++) {
+            const int b = r / g->out_h, oy = r % g->out_h;
+            const int iy0 = oy * g->stride_h - g->pad_top;
+            const int rows_inside = iy0 >= 0 && iy0 + g->kernel_h <= g->in_h;
+            const float *image = j->x + (size_t)b * g->in_h * g->in_w * in_c;
+            for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+                const int mr = min_int(GEMM_MR, g->out_w - ox);
+                const int ix_first = ox * g->stride_w - g->pad_left;
+                const int ix_last = (ox + mr - 1) * g->stride_w - g->pad_left;
+                float *c = j->y + ((size_t)r * g->out_w + (size_t)ox) * ldc + (size_t)p * GEMM_NR;
+                a_panel ap;
+                if (rows_inside && ix_first >= 0 && ix_last + g->kernel_w <= g->in_w) {
+                    ap.a = image + ((size_t)iy0 * g->in_w + (size_t)ix_first) * in_c;
+                    ap.lda = (size_t)g->stride_w * in_c;
+                    ap.segment_stride = (size_t)g->in_w * in_c;
+                    ap.segments = g->kernel_h;
+                    ap.segment_len = g->kernel_w * g->in_c;
+                } else {
+                    im2col(g, j->x, r * g->out_w + ox, mr, cols);
+                    ap.a = cols;
+                    ap.lda = (size_t)l->k_dim;
+                    ap.segment_stride = 0;
+                    ap.segments = 1;
+                    ap.segment_len = l->k_dim;
+                }
+                micro(mr, nr, &ap, bp, c, ldc, 1, 1, &ep);
+            }
+        }
+    }
+}
+
+static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
+                       float *scratch, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    if (conv_is_pointwise(g)) {
+        gemm_job j;
+        memset(&j, 0, sizeof j);
+        j.l = l;
+        j.act = g->act;
+        j.x = x;
+        j.lda = (size_t)g->in_c;
+        j.y = y;
+        j.rows = g->n * g->out_h * g->out_w;
+        j.block_rows = GEMM_MC;
+        run_gemm(&j, pool);
+        return;
+    }
+    const int threads = nn_pool_threads(pool), total_rows = g->n * g->out_h;
+    conv_job j = {l, g, x, y, scratch, tile_scratch_floats(g), 1, 1};
+    /* About 96 output pixels per task, and enough tasks for the threads. */
+    j.out_rows_per_task = max_int(1, GEMM_MC / max_int(g->out_w, 1));
+    int blocks = (total_rows + j.out_rows_per_task - 1) / j.out_rows_per_task;
+    j.groups = panel_groups(blocks, l->panels, threads);
+    nn_pool_run(pool, blocks * j.groups, conv_task, &j);
+}
+
+static void avx_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
+                                const float *x, const void *prepared, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    gemm_job j;
+    (void)out_dim;
+    memset(&j, 0, sizeof j);
+    j.l = l;
+    j.act = act;
+    j.x = x;
+    j.y = y;
+    j.rows = n;
+    j.lda = (size_t)in_dim;
+    j.block_rows = GEMM_MC;
+    run_gemm(&j, pool);
+}
+
+/* ---- depthwise ---------------------------------------------------------------- */
+
+typedef struct dw_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    int rows_per_task; /* output rows (over batch x height) */
+} dw_job;
+
+/* Channels [c0, c0 + 8*V) of one output pixel, V vectors at once. */
+#define DW_PIXEL(V)                                                                        \
+    do {                                                                                   \
+        __m256 acc[(V)];                                                                     \
+        for (int v = 0; v < (V); v++)                                                        \
+            acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                 \
+        for (int ky = ky_lo; ky < ky_hi; ky++) {                                           \
+            const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;       \
+            const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;                   \
+            for (int kx = kx_lo; kx < kx_hi; kx++)                                         \
+                for (int v = 0; v < (V); v++)                                                \
+                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v), \
+                                             _mm256_load_ps(wr + (size_t)kx * cp + 8 * v), \
+                                             acc[v]);                                      \
+        }                                                                                  \
+        for (int v = 0; v < (V); v++)                                                        \
+            _mm256_storeu_ps(yp + c0 + 8 * v,                                              \
+                             finish(acc[v], g->act, l->alpha ? l->alpha + c0 + 8 * v : NULL)); \
+    } while (0)
+
+AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
+{
+    const avx_layer *l = j->l;
+    const nn_conv_geom *g = j->g;
+    const int c = g->in_c;
+    const size_t cp = (size_t)l->c_pad;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * c;
+    float *yrow = j->y + ((size_t)b * g->out_h + oy) * g->out_w * c;
+    const int iy0 = oy * g->stride_h - g->pad_top;
+    const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
+
+    for (int ox = 0; ox < g->out_w; ox++) {
+        float *yp = yrow + (size_t)ox * c;
+        const int ix0 = ox * g->stride_w - g->pad_left;
+        const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+        int c0 = 0;
+        /* 8 accumulators hide the FMA latency of the 9-tap chains. */
+        for (; c0 + 64 <= c; c0 += 64)
+            DW_PIXEL(8);
+        for (; c0 + 32 <= c; c0 += 32)
+            DW_PIXEL(4);
+        for (; c0 + 8 <= c; c0 += 8)
+            DW_PIXEL(1);
+        if (c0 < c) {
+            /* Tail of fewer than 8 channels: masked loads and store. */
+            const __m256i m = lane_mask(c - c0);
+            __m256 acc = _mm256_load_ps(l->bias + c0);
+            for (int ky = ky_lo; ky < ky_hi; ky++) {
+                const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;
+                const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;
+                for (int kx = kx_lo; kx < kx_hi; kx++)
+                    acc = _mm256_fmadd_ps(_mm256_maskload_ps(xr + (size_t)kx * c, m),
+                                          _mm256_load_ps(wr + (size_t)kx * cp), acc);
+            }
+            store_partial(yp + c0, finish(acc, g->act, l->alpha ? l->alpha + c0 : NULL), c - c0);
+        }
+    }
+}
+
+static void dw_task(void *ctx, int task, int thread)
+{
+    const dw_job *j = ctx;
+    const int total = j->g->n * j->g->out_h;
+    (void)thread;
+    for (int r = task * j->rows_per_task; r < total && r < (task + 1) * j->rows_per_task; r++)
+        dw_row(j, r / j->g->out_h, r % j->g->out_h);
+}
+
+static void avx_depthwise(const nn_conv_geom *g, const float *x, const void *prepared, float *y,
+                          nn_pool *pool)
+{
+    dw_job j = {prepared, g, x, y, 1};
+    const int total = g->n * g->out_h, threads = nn_pool_threads(pool);
+    /* A few tasks per thread balance the load; one per row is overkill for
+     * wide images. */
+    j.rows_per_task = max_int(1, total / (8 * threads));
+    nn_pool_run(pool, (total + j.rows_per_task - 1) / j.rows_per_task, dw_task, &j);
+}
+
+/* ---- pooling ------------------------------------------------------------------ */
+
+typedef struct pool_job {
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    int is_max, rows_per_task;
+} pool_job;
+
+/* Channels [c0, c0 + 32) of one output pixel; lanes past `valid` are
+ * neither read nor written. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+pool_pixel(const int is_max, const float *xr0, size_t row_stride, int c, int ky_n, int kx_n,
+           int valid, __m256 scale, nn_activation act, float *yp)
+{
+    __m256i m[4];
+    __m256 acc[4];
+    for (int v = 0; v < 4; v++) {
+        m[v] = lane_mask(valid - 8 * v);
+        acc[v] = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+    }
+    for (int ky = 0; ky < ky_n; ky++) {
+        const float *xr = xr0 + (size_t)ky * row_stride;
+        for (int kx = 0; kx < kx_n; kx++, xr += c)
+            for (int v = 0; v < 4; v++) {
+                const __m256 x = valid >= 8 * v + 8 ? _mm256_loadu_ps(xr + 8 * v)
+                                                    : _mm256_maskload_ps(xr + 8 * v, m[v]);
+                acc[v] = is_max ? _mm256_max_ps(acc[v], x) : _mm256_add_ps(acc[v], x);
+            }
+    }
+    for (int v = 0; v < 4 && 8 * v < valid; v++) {
+        __m256 o = ky_n > 0 && kx_n > 0 ? acc[v] : _mm256_setzero_ps();
+        if (!is_max)
+            o = _mm256_mul_ps(o, scale);
+        o = finish(o, act, NULL);
+        store_partial(yp + 8 * v, o, valid - 8 * v);
+    }
+}
+
+/* One output row. Padded taps are skipped (max) or not counted (average);
+ * a window with no tap in bounds gives 0, as in the reference. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+pool_row_op(const int is_max, const pool_job *j, int b, int oy)
+{
+    const nn_conv_geom *g = j->g;
+    const int c = g->in_c;
+    const size_t row_stride = (size_t)g->in_w * c;
+    const float *image = j->x + (size_t)b * g->in_h * row_stride;
+    float *yrow = j->y + ((size_t)b * g->out_h + oy) * g->out_w * c;
+    const int iy0 = oy * g->stride_h - g->pad_top;
+    const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
+    const int ky_n = max_int(0, ky_hi - ky_lo);
+
+    for (int ox = 0; ox < g->out_w; ox++) {
+        const int ix0 = ox * g->stride_w - g->pad_left;
+        const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+        const int kx_n = max_int(0, kx_hi - kx_lo);
+        const __m256 scale = _mm256_set1_ps(ky_n * kx_n > 0 ? 1.0f / (float)(ky_n * kx_n) : 0.0f);
+        const float *xr0 = image + ((size_t)(iy0 + ky_lo) * g->in_w + (size_t)(ix0 + kx_lo)) * c;
+        for (int c0 = 0; c0 < c; c0 += 32)
+            pool_pixel(is_max, xr0 + c0, row_stride, c, ky_n, kx_n, min_int(32, c - c0), scale,
+                       g->act, yrow + (size_t)ox * c + c0);
+    }
+}
+
+AVX2_TARGET static void pool_row(const pool_job *j, int b, int oy)
+{
+    if (j->is_max)
+        pool_row_op(1, j, b, oy);
+    else
+        pool_row_op(0, j, b, oy);
+}
+
+static void pool_task(void *ctx, int task, int thread)
+{
+    const pool_job *j = ctx;
+    const int total = j->g->n * j->g->out_h;
+    (void)thread;
+    for (int r = task * j->rows_per_task; r < total && r < (task + 1) * j->rows_per_task; r++)
+        pool_row(j, r / j->g->out_h, r % j->g->out_h);
+}
+
+static void avx_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_max,
+                       nn_pool *pool)
+{
+    pool_job j = {g, x, y, is_max, 1};
+    const int total = g->n * g->out_h, threads = nn_pool_threads(pool);
+    j.rows_per_task = max_int(1, total / (8 * threads));
+    nn_pool_run(pool, (total + j.rows_per_task - 1) / j.rows_per_task, pool_task, &j);
+}
+
+#else /* !HAVE_AVX2 */
+
+static int avx_available(void)
+{
+    return 0;
+}
+
+static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
+                       float *scratch, float *y, nn_pool *pool)
+{
+    (void)g; (void)x; (void)prepared; (void)scratch; (void)y; (void)pool;
+}
+
+static void avx_depthwise(const nn_conv_geom *g, const float *x, const void *prepared, float *y,
+                          nn_pool *pool)
+{
+    (void)g; (void)x; (void)prepared; (void)y; (void)pool;
+}
+
+static void avx_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
+                                const float *x, const void *prepared, float *y, nn_pool *pool)
+{
+    (void)n; (void)in_dim; (void)out_dim; (void)act; (void)x; (void)prepared; (void)y;
+    (void)pool;
+}
+
+static void avx_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_max,
+                       nn_pool *pool)
+{
+    (void)g; (void)x; (void)y; (void)is_max; (void)pool;
+}
+
+#endif
+
+const nn_backend nn_backend_avx2 = {
+    "avx2",       avx_available, avx_prepare,   avx_release,
+    avx_conv2d_scratch, avx_conv2d, avx_depthwise, avx_fully_connected,
+    avx_pool2d,
+};

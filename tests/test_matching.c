@@ -1,0 +1,215 @@
+/* Verification behaviour on real photos: the same face under mild changes
+ * (JPEG re-encoding, a 0.8x rescale, a small crop shift) matches at the
+ * model's threshold. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+
+#include <jpeglib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image/image.h"
+#include "support/testutil.h"
+
+static facenet_detector *detector;
+static facenet_embedder *embedder;
+
+typedef struct faces_emb {
+    facenet_face *faces;
+    size_t n;
+    float *emb; /* n x 192 */
+} faces_emb;
+
+static void detect_embed(const facenet_image *img, faces_emb *out)
+{
+    facenet_error err;
+    assert_int_equal(facenet_detect(detector, img, NULL, &out->faces, &out->n, &err), FACENET_OK);
+    out->emb = malloc((out->n ? out->n : 1) * 192 * sizeof(float));
+    assert_int_equal(facenet_embed(embedder, img, out->faces, out->n, 0, out->emb, &err),
+                     FACENET_OK);
+}
+
+static void faces_emb_free(faces_emb *f)
+{
+    free(f->faces);
+    free(f->emb);
+}
+
+static const char *demo_path(const char *name, char *buf, size_t size)
+{
+    const char *dir = getenv("FACENET_DEMO_DIR");
+    if (!dir || !*dir) {
+        const char *req = getenv("FACENET_REQUIRE_MODELS");
+        if (req && strcmp(req, "1") == 0)
+            fail_msg("FACENET_DEMO_DIR is required");
+        fprintf(stderr, "SKIP: FACENET_DEMO_DIR is not set\n");
+        exit(TEST_SKIP_CODE);
+    }
+    snprintf(buf, size, "%s/%s", dir, name);
+    return buf;
+}
+
+/* For each face of `a` with score > 0.95, the face of `b` whose centre,
+ * mapped by (scale, dx, dy), is nearest must match it. */
+static void assert_same_faces(const faces_emb *a, const faces_emb *b, double scale, double dx,
+                              double dy, const char *what)
+{
+    float threshold = facenet_embedder_info(embedder)->threshold;
+    int checked = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->faces[i].score < 0.95f)
+            continue;
+        double cx = (a->faces[i].box[0] + a->faces[i].box[2]) / 2 * scale + dx;
+        double cy = (a->faces[i].box[1] + a->faces[i].box[3]) / 2 * scale + dy;
+        size_t best = 0;
+        double best_d = 1e30;
+        for (size_t k = 0; k < b->n; k++) {
+            double bx = (b->faces[k].box[0] + b->faces[k].box[2]) / 2;
+            double by = (b->faces[k].box[1] + b->faces[k].box[3]) / 2;
+            double d = hypot(bx - cx, by - cy);
+            if (d < best_d) {
+                best_d = d;
+                best = k;
+            }
+        }
+        assert_true(b->n > 0 && best_d < 20);
+        float s = facenet_similarity(a->emb + i * 192, b->emb + best * 192, 192);
+        fprintf(stderr, "%s: face %zu similarity %.4f\n", what, i, s);
+        assert_true(s >= threshold);
+        checked++;
+    }
+    assert_true(checked >= 2);
+}
+
+static facenet_image *reencode_jpeg(const facenet_image *img, int quality)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    unsigned char *buf = NULL;
+    unsigned long size = 0;
+    int w = facenet_image_width(img), h = facenet_image_height(img);
+    const uint8_t *px = facenet_image_pixels(img);
+    facenet_image *out = NULL;
+
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &buf, &size);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, quality, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * w * 3);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    assert_int_equal(facenet_image_decode(buf, size, NULL, &out, NULL), FACENET_OK);
+    free(buf);
+    return out;
+}
+
+static facenet_image *rescale(const facenet_image *img, double scale)
+{
+    img_rgb8 src = {facenet_image_width(img), facenet_image_height(img),
+                    (size_t)facenet_image_width(img) * 3, (uint8_t *)facenet_image_pixels(img)};
+    img_f32 *f = NULL, *r = NULL;
+    img_rgb8 *rgb = NULL;
+    facenet_image *out = NULL;
+    assert_int_equal(img_rgb8_to_f32(&src, &f, NULL), FACENET_OK);
+    assert_int_equal(img_resize(f, (int)(src.width * scale), (int)(src.height * scale), &r, NULL),
+                     FACENET_OK);
+    assert_int_equal(img_f32_to_rgb8(r, &rgb, NULL), FACENET_OK);
+    assert_int_equal(facenet_image_from_rgb(rgb->pixels, rgb->width, rgb->height, rgb->stride,
+                                            &out, NULL),
+                     FACENET_OK);
+    img_f32_free(f);
+    img_f32_free(r);
+    img_rgb8_free(rgb);
+    return out;
+}
+
+static facenet_image *crop(const facenet_image *img, int x0, int y0)
+{
+    int w = facenet_image_width(img) - x0 - 31, h = facenet_image_height(img) - y0 - 17;
+    facenet_image *out = NULL;
+    const uint8_t *px = facenet_image_pixels(img) + ((size_t)y0 * facenet_image_width(img) + x0) * 3;
+    assert_int_equal(facenet_image_from_rgb(px, w, h, (size_t)facenet_image_width(img) * 3, &out,
+                                            NULL),
+                     FACENET_OK);
+    return out;
+}
+
+static void test_same_face_under_mild_changes(void **state)
+{
+    char path[4096];
+    const char *photos[2] = {"sample1.jpg", "sample3.jpg"};
+    (void)state;
+    for (int p = 0; p < (tu_quick() ? 1 : 2); p++) {
+        facenet_image *img = NULL, *changed;
+        faces_emb base, other;
+        assert_int_equal(facenet_image_load(demo_path(photos[p], path, sizeof path), NULL, &img,
+                                            NULL),
+                         FACENET_OK);
+        detect_embed(img, &base);
+
+        changed = reencode_jpeg(img, 75);
+        detect_embed(changed, &other);
+        assert_same_faces(&base, &other, 1.0, 0, 0, "jpeg q75");
+        faces_emb_free(&other);
+        facenet_image_free(changed);
+
+        changed = rescale(img, 0.8);
+        detect_embed(changed, &other);
+        assert_same_faces(&base, &other, 0.8, 0, 0, "rescale 0.8");
+        faces_emb_free(&other);
+        facenet_image_free(changed);
+
+        changed = crop(img, 13, 7);
+        detect_embed(changed, &other);
+        assert_same_faces(&base, &other, 1.0, -13, -7, "crop shift");
+        faces_emb_free(&other);
+        facenet_image_free(changed);
+
+        faces_emb_free(&base);
+        facenet_image_free(img);
+    }
+}
+
+static int setup(void **state)
+{
+    facenet_error err;
+    (void)state;
+    facenet_model_free(tu_load_model("mobilefacenet")); /* skip or fail if absent */
+    if (facenet_detector_create(tu_model_dir(), &detector, &err) != FACENET_OK ||
+        facenet_embedder_create(tu_model_dir(), "mobilefacenet", &embedder, &err) != FACENET_OK) {
+        fprintf(stderr, "%s\n", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    facenet_detector_free(detector);
+    facenet_embedder_free(embedder);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_face_under_mild_changes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
