@@ -689,7 +689,8 @@ static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pa
     else
         printf("EER:            %.4f\n", r->eer);
     if (s->have_cal) {
-        printf("\nthreshold to use (fitted on all %zu pairs):\n", pairs->n);
+        printf("\nthreshold to use (fitted on all %zu pairs%s):\n", pairs->n,
+               o->lfw.subtract_mean ? ", without mean subtraction" : "");
         printf("  best accuracy %.4f at %s distance < %.2f = cosine similarity >= %.3f\n",
                s->cal.accuracy, metric_name(metric), s->cal.threshold_accuracy,
                lfw_threshold_to_similarity(s->cal.threshold_accuracy, metric));
