@@ -368,8 +368,8 @@ float facenet_similarity(const float *a, const float *b, int dim);
  * come from a key file or the environment, never from a command line.
  *
  * At open, every template is decrypted into an in-memory matrix: search is
- * exact (cosine similarity of unit vectors), optionally with an int8 copy
- * that is reranked in float. A gallery holds the templates of exactly one
+ * exact (cosine similarity of unit vectors), optionally over an int8 or
+ * 4-bit copy first, whose best candidates are rescored in float. A gallery holds the templates of exactly one
  * model: enrolling or searching with another model is refused.
  *
  * Thread safety: one facenet_gallery may be shared by threads. Searches run
@@ -421,6 +421,9 @@ facenet_status facenet_gallery_model_id(const facenet_model_info *info,
 #define FACENET_GALLERY_CREATE 0x1u    /* create the file when missing     */
 #define FACENET_GALLERY_READ_ONLY 0x2u /* never write (search, list)       */
 #define FACENET_GALLERY_INT8 0x4u      /* keep an int8 copy for search     */
+#define FACENET_GALLERY_INT4 0x8u      /* keep a 4-bit copy: the fastest
+                                          scan (an eighth of the float
+                                          matrix); used before int8      */
 
 /* Open (or, with FACENET_GALLERY_CREATE, create) the gallery at `path`.
  * `key` must be FACENET_GALLERY_KEY_BYTES bytes. When the file is created,
@@ -499,7 +502,9 @@ typedef struct facenet_gallery_search_options {
     float threshold;        /* open-set threshold; < -1 (the default):
                                the gallery's (an error when it is unset)  */
     const char *collection; /* NULL: every collection                     */
-    int exact;              /* 1: float only even with an int8 copy       */
+    int exact;              /* 1: scan the float matrix even when there is
+                               a quantised copy (slower, same answers
+                               but for near-ties)                         */
     int threads;            /* 0: all cores when the gallery is large     */
 } facenet_gallery_search_options;
 
