@@ -631,6 +631,69 @@ facenet_status facenet_cluster(const float *embeddings, size_t n, int dim,
                                int *labels, size_t *n_clusters,
                                facenet_error *err);
 
+/* ------------------------------------------------------------------------ */
+/* Classifier: a linear SVM with probabilities (facenet's classifier.py)    */
+/* ------------------------------------------------------------------------ */
+/*
+ * Trained with libsvm (C-SVC, linear kernel, C = 1, Platt-scaled
+ * probabilities: what scikit-learn's SVC(kernel='linear', probability=True)
+ * computes, since it wraps the same libsvm). A library built without
+ * libsvm returns FACENET_ERR_UNSUPPORTED from train, load and save.
+ *
+ * The saved file is plain text: one header line
+ *     facenet-classifier 1 sha256 <64 hex>        (or hmac-sha256)
+ * then a JSON document with the class names, the embedding model id and the
+ * support vectors and coefficients as numbers. The digest covers every byte
+ * after the header; with a key it is an HMAC, so that a file changed by
+ * someone without the key is refused, not merely a damaged one. Loading
+ * checks the digest before parsing, and parsing only reads numbers and
+ * names: no code, no pickles.
+ *
+ * Thread safety: predictions on one classifier may run concurrently.
+ * Training uses the C library's rand() (libsvm's cross-validation folds for
+ * the probability model); seed it with srand() for repeatable results.
+ */
+
+typedef struct facenet_classifier facenet_classifier;
+
+/* labels[i] in 0..n_classes-1 names class_names[labels[i]]; every class
+ * needs at least one sample and there must be at least 2 classes. */
+facenet_status facenet_classifier_train(const float *embeddings,
+                                        const int *labels, size_t n, int dim,
+                                        const char *const *class_names,
+                                        size_t n_classes, const char *model_id,
+                                        facenet_classifier **out,
+                                        facenet_error *err);
+
+/* key: NULL for a SHA-256 digest, or FACENET_GALLERY_KEY_BYTES bytes for
+ * an HMAC-SHA-256. Written to a temporary name and renamed (mode 0600). */
+facenet_status facenet_classifier_save(const facenet_classifier *c,
+                                       const char *path, const uint8_t *key,
+                                       facenet_error *err);
+/* A file with an HMAC needs its key; a wrong key, a changed byte or a
+ * truncated file fail with FACENET_ERR_INTEGRITY before any parsing. A key
+ * given for an unsigned file is refused too (FACENET_ERR_INTEGRITY): the
+ * caller asked for authenticity. */
+facenet_status facenet_classifier_load(const char *path, const uint8_t *key,
+                                       facenet_classifier **out,
+                                       facenet_error *err);
+void facenet_classifier_free(facenet_classifier *c);
+
+size_t facenet_classifier_class_count(const facenet_classifier *c);
+const char *facenet_classifier_class_name(const facenet_classifier *c,
+                                          size_t index);
+const char *facenet_classifier_model(const facenet_classifier *c);
+int facenet_classifier_dim(const facenet_classifier *c);
+
+/* Class probabilities for one embedding (probabilities must hold
+ * class_count doubles; they sum to 1) and the most probable class. The
+ * embedding must come from the classifier's model. */
+facenet_status facenet_classifier_predict(const facenet_classifier *c,
+                                          const char *model_id,
+                                          const float *embedding, int dim,
+                                          double *probabilities, size_t *best,
+                                          facenet_error *err);
+
 #ifdef __cplusplus
 }
 #endif
