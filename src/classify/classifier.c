@@ -464,7 +464,7 @@ facenet_status facenet_classifier_save(const facenet_classifier *c, const char *
     } else {
         /* Bytes of a file, not a C string: no terminator wanted. */
         memcpy(file, header, (size_t)hl); /* NOLINT(bugprone-not-null-terminated-result) */
-        memcpy(file + hl, body, body_len);
+        memcpy(file + hl, body, body_len); /* NOLINT(bugprone-not-null-terminated-result) */
         st = fn_write_file_atomic(path, file, (size_t)hl + body_len, "classifier", err);
         free(file);
     }
