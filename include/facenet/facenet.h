@@ -597,6 +597,38 @@ facenet_status facenet_gallery_import(facenet_gallery *gallery,
                                       const uint8_t *import_key,
                                       size_t *n_added, facenet_error *err);
 
+/* ------------------------------------------------------------------------ */
+/* Clustering unlabelled faces                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum facenet_cluster_method {
+    FACENET_CLUSTER_CHINESE_WHISPERS = 1, /* graph label propagation, as
+                                             dlib's chinese_whispers        */
+    FACENET_CLUSTER_DBSCAN = 2            /* density: core points and noise */
+} facenet_cluster_method;
+
+typedef struct facenet_cluster_options {
+    facenet_cluster_method method; /* default Chinese Whispers            */
+    float threshold;  /* two faces are linked when their cosine similarity
+                         is >= threshold; required (no default)          */
+    int min_samples;  /* DBSCAN: a core point has at least this many
+                         linked faces, itself included; default 3        */
+    int iterations;   /* Chinese Whispers passes; default 100            */
+    uint64_t seed;    /* Chinese Whispers visiting order; default 1      */
+} facenet_cluster_options;
+
+void facenet_cluster_options_default(facenet_cluster_options *options);
+
+/* Group n embeddings of `dim` floats. labels[i] receives a cluster number,
+ * 0 for the largest cluster, 1 for the next, ...; -1 marks DBSCAN noise.
+ * *n_clusters counts the clusters (noise excluded). The same input and
+ * options give the same labels. Cost: n^2 / 2 dot products; at most
+ * 200,000 embeddings. Thread-safe: no shared state. */
+facenet_status facenet_cluster(const float *embeddings, size_t n, int dim,
+                               const facenet_cluster_options *options,
+                               int *labels, size_t *n_clusters,
+                               facenet_error *err);
+
 #ifdef __cplusplus
 }
 #endif
