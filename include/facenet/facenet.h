@@ -109,7 +109,10 @@ typedef struct facenet_model_info {
     int embedding_dim;         /* 0 for detectors                          */
     const char *metric;        /* "cosine" for embedders                   */
     float threshold;           /* default verification threshold (cosine
-                                  similarity); 0 where not applicable      */
+                                  similarity) at best LFW accuracy; 0 where
+                                  not calibrated or not applicable        */
+    float threshold_strict;    /* the stricter threshold where LFW's false
+                                  accept rate is 1e-3; 0 if not calibrated */
 } facenet_model_info;
 
 /* Number of models in the manifest, and the i-th one (NULL when out of

@@ -71,8 +71,6 @@ static size_t round_up(size_t v, size_t to)
     return (v + to - 1) / to * to;
 }
 
-static int min_int(int a, int b) { return a < b ? a : b; }
-static int max_int(int a, int b) { return a > b ? a : b; }
 
 /* 64-byte aligned, zeroed. */
 static float *alloc_floats(size_t n)
@@ -177,6 +175,9 @@ static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 }
 
 #if HAVE_AVX2
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+static int max_int(int a, int b) { return a > b ? a : b; }
 
 static int avx_available(void)
 {
