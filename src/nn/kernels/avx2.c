@@ -600,22 +600,24 @@ typedef struct dw_job {
 } dw_job;
 
 /* Channels [c0, c0 + 8*V) of one output pixel, V vectors at once. */
-#define DW_PIXEL(V)                                                                        \
-    do {                                                                                   \
-        __m256 acc[(V)];                                                                     \
-        for (int v = 0; v < (V); v++)                                                        \
-            acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                 \
-        for (int ky = ky_lo; ky < ky_hi; ky++) {                                           \
-            const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;       \
-            const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;                   \
-            for (int kx = kx_lo; kx < kx_hi; kx++)                                         \
-                for (int v = 0; v < (V); v++)                                                \
-                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v), \
-                                             _mm256_load_ps(wr + (size_t)kx * cp + 8 * v), \
-                                             acc[v]);                                      \
-        }                                                                                  \
-        for (int v = 0; v < (V); v++)                                                        \
-            _mm256_storeu_ps(yp + c0 + 8 * v,                                              \
+#define DW_PIXEL(V)                                                                         \
+    do {                                                                                    \
+        __m256 acc[(V)];                                                                    \
+        for (int v = 0; v < (V); v++)                                                       \
+            acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                  \
+        for (int ky = ky_lo; ky < ky_hi; ky++) {                                            \
+            /* From the first in-bounds tap: no pointer before the image. */               \
+            const float *xr =                                                               \
+                image + ((size_t)(iy0 + ky) * g->in_w + (size_t)(ix0 + kx_lo)) * c + c0;    \
+            const float *wr = l->w + ((size_t)ky * g->kernel_w + (size_t)kx_lo) * cp + c0;  \
+            for (int kx = 0; kx < kx_hi - kx_lo; kx++)                                      \
+                for (int v = 0; v < (V); v++)                                               \
+                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v),  \
+                                             _mm256_load_ps(wr + (size_t)kx * cp + 8 * v),  \
+                                             acc[v]);                                       \
+        }                                                                                   \
+        for (int v = 0; v < (V); v++)                                                       \
+            _mm256_storeu_ps(yp + c0 + 8 * v,                                               \
                              finish(acc[v], g->act, l->alpha ? l->alpha + c0 + 8 * v : NULL)); \
     } while (0)
 
@@ -647,9 +649,10 @@ AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
             const __m256i m = lane_mask(c - c0);
             __m256 acc = _mm256_load_ps(l->bias + c0);
             for (int ky = ky_lo; ky < ky_hi; ky++) {
-                const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;
-                const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;
-                for (int kx = kx_lo; kx < kx_hi; kx++)
+                const float *xr =
+                    image + ((size_t)(iy0 + ky) * g->in_w + (size_t)(ix0 + kx_lo)) * c + c0;
+                const float *wr = l->w + ((size_t)ky * g->kernel_w + (size_t)kx_lo) * cp + c0;
+                for (int kx = 0; kx < kx_hi - kx_lo; kx++)
                     acc = _mm256_fmadd_ps(_mm256_maskload_ps(xr + (size_t)kx * c, m),
                                           _mm256_load_ps(wr + (size_t)kx * cp), acc);
             }
