@@ -17,7 +17,7 @@ export FACENET_MODEL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/model
 # The face-api demo photos, fetched (pinned by SHA-256) by `make models`.
 export FACENET_DEMO_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/demo
 
-.PHONY: all deps build models demo check test test-asan fuzz lint bench install clean
+.PHONY: all deps build models demo check test test-asan fuzz lint bench bench-lfw install clean
 
 all: build
 
@@ -46,7 +46,7 @@ test-asan:
 	# FACENET_TEST_QUICK: the heaviest real-photo tests run the same code
 	# paths on fewer photos here; the plain pass above runs them all.
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  FACENET_REQUIRE_MODELS=1 FACENET_TEST_QUICK=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	  FACENET_REQUIRE_MODELS=1 FACENET_TEST_QUICK=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE slow
 
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFACENET_FUZZ=ON \
@@ -65,6 +65,12 @@ bench: models
 	./scripts/install-deps.sh --bench
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j $(JOBS) --target bench
+
+# The full LFW benchmark of docs/ACCURACY.md (not a test: about an hour on
+# two cores for every configuration; the embeddings are cached, so a rerun
+# is quick). Reports go to $(BUILD)/bench-lfw/.
+bench-lfw: models
+	./scripts/bench-lfw.sh $(BUILD)/facenet "$(FACENET_LFW_DIR)" $(BUILD)/bench-lfw
 
 install: build
 	cmake --install $(BUILD)

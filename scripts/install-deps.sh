@@ -8,6 +8,7 @@ packages=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders
   libsodium-dev                                # SHA-256, constant-time compare
   libjansson-dev                               # JSON (TF.js manifests, reports)
+  libsqlite3-dev                               # galleries (enrolled faces)
   libcmocka-dev                                # unit tests
   clang libclang-rt-14-dev                     # libFuzzer, sanitizers
   clang-tidy cppcheck                          # static analysis

@@ -109,7 +109,10 @@ typedef struct facenet_model_info {
     int embedding_dim;         /* 0 for detectors                          */
     const char *metric;        /* "cosine" for embedders                   */
     float threshold;           /* default verification threshold (cosine
-                                  similarity); 0 where not applicable      */
+                                  similarity) at best LFW accuracy; 0 where
+                                  not calibrated or not applicable        */
+    float threshold_strict;    /* the stricter threshold where LFW's false
+                                  accept rate is 1e-3; 0 if not calibrated */
 } facenet_model_info;
 
 /* Number of models in the manifest, and the i-th one (NULL when out of
@@ -350,6 +353,281 @@ facenet_status facenet_embed_aligned(facenet_embedder *embedder,
  * states every threshold as a cosine similarity: higher means more alike,
  * and two faces match when the similarity is >= the threshold. */
 float facenet_similarity(const float *a, const float *b, int dim);
+
+/* ------------------------------------------------------------------------ */
+/* Galleries: enrolled people, searched 1:N                                 */
+/* ------------------------------------------------------------------------ */
+/*
+ * A gallery is one file (SQLite, WAL mode) holding collections -> subjects
+ * (a name and optional JSON metadata) -> templates (one embedding each, with
+ * the id of the model that made it, the preprocessing, and the SHA-256 of
+ * the source image; images themselves are never stored).
+ *
+ * Encryption: every template is sealed with XChaCha20-Poly1305 under a
+ * 32-byte key, bound to its row id, subject id, gallery id and model id;
+ * subject names and metadata are stored in clear but authenticated (a keyed
+ * BLAKE2b tag), so that a changed label is detected, not believed. A wrong
+ * key fails at open with FACENET_ERR_INTEGRITY and reveals nothing. Keys
+ * come from a key file or the environment, never from a command line.
+ *
+ * At open, every template is decrypted into an in-memory matrix: search is
+ * exact (cosine similarity of unit vectors), optionally with an int8 copy
+ * that is reranked in float. A gallery holds the templates of exactly one
+ * model: enrolling or searching with another model is refused.
+ *
+ * Thread safety: one facenet_gallery may be shared by threads. Searches run
+ * concurrently with each other; enroll, remove, rekey, import and refresh
+ * take the handle exclusively. Several processes may open the same file:
+ * writers take turns (waiting up to 10 s), readers never block writers. A
+ * handle's matrix is a snapshot: call facenet_gallery_refresh() to pick up
+ * other processes' changes.
+ *
+ * Strings passed in are copied; strings handed to callbacks are valid only
+ * during the callback. Messages never contain keys or embeddings.
+ */
+
+#define FACENET_GALLERY_KEY_BYTES 32
+/* Subject and collection names: 1..255 bytes of valid UTF-8, no control
+ * characters. Buffers of this size always hold one with its NUL. */
+#define FACENET_GALLERY_NAME_MAX 256
+#define FACENET_GALLERY_MODEL_ID_MAX 128
+#define FACENET_GALLERY_METADATA_MAX 65536 /* bytes of JSON per subject */
+
+typedef struct facenet_gallery facenet_gallery;
+
+/* Read a key file: 32 raw bytes, or 64 hex digits, or base64 of 32 bytes
+ * (surrounding whitespace ignored). The file must be a regular file owned by
+ * the caller (or root) with no group/other permission bits, like an ssh key.
+ * With key_file NULL the key comes from $FACENET_GALLERY_KEY (hex or base64)
+ * instead; FACENET_ERR_NOT_FOUND when neither is available. */
+facenet_status facenet_gallery_key_load(const char *key_file,
+                                        uint8_t key[FACENET_GALLERY_KEY_BYTES],
+                                        facenet_error *err);
+/* Parse a key from text (hex or base64; raw bytes when len is 32 and the
+ * text is neither). */
+facenet_status facenet_gallery_key_parse(const char *text, size_t len,
+                                         uint8_t key[FACENET_GALLERY_KEY_BYTES],
+                                         facenet_error *err);
+/* Write a new random key (hex) to `path`, created with mode 0600. An
+ * existing file is never overwritten. */
+facenet_status facenet_gallery_key_generate(const char *path,
+                                            facenet_error *err);
+
+/* The model id a gallery records: "<manifest name>@<first 16 hex digits of
+ * the model file's SHA-256>", so a re-trained file with the same name is a
+ * different model. */
+facenet_status facenet_gallery_model_id(const facenet_model_info *info,
+                                        char *buf, size_t size,
+                                        facenet_error *err);
+
+/* Open flags. */
+#define FACENET_GALLERY_CREATE 0x1u    /* create the file when missing     */
+#define FACENET_GALLERY_READ_ONLY 0x2u /* never write (search, list)       */
+#define FACENET_GALLERY_INT8 0x4u      /* keep an int8 copy for search     */
+
+/* Open (or, with FACENET_GALLERY_CREATE, create) the gallery at `path`.
+ * `key` must be FACENET_GALLERY_KEY_BYTES bytes. When the file is created,
+ * model_id and dim are required and recorded; when it exists, a non-NULL
+ * model_id must equal the recorded one (FACENET_ERR_UNSUPPORTED otherwise)
+ * and dim may be 0. A file that is not a gallery, is corrupt or truncated fails with
+ * FACENET_ERR_FORMAT and is never modified. */
+facenet_status facenet_gallery_open(const char *path, const uint8_t *key,
+                                    const char *model_id, int dim,
+                                    unsigned flags, facenet_gallery **out,
+                                    facenet_error *err);
+/* Closing wipes the key and the decrypted matrix from memory. */
+void facenet_gallery_close(facenet_gallery *gallery);
+
+const char *facenet_gallery_model(const facenet_gallery *gallery);
+int facenet_gallery_dim(const facenet_gallery *gallery);
+/* Templates in the in-memory matrix. */
+size_t facenet_gallery_size(const facenet_gallery *gallery);
+/* The open-set threshold recorded in the gallery (cosine similarity). A new
+ * gallery takes its model's calibrated threshold; a model without one
+ * leaves it unset (NaN), and searches that rely on it fail until it is set:
+ * no decision without a calibration. */
+float facenet_gallery_threshold(const facenet_gallery *gallery);
+facenet_status facenet_gallery_set_threshold(facenet_gallery *gallery,
+                                             float threshold,
+                                             facenet_error *err);
+
+typedef struct facenet_gallery_enrollment {
+    const char *collection;    /* NULL: "default"                          */
+    const char *subject;       /* created when new                         */
+    const char *metadata_json; /* NULL, or a JSON object stored with a new
+                                  subject (an existing one keeps its own)  */
+    const char *model_id;      /* must equal the gallery's                 */
+    const char *preprocess;    /* e.g. "mtcnn/arcface112"; NULL: ""         */
+    const float *embeddings;   /* n * dim floats; normalised when stored    */
+    size_t n;
+    const char *const *image_sha256; /* NULL, or n digests (entries may be
+                                        NULL): 64 lowercase hex digits      */
+    int skip_existing;         /* a template of this subject with the same
+                                  image digest is reused, not added again  */
+} facenet_gallery_enrollment;
+
+/* Add n templates to one subject, in one transaction: all or nothing. On
+ * success template_ids (when not NULL) receives the n row ids. The call
+ * returns after the transaction is durable on disk. */
+facenet_status facenet_gallery_enroll(facenet_gallery *gallery,
+                                      const facenet_gallery_enrollment *e,
+                                      int64_t *template_ids,
+                                      facenet_error *err);
+
+/* Delete a subject and all its templates (or one template), then
+ * checkpoint the write-ahead log, so that with SQLite's secure_delete the
+ * bytes are gone from the gallery's files. *n_removed (may be NULL) counts
+ * the templates removed. FACENET_ERR_NOT_FOUND when there is no such
+ * subject or template. */
+facenet_status facenet_gallery_remove_subject(facenet_gallery *gallery,
+                                              const char *collection,
+                                              const char *subject,
+                                              size_t *n_removed,
+                                              facenet_error *err);
+facenet_status facenet_gallery_remove_template(facenet_gallery *gallery,
+                                               int64_t template_id,
+                                               facenet_error *err);
+
+typedef struct facenet_gallery_match {
+    int64_t subject_id;
+    int64_t template_id; /* the subject's best-scoring template          */
+    float score;         /* cosine similarity, exact (float)             */
+    int accepted;        /* score >= the threshold in use                */
+    char collection[FACENET_GALLERY_NAME_MAX];
+    char subject[FACENET_GALLERY_NAME_MAX];
+} facenet_gallery_match;
+
+typedef struct facenet_gallery_search_options {
+    int k;                  /* subjects to return, 1..1000; default 5     */
+    float threshold;        /* open-set threshold; < -1 (the default):
+                               the gallery's (an error when it is unset)  */
+    const char *collection; /* NULL: every collection                     */
+    int exact;              /* 1: float only even with an int8 copy       */
+    int threads;            /* 0: all cores when the gallery is large     */
+} facenet_gallery_search_options;
+
+void facenet_gallery_search_options_default(
+    facenet_gallery_search_options *options);
+
+/* The top-k subjects for one query embedding of `dim` floats (normalised
+ * here), best first, each scored by its best template. `matches` must hold
+ * options->k entries; *n_matches receives how many were filled (fewer when
+ * the gallery has fewer subjects). The query is "unknown" when
+ * *n_matches == 0 or matches[0].accepted == 0. */
+facenet_status facenet_gallery_search(
+    facenet_gallery *gallery, const char *model_id, const float *query,
+    int dim, const facenet_gallery_search_options *options,
+    facenet_gallery_match *matches, size_t *n_matches, facenet_error *err);
+
+typedef struct facenet_gallery_subject {
+    int64_t id;
+    const char *collection;
+    const char *name;
+    const char *metadata_json; /* NULL when none */
+    const char *created_at;    /* UTC, ISO 8601 */
+    size_t n_templates;
+} facenet_gallery_subject;
+
+typedef struct facenet_gallery_template {
+    int64_t id;
+    int64_t subject_id;
+    const char *model_id;
+    const char *preprocess;
+    const char *image_sha256; /* "" when unknown */
+    const char *created_at;
+} facenet_gallery_template;
+
+/* Call `fn` for each subject (of `collection`, or all when NULL), by id.
+ * A non-zero return from fn stops the walk. */
+facenet_status facenet_gallery_list(
+    facenet_gallery *gallery, const char *collection,
+    int (*fn)(void *ctx, const facenet_gallery_subject *subject), void *ctx,
+    facenet_error *err);
+/* Call `fn` for each template of one subject (never its embedding). */
+facenet_status facenet_gallery_list_templates(
+    facenet_gallery *gallery, const char *collection, const char *subject,
+    int (*fn)(void *ctx, const facenet_gallery_template *t), void *ctx,
+    facenet_error *err);
+
+typedef struct facenet_gallery_stats {
+    int schema_version;
+    size_t collections, subjects, templates;
+    int64_t file_bytes, wal_bytes; /* sizes on disk                      */
+    int64_t page_size, page_count, free_pages;
+    size_t memory_bytes;           /* the in-memory matrix and int8 copy */
+    float threshold;
+    char model_id[FACENET_GALLERY_MODEL_ID_MAX];
+    int dim;
+} facenet_gallery_stats;
+
+facenet_status facenet_gallery_stats_get(facenet_gallery *gallery,
+                                         facenet_gallery_stats *stats,
+                                         facenet_error *err);
+
+/* SQLite's integrity_check plus the authentication of every subject and
+ * template row; FACENET_ERR_FORMAT or _INTEGRITY naming the first fault. */
+facenet_status facenet_gallery_check(facenet_gallery *gallery,
+                                     facenet_error *err);
+
+/* Re-seal every template and re-tag every subject under new_key, in one
+ * transaction; the old key stops working when this returns FACENET_OK. */
+facenet_status facenet_gallery_rekey(facenet_gallery *gallery,
+                                     const uint8_t *new_key,
+                                     facenet_error *err);
+
+/* Reload the matrix if another connection changed the file since the last
+ * load. *changed (may be NULL) is set to 1 when it did. */
+facenet_status facenet_gallery_refresh(facenet_gallery *gallery, int *changed,
+                                       facenet_error *err);
+
+/* Export every subject and template (with its embedding) as JSON. With
+ * export_key NULL the file is plain JSON (biometric data in clear: the
+ * caller asked for it); otherwise it is sealed with that 32-byte key. The
+ * file is written to a temporary name and renamed, mode 0600. */
+facenet_status facenet_gallery_export(facenet_gallery *gallery,
+                                      const char *path,
+                                      const uint8_t *export_key,
+                                      facenet_error *err);
+/* Merge an export into this gallery in one transaction: subjects are
+ * matched by collection and name, templates already present (same image
+ * digest) are skipped. The export's model must be the gallery's. A sealed
+ * export needs its key; *n_added (may be NULL) counts the new templates. */
+facenet_status facenet_gallery_import(facenet_gallery *gallery,
+                                      const char *path,
+                                      const uint8_t *import_key,
+                                      size_t *n_added, facenet_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Clustering unlabelled faces                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum facenet_cluster_method {
+    FACENET_CLUSTER_CHINESE_WHISPERS = 1, /* graph label propagation, as
+                                             dlib's chinese_whispers        */
+    FACENET_CLUSTER_DBSCAN = 2            /* density: core points and noise */
+} facenet_cluster_method;
+
+typedef struct facenet_cluster_options {
+    facenet_cluster_method method; /* default Chinese Whispers            */
+    float threshold;  /* two faces are linked when their cosine similarity
+                         is >= threshold; required (no default)          */
+    int min_samples;  /* DBSCAN: a core point has at least this many
+                         linked faces, itself included; default 3        */
+    int iterations;   /* Chinese Whispers passes; default 100            */
+    uint64_t seed;    /* Chinese Whispers visiting order; default 1      */
+} facenet_cluster_options;
+
+void facenet_cluster_options_default(facenet_cluster_options *options);
+
+/* Group n embeddings of `dim` floats. labels[i] receives a cluster number,
+ * 0 for the largest cluster, 1 for the next, ...; -1 marks DBSCAN noise.
+ * *n_clusters counts the clusters (noise excluded). The same input and
+ * options give the same labels. Cost: n^2 / 2 dot products; at most
+ * 200,000 embeddings. Thread-safe: no shared state. */
+facenet_status facenet_cluster(const float *embeddings, size_t n, int dim,
+                               const facenet_cluster_options *options,
+                               int *labels, size_t *n_clusters,
+                               facenet_error *err);
 
 #ifdef __cplusplus
 }

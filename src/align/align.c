@@ -116,10 +116,11 @@ facenet_status align_margin_crop(const img_f32 *image, const double box[4],
         if (!isfinite(box[i]) || fabs(box[i]) > 1e7)
             return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "face box is not finite");
     /* As align_dataset_mtcnn: integer box, margin/2 each side, clipped. */
-    double x1 = fmax(floor(box[0]) - margin / 2, 0);
-    double y1 = fmax(floor(box[1]) - margin / 2, 0);
-    double x2 = fmin(floor(box[2]) + margin / 2, image->width);
-    double y2 = fmin(floor(box[3]) + margin / 2, image->height);
+    double half = margin / 2.0;
+    double x1 = floor(fmax(floor(box[0]) - half, 0));
+    double y1 = floor(fmax(floor(box[1]) - half, 0));
+    double x2 = floor(fmin(floor(box[2]) + half, image->width));
+    double y2 = floor(fmin(floor(box[3]) + half, image->height));
     if (!(x2 > x1 && y2 > y1))
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "face box is outside the image");
     /* Pixels x1 .. x2-1 (0-based) are pixels x1+1 .. x2 in the MATLAB

@@ -31,6 +31,11 @@ int cmd_compare(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_align(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_enroll(int argc, char **argv);
+int cmd_identify(int argc, char **argv);
+int cmd_gallery(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 /* Print "facenet: <message>" to stderr and map the status to an exit code. */
 int cli_report(const facenet_error *err);

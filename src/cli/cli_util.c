@@ -86,7 +86,8 @@ static int walk(const char *dir, cli_paths *out, int depth, int images_only)
             break;
     }
     closedir(d);
-    qsort(here.items, here.n, sizeof *here.items, compare_names);
+    if (here.n > 1)
+        qsort(here.items, here.n, sizeof *here.items, compare_names);
     for (size_t i = 0; rc == 0 && i < here.n; i++) {
         struct stat st;
         if (stat(here.items[i], &st) != 0)

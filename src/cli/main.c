@@ -17,6 +17,11 @@ static const subcommand subcommands[] = {
     {"align", cmd_align, "detect and align a class-per-folder dataset"},
     {"embed", cmd_embed, "write face embeddings as JSON, CSV or .npy"},
     {"compare", cmd_compare, "similarity matrix and same/different verdicts"},
+    {"validate", cmd_validate, "LFW-protocol accuracy, ROC and calibration"},
+    {"enroll", cmd_enroll, "add people to an encrypted gallery"},
+    {"identify", cmd_identify, "who is in a photo (1:N), or unknown"},
+    {"gallery", cmd_gallery, "list, show, remove, export, rekey, bench a gallery"},
+    {"cluster", cmd_cluster, "group unlabelled photos by person"},
     {"models", cmd_models, "fetch, verify and list the pinned models"},
     {"bench", cmd_bench, "time each model on one input"},
 };

@@ -23,8 +23,7 @@ const char *facenet_strerror(facenet_status status)
     return "unknown status";
 }
 
-facenet_status fn_fail(facenet_error *err, facenet_status code,
-                       const char *fmt, ...)
+void fn_set_error(facenet_error *err, facenet_status code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -33,7 +32,6 @@ facenet_status fn_fail(facenet_error *err, facenet_status code,
         vsnprintf(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
     }
-    return code;
 }
 
 void fn_error_prefix(facenet_error *err, const char *fmt, ...)

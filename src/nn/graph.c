@@ -632,6 +632,8 @@ long long nn_graph_macs(const nn_graph *g, const nn_shape *shapes)
         const nn_shape *y = &shapes[n->output];
         const nn_shape *w = n->n_inputs > 1 ? &g->values[n->inputs[1]].shape : NULL;
         long long outputs = (long long)nn_shape_count(y);
+        if (!w)
+            continue;
         switch (n->op) {
         case NN_OP_CONV2D:
             macs += outputs * w->dims[1] * w->dims[2] * w->dims[3];

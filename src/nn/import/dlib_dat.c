@@ -58,18 +58,20 @@ typedef struct reader {
     char where[96]; /* the layer being read, for messages */
 } reader;
 
-static facenet_status fail(reader *r, facenet_status code, const char *fmt, ...)
+static void set_fail(reader *r, facenet_status code, const char *fmt, ...)
     FN_PRINTF(3, 4);
 
-static facenet_status fail(reader *r, facenet_status code, const char *fmt, ...)
+/* A macro around set_fail, like fn_fail, so analysers see `code` returned. */
+#define fail(r, code, ...) fn_status_of((set_fail((r), (code), __VA_ARGS__), (code)))
+
+static void set_fail(reader *r, facenet_status code, const char *fmt, ...)
 {
     char msg[320];
     va_list ap;
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fn_fail(r->err, code, "dlib .dat: %s, offset %zu: %s", r->where, r->pos,
-                   msg);
+    fn_set_error(r->err, code, "dlib .dat: %s, offset %zu: %s", r->where, r->pos, msg);
 }
 
 static void set_where(reader *r, int index, int n_layers, const dlib_layer *l)

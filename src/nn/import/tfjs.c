@@ -381,7 +381,7 @@ static facenet_status fill_conv(manifest *m, const dlib_layer *l, float *w_ohwi,
     const int k = l->kernel, in = l->in_c, o = l->out_c;
     const int hwio[4] = {k, k, in, o};
     const size_t count = (size_t)k * k * in * o;
-    float *tmp = malloc(count * sizeof *tmp);
+    float *tmp = calloc(count, sizeof *tmp); /* zeroed: decode fills it all */
     facenet_status st;
 
     if (!tmp)
@@ -408,7 +408,7 @@ static facenet_status fill_fc(manifest *m, const dlib_layer *l, float *w_oi,
 {
     const int io[2] = {l->in_c, l->out_c};
     const size_t count = (size_t)l->in_c * l->out_c;
-    float *tmp = malloc(count * sizeof *tmp);
+    float *tmp = calloc(count, sizeof *tmp); /* zeroed: decode fills it all */
     if (!tmp)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory decoding 'fc'");
     facenet_status st = fetch(m, l->name, 2, io, tmp, err);

@@ -206,20 +206,23 @@ typedef struct tensor_info {
     int has_sparsity;
 } tensor_info;
 
-static facenet_status op_fail(importer *im, const op_ctx *o,
-                              facenet_status code, const char *fmt, ...)
-    FN_PRINTF(4, 5);
+static void set_op_fail(importer *im, const op_ctx *o, facenet_status code,
+                        const char *fmt, ...) FN_PRINTF(4, 5);
 
-static facenet_status op_fail(importer *im, const op_ctx *o,
-                              facenet_status code, const char *fmt, ...)
+/* A macro around set_op_fail, like fn_fail, so analysers see `code`
+ * returned. */
+#define op_fail(im, o, code, ...) \
+    fn_status_of((set_op_fail((im), (o), (code), __VA_ARGS__), (code)))
+
+static void set_op_fail(importer *im, const op_ctx *o, facenet_status code,
+                        const char *fmt, ...)
 {
     char msg[FACENET_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fn_fail(im->err, code, "TFLite operator %d (%s): %s", o->index,
-                   o->name, msg);
+    fn_set_error(im->err, code, "TFLite operator %d (%s): %s", o->index, o->name, msg);
 }
 
 /* ---- tensors ----------------------------------------------------------- */

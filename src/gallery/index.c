@@ -1,0 +1,524 @@
+/*
+ * index.c - exact top-k search over the decrypted template matrix.
+ *
+ * The scan is memory-bound: each query reads the whole matrix once. So the
+ * kernels are simple loops the compiler vectorises (partial sums in
+ * independent lanes, so float reductions need no -ffast-math), built twice
+ * on x86-64 - baseline SSE2 and AVX2+FMA - and picked at run time. Large
+ * galleries are split into contiguous row ranges, one per core.
+ */
+#include "gallery/index.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GALLERY_X86 1
+#endif
+
+#define ALIGNMENT 64
+#define BLOCK_ROWS 256
+#define LANES 16
+/* Below this many matrix elements one thread is faster than starting more. */
+#define PARALLEL_MIN_ELEMENTS (1u << 21)
+#define MAX_THREADS 16
+
+/* ---- kernels ---------------------------------------------------------------- */
+
+/* out[r] = dot(q, rows[r]) for m rows of dim floats. */
+static inline __attribute__((always_inline)) void
+dot_block_f32_body(const float *restrict q, const float *restrict rows, int dim, size_t m,
+                   float *restrict out)
+{
+    int full = dim - dim % LANES;
+    for (size_t r = 0; r < m; r++) {
+        const float *restrict v = rows + r * (size_t)dim;
+        float acc[LANES] = {0};
+        for (int d = 0; d < full; d += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += q[d + j] * v[d + j];
+        float s = 0;
+        for (int d = full; d < dim; d++)
+            s += q[d] * v[d];
+        for (int j = 0; j < LANES / 2; j++)
+            acc[j] += acc[j + LANES / 2];
+        for (int j = 0; j < LANES / 2; j++)
+            s += acc[j];
+        out[r] = s;
+    }
+}
+
+/* Integer sums are exact in any order, so the compiler vectorises the plain
+ * reduction. The query is widened to int16 once, so that the loop is the
+ * int16 x int16 -> int32 dot-product pattern (x86: pmaddwd, 16 products
+ * per AVX2 instruction) instead of widening both sides every time. */
+static inline __attribute__((always_inline)) void
+dot_block_i8_body(const int16_t *restrict q, const int8_t *restrict rows, int dim, size_t m,
+                  int32_t *restrict out)
+{
+    for (size_t r = 0; r < m; r++) {
+        const int8_t *restrict v = rows + r * (size_t)dim;
+        int32_t s = 0;
+        for (int d = 0; d < dim; d++)
+            s += (int32_t)q[d] * (int32_t)(int16_t)v[d];
+        out[r] = s;
+    }
+}
+
+static void dot_block_f32_base(const float *restrict q, const float *restrict rows, int dim,
+                               size_t m, float *restrict out)
+{
+    dot_block_f32_body(q, rows, dim, m, out);
+}
+
+static void dot_block_i8_base(const int16_t *restrict q, const int8_t *restrict rows, int dim,
+                              size_t m, int32_t *restrict out)
+{
+    dot_block_i8_body(q, rows, dim, m, out);
+}
+
+#ifdef GALLERY_X86
+__attribute__((target("avx2,fma"))) static void
+dot_block_f32_avx2(const float *restrict q, const float *restrict rows, int dim, size_t m,
+                   float *restrict out)
+{
+    dot_block_f32_body(q, rows, dim, m, out);
+}
+
+__attribute__((target("avx2"))) static void
+dot_block_i8_avx2(const int16_t *restrict q, const int8_t *restrict rows, int dim, size_t m,
+                  int32_t *restrict out)
+{
+    dot_block_i8_body(q, rows, dim, m, out);
+}
+#endif
+
+typedef void (*dot_f32_fn)(const float *restrict, const float *restrict, int, size_t,
+                           float *restrict);
+typedef void (*dot_i8_fn)(const int16_t *restrict, const int8_t *restrict, int, size_t,
+                          int32_t *restrict);
+
+static int have_avx2(void)
+{
+#ifdef GALLERY_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static dot_f32_fn pick_f32(void)
+{
+#ifdef GALLERY_X86
+    if (have_avx2())
+        return dot_block_f32_avx2;
+#endif
+    return dot_block_f32_base;
+}
+
+static dot_i8_fn pick_i8(void)
+{
+#ifdef GALLERY_X86
+    if (have_avx2())
+        return dot_block_i8_avx2;
+#endif
+    return dot_block_i8_base;
+}
+
+/* ---- rows ------------------------------------------------------------------- */
+
+int gallery_normalise(float *v, int dim)
+{
+    double ss = 0;
+    for (int i = 0; i < dim; i++)
+        ss += (double)v[i] * v[i];
+    if (!(ss > 0) || !isfinite(ss))
+        return -1;
+    double inv = 1.0 / sqrt(ss);
+    for (int i = 0; i < dim; i++)
+        v[i] = (float)(v[i] * inv);
+    return 0;
+}
+
+void gallery_quantise(const float *v, int dim, int8_t *q, float *scale)
+{
+    float m = 0;
+    for (int i = 0; i < dim; i++)
+        m = fmaxf(m, fabsf(v[i]));
+    float s = m > 0 ? m / 127.0f : 1.0f;
+    for (int i = 0; i < dim; i++) {
+        long x = lrintf(v[i] / s);
+        q[i] = (int8_t)(x > 127 ? 127 : x < -127 ? -127 : x);
+    }
+    *scale = s;
+}
+
+/* Large matrices are aligned to 2 MiB and offered to the kernel as huge
+ * page candidates: a scan touches every page, and fewer TLB misses is
+ * measurably more bandwidth. */
+#define HUGE_PAGE (2u << 20)
+
+static void *aligned_block(size_t bytes)
+{
+    size_t align = bytes >= 4 * (size_t)HUGE_PAGE ? HUGE_PAGE : ALIGNMENT;
+    size_t rounded = (bytes + align - 1) / align * align;
+    void *p = aligned_alloc(align, rounded ? rounded : align);
+#ifdef MADV_HUGEPAGE
+    if (p && align == HUGE_PAGE)
+        (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice only */
+#endif
+    return p;
+}
+
+int gallery_index_init(gallery_index *ix, int dim, int with_int8)
+{
+    memset(ix, 0, sizeof *ix);
+    if (dim <= 0)
+        return -1;
+    ix->dim = dim;
+    ix->with_int8 = with_int8;
+    return 0;
+}
+
+/* Grow one array, wiping the old block (it may hold decrypted rows). */
+static int grow(void **p, size_t old_bytes, size_t new_bytes, int aligned)
+{
+    void *q = aligned ? aligned_block(new_bytes) : malloc(new_bytes);
+    if (!q)
+        return -1;
+    if (*p) {
+        memcpy(q, *p, old_bytes);
+        sodium_memzero(*p, old_bytes);
+        free(*p);
+    }
+    *p = q;
+    return 0;
+}
+
+int gallery_index_reserve(gallery_index *ix, size_t n)
+{
+    if (n <= ix->cap)
+        return 0;
+    size_t d = (size_t)ix->dim;
+    if (n > SIZE_MAX / (d * sizeof(float)))
+        return -1;
+    if (grow((void **)&ix->vec, ix->n * d * sizeof(float), n * d * sizeof(float), 1) ||
+        grow((void **)&ix->template_id, ix->n * sizeof(int64_t), n * sizeof(int64_t), 0) ||
+        grow((void **)&ix->subject_id, ix->n * sizeof(int64_t), n * sizeof(int64_t), 0) ||
+        grow((void **)&ix->collection_id, ix->n * sizeof(int64_t), n * sizeof(int64_t), 0))
+        return -1;
+    if (ix->with_int8 &&
+        (grow((void **)&ix->q8, ix->n * d, n * d, 1) ||
+         grow((void **)&ix->q8_scale, ix->n * sizeof(float), n * sizeof(float), 0)))
+        return -1;
+    ix->cap = n;
+    return 0;
+}
+
+int gallery_index_add(gallery_index *ix, const float *v, int64_t template_id, int64_t subject_id,
+                      int64_t collection_id)
+{
+    size_t d = (size_t)ix->dim;
+    if (ix->n == ix->cap && gallery_index_reserve(ix, ix->cap ? ix->cap * 2 : 64) != 0)
+        return -1;
+    float *row = ix->vec + ix->n * d;
+    memcpy(row, v, d * sizeof(float));
+    if (gallery_normalise(row, ix->dim) != 0) {
+        sodium_memzero(row, d * sizeof(float));
+        return -1;
+    }
+    if (ix->with_int8)
+        gallery_quantise(row, ix->dim, ix->q8 + ix->n * d, &ix->q8_scale[ix->n]);
+    ix->template_id[ix->n] = template_id;
+    ix->subject_id[ix->n] = subject_id;
+    ix->collection_id[ix->n] = collection_id;
+    ix->n++;
+    return 0;
+}
+
+static void remove_row(gallery_index *ix, size_t i)
+{
+    size_t d = (size_t)ix->dim, last = ix->n - 1;
+    if (i != last) {
+        memcpy(ix->vec + i * d, ix->vec + last * d, d * sizeof(float));
+        if (ix->with_int8) {
+            memcpy(ix->q8 + i * d, ix->q8 + last * d, d);
+            ix->q8_scale[i] = ix->q8_scale[last];
+        }
+        ix->template_id[i] = ix->template_id[last];
+        ix->subject_id[i] = ix->subject_id[last];
+        ix->collection_id[i] = ix->collection_id[last];
+    }
+    sodium_memzero(ix->vec + last * d, d * sizeof(float));
+    if (ix->with_int8)
+        sodium_memzero(ix->q8 + last * d, d);
+    ix->n--;
+}
+
+size_t gallery_index_remove_subject(gallery_index *ix, int64_t subject_id)
+{
+    size_t removed = 0;
+    for (size_t i = 0; i < ix->n;) {
+        if (ix->subject_id[i] == subject_id) {
+            remove_row(ix, i); /* row i now holds the former last row */
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    return removed;
+}
+
+int gallery_index_remove_template(gallery_index *ix, int64_t template_id)
+{
+    for (size_t i = 0; i < ix->n; i++)
+        if (ix->template_id[i] == template_id) {
+            remove_row(ix, i);
+            return 0;
+        }
+    return -1;
+}
+
+size_t gallery_index_memory(const gallery_index *ix)
+{
+    size_t d = (size_t)ix->dim;
+    size_t per_row = d * sizeof(float) + 3 * sizeof(int64_t);
+    if (ix->with_int8)
+        per_row += d + sizeof(float);
+    return ix->cap * per_row;
+}
+
+void gallery_index_free(gallery_index *ix)
+{
+    size_t d = (size_t)ix->dim;
+    if (ix->vec)
+        sodium_memzero(ix->vec, ix->cap * d * sizeof(float));
+    if (ix->q8)
+        sodium_memzero(ix->q8, ix->cap * d);
+    free(ix->vec);
+    free(ix->q8);
+    free(ix->q8_scale);
+    free(ix->template_id);
+    free(ix->subject_id);
+    free(ix->collection_id);
+    memset(ix, 0, sizeof *ix);
+}
+
+/* ---- top-k by subject ------------------------------------------------------- */
+
+/* The best k subjects seen so far, each with its best score. A candidate no
+ * better than the current minimum of a full list is dropped at once; this
+ * is exact because a subject's entry only leaves the list when k others beat
+ * it, and the minimum never decreases. */
+typedef struct topk {
+    int k, n, min_i;
+    float min;
+    gallery_hit *e;
+} topk;
+
+static void topk_find_min(topk *t)
+{
+    t->min_i = 0;
+    for (int i = 1; i < t->n; i++)
+        if (t->e[i].score < t->e[t->min_i].score)
+            t->min_i = i;
+    t->min = t->e[t->min_i].score;
+}
+
+static void topk_offer(topk *t, float score, int64_t subject, size_t row)
+{
+    int full = t->n == t->k;
+    if (full && !(score > t->min))
+        return;
+    for (int i = 0; i < t->n; i++)
+        if (t->e[i].subject_id == subject) {
+            if (score > t->e[i].score) {
+                t->e[i].score = score;
+                t->e[i].row = row;
+                if (full && i == t->min_i)
+                    topk_find_min(t);
+            }
+            return;
+        }
+    if (!full) {
+        t->e[t->n].score = score;
+        t->e[t->n].subject_id = subject;
+        t->e[t->n].row = row;
+        t->n++;
+        if (t->n == t->k)
+            topk_find_min(t);
+        return;
+    }
+    t->e[t->min_i].score = score;
+    t->e[t->min_i].subject_id = subject;
+    t->e[t->min_i].row = row;
+    topk_find_min(t);
+}
+
+static int compare_hits(const void *a, const void *b)
+{
+    const gallery_hit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->subject_id < y->subject_id ? -1 : x->subject_id > y->subject_id;
+}
+
+/* ---- scanning --------------------------------------------------------------- */
+
+typedef struct scan_job {
+    const gallery_index *ix;
+    const float *q;
+    const int16_t *q16;
+    float q8_scale;
+    int64_t collection_id;
+    int use_int8;
+    size_t begin, end;
+    dot_f32_fn dot_f32;
+    dot_i8_fn dot_i8;
+    topk t;
+} scan_job;
+
+static void scan_range(scan_job *job)
+{
+    const gallery_index *ix = job->ix;
+    size_t d = (size_t)ix->dim;
+    float scores[BLOCK_ROWS];
+    int32_t dots[BLOCK_ROWS];
+
+    for (size_t b = job->begin; b < job->end; b += BLOCK_ROWS) {
+        size_t m = job->end - b < BLOCK_ROWS ? job->end - b : BLOCK_ROWS;
+        if (job->use_int8) {
+            job->dot_i8(job->q16, ix->q8 + b * d, ix->dim, m, dots);
+            for (size_t j = 0; j < m; j++)
+                scores[j] = (float)dots[j] * job->q8_scale * ix->q8_scale[b + j];
+        } else {
+            job->dot_f32(job->q, ix->vec + b * d, ix->dim, m, scores);
+        }
+        for (size_t j = 0; j < m; j++) {
+            if (job->t.n == job->t.k && !(scores[j] > job->t.min))
+                continue;
+            if (job->collection_id && ix->collection_id[b + j] != job->collection_id)
+                continue;
+            topk_offer(&job->t, scores[j], ix->subject_id[b + j], b + j);
+        }
+    }
+}
+
+static void *scan_thread(void *arg)
+{
+    scan_range(arg);
+    return NULL;
+}
+
+static int choose_threads(const gallery_index *ix, int requested)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = requested > 0 ? requested
+            : (ix->n * (size_t)ix->dim >= PARALLEL_MIN_ELEMENTS && cpus > 1) ? (int)cpus
+                                                                              : 1;
+    if (t > MAX_THREADS)
+        t = MAX_THREADS;
+    if ((size_t)t > ix->n / BLOCK_ROWS + 1)
+        t = (int)(ix->n / BLOCK_ROWS + 1);
+    return t < 1 ? 1 : t;
+}
+
+size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gallery_hit *hits)
+{
+    scan_job jobs[MAX_THREADS];
+    pthread_t tids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    int8_t *q8 = NULL;
+    int16_t *q16 = NULL;
+    float q8_scale = 1;
+    size_t result = (size_t)-1;
+    int use_int8 = q->use_int8 && ix->with_int8;
+    /* The int8 pass keeps spare candidates for the float rescoring. */
+    int k_scan = use_int8 ? (q->k * 4 > 32 ? q->k * 4 : 32) : q->k;
+    int n_threads = choose_threads(ix, q->threads);
+    gallery_hit *pool = NULL;
+    topk merged;
+
+    if (q->k < 1 || q->k > GALLERY_MAX_K)
+        return (size_t)-1;
+    if (ix->n == 0)
+        return 0;
+    pool = malloc(sizeof *pool * (size_t)k_scan * (size_t)(n_threads + 1));
+    if (!pool)
+        return (size_t)-1;
+    if (use_int8) {
+        q8 = malloc((size_t)ix->dim);
+        q16 = aligned_block((size_t)ix->dim * sizeof *q16);
+        if (!q8 || !q16)
+            goto done;
+        gallery_quantise(q->vector, ix->dim, q8, &q8_scale);
+        for (int d = 0; d < ix->dim; d++)
+            q16[d] = q8[d]; /* NOLINT(bugprone-signed-char-misuse): a signed value, widened */
+    }
+    dot_f32_fn f32 = pick_f32();
+    dot_i8_fn i8 = pick_i8();
+    size_t per = (ix->n + (size_t)n_threads - 1) / (size_t)n_threads;
+    per = (per + BLOCK_ROWS - 1) / BLOCK_ROWS * BLOCK_ROWS;
+    for (int i = 0; i < n_threads; i++) {
+        scan_job *j = &jobs[i];
+        j->ix = ix;
+        j->q = q->vector;
+        j->q16 = q16;
+        j->q8_scale = q8_scale;
+        j->collection_id = q->collection_id;
+        j->use_int8 = use_int8;
+        j->begin = (size_t)i * per < ix->n ? (size_t)i * per : ix->n;
+        j->end = j->begin + per < ix->n ? j->begin + per : ix->n;
+        j->dot_f32 = f32;
+        j->dot_i8 = i8;
+        j->t.k = k_scan;
+        j->t.n = 0;
+        j->t.min = 0;
+        j->t.min_i = 0;
+        j->t.e = pool + (size_t)i * (size_t)k_scan;
+    }
+    /* Job 0 runs here; a thread that cannot start has its range scanned
+     * here too, so a search never fails for lack of threads. */
+    for (int i = 1; i < n_threads; i++)
+        started[i] = pthread_create(&tids[i], NULL, scan_thread, &jobs[i]) == 0;
+    scan_range(&jobs[0]);
+    for (int i = 1; i < n_threads; i++) {
+        if (started[i])
+            pthread_join(tids[i], NULL);
+        else
+            scan_range(&jobs[i]);
+    }
+    merged.k = k_scan;
+    merged.n = 0;
+    merged.min = 0;
+    merged.min_i = 0;
+    merged.e = pool + (size_t)n_threads * (size_t)k_scan;
+    for (int i = 0; i < n_threads; i++)
+        for (int e = 0; e < jobs[i].t.n; e++)
+            topk_offer(&merged, jobs[i].t.e[e].score, jobs[i].t.e[e].subject_id,
+                       jobs[i].t.e[e].row);
+    if (use_int8) {
+        /* Exact float scores for the candidates, then the final order. */
+        for (int e = 0; e < merged.n; e++)
+            f32(q->vector, ix->vec + merged.e[e].row * (size_t)ix->dim, ix->dim, 1,
+                &merged.e[e].score);
+    }
+    qsort(merged.e, (size_t)merged.n, sizeof *merged.e, compare_hits);
+    result = (size_t)(merged.n < q->k ? merged.n : q->k);
+    memcpy(hits, merged.e, result * sizeof *hits);
+done:
+    if (q8)
+        sodium_memzero(q8, (size_t)ix->dim);
+    if (q16)
+        sodium_memzero(q16, (size_t)ix->dim * sizeof *q16);
+    free(q8);
+    free(q16);
+    free(pool);
+    return result;
+}

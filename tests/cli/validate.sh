@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `facenet validate`: usage and bad-input errors (no models needed: every
+# error below is found before a model is loaded), then, when the models
+# and LFW are present, a small end-to-end run on 16 LFW pairs that checks
+# the report, the ROC plot, calibration and the cache.
+set -uo pipefail
+bin=${FACENET_BIN:?FACENET_BIN is not set}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+out=$tmp/out
+
+# run EXPECTED_RC ARGS...: run validate, keep stdout+stderr in $out
+run() {
+  local want=$1; shift
+  "$bin" validate "$@" >"$out" 2>&1
+  local got=$?
+  if [ "$got" = "$want" ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: validate $*: exit $got, expected $want"; sed 's/^/  | /' "$out"; fi
+}
+has() { # has TEXT: the last output contains TEXT
+  if grep -qF -- "$1" "$out"; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: output lacks '$1'"; sed 's/^/  | /' "$out"; fi
+}
+
+# ---- usage ------------------------------------------------------------------
+run 0 --help
+has "--lfw-dir"
+run 2
+has "--lfw-dir is required"
+run 2 --lfw-dir "$tmp" --metric manhattan
+run 2 --lfw-dir "$tmp" --folds 1
+run 2 --lfw-dir "$tmp" --model mtcnn-pnet
+has "not an embedding model"
+run 2 --lfw-dir "$tmp" --threads 0
+run 2 --lfw-dir "$tmp" --calibrate --subtract-mean
+run 4 --lfw-dir "$tmp/nowhere"
+has "is not a directory"
+
+# ---- a fake LFW folder --------------------------------------------------------
+lfw=$tmp/lfw
+mkdir -p "$lfw/Ann_Able" "$lfw/Bob_Baker"
+for f in Ann_Able/Ann_Able_0001 Ann_Able/Ann_Able_0002 Bob_Baker/Bob_Baker_0001; do
+  printf 'not really a jpeg' >"$lfw/$f.jpg"
+done
+
+# malformed pairs files: the error names the file and the line
+printf 'Ann_Able 1 2\nBob_Baker 1 Ann_Able\n' >"$tmp/bad1.txt"
+run 4 --lfw-dir "$lfw" --pairs "$tmp/bad1.txt"
+has "bad1.txt line 2"
+printf '1 1\nAnn_Able 1 2\n' >"$tmp/bad2.txt"
+run 4 --lfw-dir "$lfw" --pairs "$tmp/bad2.txt"
+has "bad2.txt line 1"
+printf 'Ann_Able 1 2\n../../etc 1 2\n' >"$tmp/bad3.txt"
+run 4 --lfw-dir "$lfw" --pairs "$tmp/bad3.txt"
+has "line 2"
+run 4 --lfw-dir "$lfw" --pairs "$tmp/no_such_pairs.txt"
+has "no_such_pairs.txt"
+run 4 --lfw-dir "$lfw" # no pairs.txt in the folder
+has "$lfw/pairs.txt"
+
+# missing images: each named with its pairs line
+printf 'Ann_Able 1 2\nAnn_Able 1 3\nAnn_Able 2 Bob_Baker 1\nAnn_Able 1 Bob_Baker 7\n' >"$tmp/p.txt"
+run 4 --lfw-dir "$lfw" --pairs "$tmp/p.txt" --folds 2 --no-cache
+has "p.txt line 2: image $lfw/Ann_Able/Ann_Able_0003.jpg not found"
+has "p.txt line 4: image $lfw/Bob_Baker/Bob_Baker_0007.jpg not found"
+
+# the wrong folder: none of the people's folders exists
+mkdir -p "$tmp/empty"
+run 4 --lfw-dir "$tmp/empty" --pairs "$tmp/p.txt" --folds 2 --no-cache
+has "does not look like an LFW folder"
+has "$tmp/empty/Ann_Able/"
+
+# unreadable images: named, no figures
+printf 'Ann_Able 1 2\nAnn_Able 1 2\nAnn_Able 2 Bob_Baker 1\nAnn_Able 1 Bob_Baker 1\n' >"$tmp/p2.txt"
+run 4 --lfw-dir "$lfw" --pairs "$tmp/p2.txt" --folds 2 --no-cache --threads 2
+has "Ann_Able_0001.jpg"
+has "no figures"
+
+# ---- end to end on 16 LFW pairs (models and LFW needed) ----------------------
+real=${FACENET_LFW_DIR:-}
+if [ -n "$real" ] && [ -f "$real/pairs.txt" ] && "$bin" models verify >/dev/null 2>&1; then
+  # 2 folds of 8: the first 4 same and 4 different pairs of sets 1 and 2
+  # (small, so that the sanitizer build gets through it in a minute or two)
+  { sed -n 2,5p "$real/pairs.txt"; sed -n 302,305p "$real/pairs.txt"
+    sed -n 602,605p "$real/pairs.txt"; sed -n 902,905p "$real/pairs.txt"; } >"$tmp/p16.txt"
+  cache=$tmp/cache
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" \
+    --out "$tmp/r.json" --roc "$tmp/roc.png" --calibrate --thresholds "$tmp/thr.json"
+  has "accuracy:"
+  has "VAL@FAR=0.001"
+  has "calibration: wrote mobilefacenet thresholds"
+  [ -s "$tmp/roc.png" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: no ROC png"; }
+  [ -f "$cache/mtcnn.bin" ] && [ -f "$cache/mobilefacenet.bin" ] && passed=$((passed + 1)) ||
+    { failed=$((failed + 1)); echo "FAIL: cache files missing"; }
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/r.json" "$tmp/thr.json" <<'PY' && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: report check"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["n_pairs"] == 16 and r["folds"] == 2 and len(r["per_fold"]) == 2, r
+assert r["accuracy_mean"] >= 0.9, r["accuracy_mean"]
+assert r["faces"]["not_found"] == 0
+assert len(r["roc"]["tpr"]) == 400 and 0.9 <= r["auc"] <= 1.0
+for f in r["per_fold"]:
+    assert abs(f["threshold_cosine_similarity"] - (1 - f["threshold"] / 2)) < 1e-6
+t = json.load(open(sys.argv[2]))["models"]["mobilefacenet"]
+assert -1 <= t["threshold"] <= 1 and t["n_pairs"] == 16, t
+PY
+  fi
+  # the second run (another metric) comes from the cache
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --metric cosine
+  has "from the cache"
+  has "metric cosine"
+else
+  echo "note: end-to-end part skipped (needs FACENET_LFW_DIR and the models)"
+fi
+
+echo "validate.sh: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,207 @@
+/*
+ * The in-memory index against a brute-force reference: exact top-k by
+ * subject for every thread count, collection filters, removals, and the
+ * int8 path's agreement with float.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gallery/index.h"
+#include "support/gallery_testutil.h"
+
+#define DIM 64
+
+typedef struct ref_hit {
+    float score;
+    int64_t subject;
+} ref_hit;
+
+static int by_score(const void *a, const void *b)
+{
+    const ref_hit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->subject < y->subject ? -1 : x->subject > y->subject;
+}
+
+/* Best score per subject, in double, then sorted. */
+static size_t brute_force(const gallery_index *ix, const float *q, int64_t collection,
+                          ref_hit *out, size_t max_subject)
+{
+    size_t n = 0;
+    double *best = malloc((max_subject + 1) * sizeof *best);
+    for (size_t s = 0; s <= max_subject; s++)
+        best[s] = -INFINITY;
+    for (size_t r = 0; r < ix->n; r++) {
+        if (collection && ix->collection_id[r] != collection)
+            continue;
+        double d = 0;
+        for (int i = 0; i < ix->dim; i++)
+            d += (double)q[i] * ix->vec[r * (size_t)ix->dim + (size_t)i];
+        size_t s = (size_t)ix->subject_id[r];
+        if (d > best[s])
+            best[s] = d;
+    }
+    for (size_t s = 0; s <= max_subject; s++)
+        if (best[s] > -INFINITY) {
+            out[n].score = (float)best[s];
+            out[n].subject = (int64_t)s;
+            n++;
+        }
+    qsort(out, n, sizeof *out, by_score);
+    free(best);
+    return n;
+}
+
+static float best_of(const ref_hit *all, size_t n, int64_t subject)
+{
+    for (size_t i = 0; i < n; i++)
+        if (all[i].subject == subject)
+            return all[i].score;
+    return NAN;
+}
+
+static void build(gallery_index *ix, size_t rows, size_t subjects, int with_int8)
+{
+    float v[DIM];
+    assert_int_equal(gallery_index_init(ix, DIM, with_int8), 0);
+    for (size_t r = 0; r < rows; r++) {
+        tg_embedding(v, DIM, r);
+        /* uneven subjects: some have many templates, and two collections */
+        int64_t subject = (int64_t)((r * r + 7 * r) % subjects) + 1;
+        assert_int_equal(gallery_index_add(ix, v, (int64_t)r + 1, subject, 1 + subject % 2), 0);
+    }
+}
+
+static void test_exact_top_k(void **state)
+{
+    gallery_index ix;
+    const size_t subjects = 500;
+    ref_hit *want = malloc((subjects + 1) * sizeof *want);
+    gallery_hit hits[50];
+    float q[DIM], base[DIM];
+    (void)state;
+
+    build(&ix, 9000, subjects, 0);
+    for (int t = 0; t < 60; t++) {
+        tg_embedding(base, DIM, (uint64_t)(t * 37) % 9000);
+        tg_noisy(base, q, DIM, t % 2 ? 0.6f : 0.2f, (uint64_t)t);
+        int64_t collection = t % 3 == 0 ? 1 + t % 2 : 0;
+        size_t n_want = brute_force(&ix, q, collection, want, subjects);
+        static const int ks[] = {1, 5, 17, 50};
+        static const int threads[] = {1, 2, 3, 7};
+        for (size_t ki = 0; ki < 4; ki++)
+            for (size_t ti = 0; ti < 4; ti++) {
+                gallery_query gq = {q, ks[ki], collection, 0, threads[ti]};
+                size_t n = gallery_index_search(&ix, &gq, hits);
+                assert_int_equal(n, n_want < (size_t)ks[ki] ? n_want : (size_t)ks[ki]);
+                for (size_t i = 0; i < n; i++) {
+                    /* same subjects in the same order (scores equal to
+                     * float rounding), and each reported row belongs to
+                     * its subject and scores what it says */
+                    assert_true(fabsf(hits[i].score - want[i].score) < 1e-5f);
+                    assert_true(fabsf(hits[i].score - best_of(want, n_want, hits[i].subject_id)) <
+                                1e-5f);
+                    for (size_t j = 0; j < i; j++)
+                        assert_int_not_equal(hits[j].subject_id, hits[i].subject_id);
+                    assert_int_equal(ix.subject_id[hits[i].row], hits[i].subject_id);
+                    if (collection)
+                        assert_int_equal(ix.collection_id[hits[i].row], collection);
+                }
+            }
+    }
+    free(want);
+    gallery_index_free(&ix);
+}
+
+static void test_int8_agrees(void **state)
+{
+    gallery_index ix;
+    gallery_hit f[5], i8[5];
+    float q[DIM], base[DIM];
+    int agree = 0, total = 400;
+    (void)state;
+
+    build(&ix, 20000, 20000, 1);
+    for (int t = 0; t < total; t++) {
+        tg_embedding(base, DIM, (uint64_t)t * 13);
+        /* half genuine, half strangers */
+        if (t % 2)
+            tg_noisy(base, q, DIM, 0.6f, (uint64_t)t);
+        else
+            tg_embedding(q, DIM, 900000 + (uint64_t)t);
+        gallery_query gq = {q, 5, 0, 0, 0};
+        assert_int_equal(gallery_index_search(&ix, &gq, f), 5);
+        gq.use_int8 = 1;
+        assert_int_equal(gallery_index_search(&ix, &gq, i8), 5);
+        agree += f[0].subject_id == i8[0].subject_id;
+        /* reported int8 scores are exact float rescoring */
+        for (int i = 0; i < 5; i++) {
+            double d = 0;
+            for (int k = 0; k < DIM; k++)
+                d += (double)q[k] * ix.vec[i8[i].row * DIM + (size_t)k];
+            assert_true(fabs(d - i8[i].score) < 1e-5);
+        }
+    }
+    fprintf(stderr, "int8 top-1 agreement: %d/%d\n", agree, total);
+    assert_true(agree >= total * 995 / 1000);
+    gallery_index_free(&ix);
+}
+
+static void test_remove_and_quantise(void **state)
+{
+    gallery_index ix;
+    gallery_hit h[3];
+    float v[DIM], zero[DIM] = {0};
+    int8_t q8[DIM];
+    float scale;
+    (void)state;
+
+    build(&ix, 100, 10, 1);
+    size_t before = ix.n;
+    size_t removed = gallery_index_remove_subject(&ix, 5);
+    assert_true(removed > 0);
+    assert_int_equal(ix.n, before - removed);
+    for (size_t r = 0; r < ix.n; r++)
+        assert_int_not_equal(ix.subject_id[r], 5);
+    /* the wiped tail is zero */
+    for (size_t i = ix.n * DIM; i < before * DIM; i++)
+        assert_true(ix.vec[i] == 0.0f);
+    assert_int_equal(gallery_index_remove_template(&ix, ix.template_id[0]), 0);
+    assert_int_equal(gallery_index_remove_template(&ix, 999999), -1);
+    /* searching still finds what is left, exactly */
+    tg_embedding(v, DIM, 50);
+    gallery_query gq = {v, 3, 0, 1, 1};
+    assert_true(gallery_index_search(&ix, &gq, h) > 0);
+    /* zero and NaN vectors are refused */
+    assert_int_equal(gallery_index_add(&ix, zero, 1, 1, 1), -1);
+    v[0] = NAN;
+    assert_int_equal(gallery_index_add(&ix, v, 1, 1, 1), -1);
+    /* quantisation keeps every value within half a step */
+    tg_embedding(v, DIM, 3);
+    gallery_quantise(v, DIM, q8, &scale);
+    for (int i = 0; i < DIM; i++)
+        assert_true(fabsf(q8[i] * scale - v[i]) <= scale * 0.5f + 1e-7f);
+    /* k out of range */
+    gq.k = 0;
+    assert_int_equal(gallery_index_search(&ix, &gq, h), (size_t)-1);
+    gallery_index_free(&ix);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_top_k),
+        cmocka_unit_test(test_int8_agrees),
+        cmocka_unit_test(test_remove_and_quantise),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
