@@ -29,6 +29,10 @@ foreach(i RANGE ${last})
   string(JSON scale GET "${json}" models ${i} scale)
   string(JSON dim GET "${json}" models ${i} dim)
   string(JSON threshold GET "${json}" models ${i} threshold)
+  string(JSON strict ERROR_VARIABLE e GET "${json}" models ${i} threshold_far_1e3)
+  if(e)
+    set(strict 0)
+  endif()
   if(format STREQUAL "tflite")
     set(fmt FACENET_FORMAT_TFLITE)
   elseif(format STREQUAL "dlib")
@@ -45,7 +49,7 @@ foreach(i RANGE ${last})
   string(APPEND body "    {\"${name}\", \"${role}\", ${fmt}, \"${package}\", \"${package_path}\",\n"
     "     \"${file}\", \"${sha256}\", ${extra_file}, ${extra_package_path}, ${extra_sha256},\n"
     "     \"${license}\", \"${provenance}\", ${w}, ${h}, ${c}, \"${color}\",\n"
-    "     {(float)(${m0}), (float)(${m1}), (float)(${m2})}, (float)(${scale}), \"${alignment}\", ${dim}, \"${metric}\", (float)(${threshold})},\n")
+    "     {(float)(${m0}), (float)(${m1}), (float)(${m2})}, (float)(${scale}), \"${alignment}\", ${dim}, \"${metric}\", (float)(${threshold}), (float)(${strict})},\n")
 endforeach()
 file(WRITE ${OUT} "/* Generated from models/manifest.json by cmake/manifest_to_c.cmake. */\n"
   "#include \"models/manifest.h\"\n\n"

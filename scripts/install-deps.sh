@@ -9,6 +9,7 @@ packages=(
   libsodium-dev                                # SHA-256, constant-time compare
   libjansson-dev                               # JSON (TF.js manifests, reports)
   libsqlite3-dev                               # galleries (enrolled faces)
+  libsvm-dev                                   # facenet classify (linear SVM)
   libcmocka-dev                                # unit tests
   clang libclang-rt-14-dev                     # libFuzzer, sanitizers
   clang-tidy cppcheck                          # static analysis

@@ -1,6 +1,6 @@
 /* Verification behaviour on real photos: the same face under mild changes
  * (JPEG re-encoding, a 0.8x rescale, a small crop shift) matches at the
- * model's threshold. */
+ * model's threshold; in a group photo each face is closest to itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -185,6 +185,59 @@ static void test_same_face_under_mild_changes(void **state)
     }
 }
 
+/* Different people in one group photo. What holds, and is asserted: each
+ * face's best match among its own JPEG-re-encoded copy and the other
+ * faces of the photo is its own copy, by a clear margin (closed-set
+ * identification inside a group works).
+ *
+ * What does NOT hold, and is counted rather than hidden: at the
+ * LFW-calibrated thresholds some pairs of different women in these photos
+ * score as "same" (MobileFaceNet: 5 of 33 pairs at 0.40, 1 at the strict
+ * 0.4435). LFW is mostly men; docs/ACCURACY.md discusses it. */
+static void test_different_faces_in_a_group_differ(void **state)
+{
+    char path[4096], name[32];
+    const facenet_model_info *info = facenet_embedder_info(embedder);
+    int pairs = 0, above_default = 0, above_strict = 0;
+    (void)state;
+    for (int p = 1; p <= (tu_quick() ? 2 : 6); p++) {
+        facenet_image *img = NULL, *copy;
+        faces_emb f, g;
+        snprintf(name, sizeof name, "sample%d.jpg", p);
+        assert_int_equal(facenet_image_load(demo_path(name, path, sizeof path), NULL, &img, NULL),
+                         FACENET_OK);
+        detect_embed(img, &f);
+        copy = reencode_jpeg(img, 90);
+        detect_embed(copy, &g);
+        assert_int_equal(f.n, g.n);
+        for (size_t i = 0; i < f.n; i++) {
+            float self = facenet_similarity(f.emb + i * 192, g.emb + i * 192, 192);
+            for (size_t k = 0; k < f.n; k++) {
+                if (k == i)
+                    continue;
+                float s = facenet_similarity(f.emb + i * 192, f.emb + k * 192, 192);
+                assert_true(self > s + 0.3f);
+                if (k < i)
+                    continue;
+                pairs++;
+                if (s >= info->threshold) {
+                    fprintf(stderr, "%s faces %zu and %zu: similarity %.4f >= %.4f\n", name, i,
+                            k, s, info->threshold);
+                    above_default++;
+                }
+                above_strict += s >= info->threshold_strict;
+            }
+        }
+        faces_emb_free(&f);
+        faces_emb_free(&g);
+        facenet_image_free(copy);
+        facenet_image_free(img);
+    }
+    fprintf(stderr, "%d pairs of different faces: %d at or above %.4f, %d at or above %.4f\n",
+            pairs, above_default, info->threshold, above_strict, info->threshold_strict);
+    assert_true(pairs >= (tu_quick() ? 4 : 30));
+}
+
 static int setup(void **state)
 {
     facenet_error err;
@@ -210,6 +263,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_face_under_mild_changes),
+        cmocka_unit_test(test_different_faces_in_a_group_differ),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,7 +13,9 @@
 // Built only by the `bench` target; never part of the library.
 //
 // usage: dlib_peer MODEL.dat BATCH THREADS RUNS
-// prints: dlib <batch> <threads> <median_ms> <best_ms> <max|v|>
+// prints: dlib+<blas> <batch> <threads> <median_ms> <best_ms> <max|v|>
+// where <blas> is "openblas" when libblas.so.3 resolved to OpenBLAS, else
+// "reference-blas" (Debian's default netlib BLAS).
 
 #include <dlib/dnn.h>
 
@@ -22,6 +24,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
 #include <sched.h>
 #include <vector>
 
@@ -56,6 +60,20 @@ using face_net = loss_metric<fc_no_bias<128, avg_pool_everything<
 
 }  // namespace peer
 
+// When libblas.so.3 is OpenBLAS (LD_LIBRARY_PATH or the Debian
+// alternative), it sized its own pool when it was loaded: cap it too.
+static const char *limit_blas_threads(int threads)
+{
+    typedef void (*set_threads_fn)(int);
+    void *sym = dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (!sym)
+        return "reference-blas";
+    set_threads_fn set_threads;
+    std::memcpy(&set_threads, &sym, sizeof set_threads);
+    set_threads(threads);
+    return "openblas";
+}
+
 static void pin_to_cpus(int threads)
 {
     cpu_set_t set;
@@ -78,6 +96,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pin_to_cpus(threads);
+    const char *blas = limit_blas_threads(threads);
 
     peer::face_net net;
     try {
@@ -114,7 +133,7 @@ int main(int argc, char **argv)
                 peak = std::max(peak, std::fabs(v(i)));
     }
     std::sort(times.begin(), times.end());
-    std::printf("dlib %d %d %.3f %.3f %.6g\n", batch, threads, times[times.size() / 2], times[0],
-                (double)peak);
+    std::printf("dlib+%s %d %d %.3f %.3f %.6g\n", blas, batch, threads, times[times.size() / 2],
+                times[0], (double)peak);
     return 0;
 }

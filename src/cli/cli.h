@@ -35,6 +35,8 @@ int cmd_validate(int argc, char **argv);
 int cmd_enroll(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_gallery(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 /* Print "facenet: <message>" to stderr and map the status to an exit code. */
 int cli_report(const facenet_error *err);

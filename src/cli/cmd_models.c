@@ -292,9 +292,13 @@ static void list_text(void)
         if (m->embedding_dim > 0) {
             printf("  embedding    %d-D, %s\n", m->embedding_dim, m->metric);
             if (m->threshold > 0)
-                printf("  threshold    %g (cosine similarity)\n", (double)m->threshold);
+                printf("  threshold    %g (cosine similarity, best LFW accuracy)\n",
+                       (double)m->threshold);
             else
                 printf("  threshold    none pinned\n");
+            if (m->threshold_strict > 0)
+                printf("  strict       %g (cosine similarity, LFW FAR 1e-3)\n",
+                       (double)m->threshold_strict);
         }
         printf("  provenance   %s\n", m->provenance);
     }
@@ -335,6 +339,7 @@ static json_t *model_json(const facenet_model_info *m)
     json_object_set_new(o, "dim", json_integer(m->embedding_dim));
     json_object_set_new(o, "metric", json_string(m->metric));
     json_object_set_new(o, "threshold", json_real(m->threshold));
+    json_object_set_new(o, "threshold_strict", json_real(m->threshold_strict));
     return o;
 }
 

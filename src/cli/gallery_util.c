@@ -1,6 +1,8 @@
 #include "cli/gallery_util.h"
 
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,4 +207,101 @@ void gcli_progress(const char *what, size_t done, size_t total, double elapsed, 
     fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu  %.1f img/s  ETA %02d:%02d%s", what, fill, bar,
             width - fill, "", done, total, rate, (int)eta / 60, (int)eta % 60, final ? "\n" : "");
     fflush(stderr);
+}
+
+typedef struct many_ctx {
+    const char *model_dir, *model_name;
+    int flip, dim;
+    char *const *paths;
+    size_t n;
+    float *out;
+    int *rc;
+    atomic_size_t next, done;
+    atomic_int fatal;
+} many_ctx;
+
+static void *many_worker(void *arg)
+{
+    many_ctx *c = arg;
+    gcli_pipeline p;
+    char why[FACENET_ERROR_MESSAGE_MAX + 4096], sha[65];
+    if (gcli_pipeline_open(&p, c->model_dir, c->model_name, c->flip) != CLI_EXIT_OK) {
+        atomic_store(&c->fatal, 1);
+        return NULL;
+    }
+    for (;;) {
+        size_t i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->n || atomic_load(&c->fatal))
+            break;
+        facenet_face *faces = NULL;
+        float *emb = NULL;
+        size_t n_faces = 0;
+        int picked;
+        c->rc[i] = gcli_embed_file(&p, c->paths[i], 0, &faces, &n_faces, &picked, &emb, sha, why,
+                                   sizeof why);
+        if (c->rc[i] == CLI_EXIT_OK)
+            memcpy(c->out + i * (size_t)c->dim, emb, (size_t)c->dim * sizeof *emb);
+        else
+            fprintf(stderr, "%sfacenet: %s\n", isatty(STDERR_FILENO) ? "\n" : "", why);
+        free(faces);
+        free(emb);
+        atomic_fetch_add(&c->done, 1);
+    }
+    gcli_pipeline_close(&p);
+    return NULL;
+}
+
+int gcli_embed_many(const char *model_dir, const char *model_name, int flip,
+                    char *const *paths, size_t n, int threads, const char *label, float **out,
+                    int *rc, int *dim, char *model_id)
+{
+    gcli_pipeline probe;
+    many_ctx c;
+    int r = gcli_pipeline_open(&probe, model_dir, model_name, flip);
+    if (r != CLI_EXIT_OK)
+        return r;
+    memset(&c, 0, sizeof c);
+    c.dim = probe.dim;
+    *dim = probe.dim;
+    snprintf(model_id, FACENET_GALLERY_MODEL_ID_MAX, "%s", probe.model_id);
+    gcli_pipeline_close(&probe);
+    c.model_dir = model_dir;
+    c.model_name = model_name;
+    c.flip = flip;
+    c.paths = paths;
+    c.n = n;
+    c.rc = rc;
+    c.out = calloc(n ? n * (size_t)c.dim : 1, sizeof *c.out);
+    if (!c.out)
+        return CLI_EXIT_INTERNAL;
+    if (threads < 1)
+        threads = 1;
+    if ((size_t)threads > n)
+        threads = n ? (int)n : 1;
+    pthread_t *tids = calloc((size_t)threads, sizeof *tids);
+    int started = 0;
+    for (int t = 0; tids && t < threads; t++)
+        if (pthread_create(&tids[started], NULL, many_worker, &c) == 0)
+            started++;
+    if (started == 0) {
+        free(tids);
+        free(c.out);
+        return CLI_EXIT_INTERNAL;
+    }
+    double t0 = gcli_now();
+    while (atomic_load(&c.done) < n && !atomic_load(&c.fatal)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        gcli_progress(label, atomic_load(&c.done), n, gcli_now() - t0, 0);
+    }
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+    free(tids);
+    gcli_progress(label, atomic_load(&c.done), n, gcli_now() - t0, 1);
+    if (atomic_load(&c.fatal)) {
+        free(c.out);
+        return CLI_EXIT_MODEL;
+    }
+    *out = c.out;
+    return CLI_EXIT_OK;
 }

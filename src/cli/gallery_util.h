@@ -58,6 +58,16 @@ int gcli_embed_file(gcli_pipeline *p, const char *path, int all_faces, facenet_f
                     size_t *n_faces, int *picked, float **embeddings, char sha256[65], char *why,
                     size_t why_size);
 
+/* Embed the main face of n images with `threads` workers (one pipeline
+ * each). out receives n * dim floats, rc[i] each image's exit code (0 ok,
+ * 1 no face, 4 unreadable), reported on stderr. *dim receives the model's
+ * dimension and `model_id` (FACENET_GALLERY_MODEL_ID_MAX) its id; out is
+ * malloc'd here. Returns an exit code: non-zero only when the models
+ * cannot be loaded or memory runs out. */
+int gcli_embed_many(const char *model_dir, const char *model_name, int flip,
+                    char *const *paths, size_t n, int threads, const char *label, float **out,
+                    int *rc, int *dim, char *model_id);
+
 /* Progress on stderr when it is a terminal. */
 void gcli_progress(const char *what, size_t done, size_t total, double elapsed, int final);
 double gcli_now(void);

@@ -21,6 +21,8 @@ static const subcommand subcommands[] = {
     {"enroll", cmd_enroll, "add people to an encrypted gallery"},
     {"identify", cmd_identify, "who is in a photo (1:N), or unknown"},
     {"gallery", cmd_gallery, "list, show, remove, export, rekey, bench a gallery"},
+    {"cluster", cmd_cluster, "group unlabelled photos by person"},
+    {"classify", cmd_classify, "train / apply a linear SVM (classifier.py)"},
     {"models", cmd_models, "fetch, verify and list the pinned models"},
     {"bench", cmd_bench, "time each model on one input"},
 };

@@ -11,6 +11,7 @@
 #include "nn/pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,9 +20,12 @@
 
 #include "common/error.h"
 
-/* Polls of the generation counter before a worker sleeps: a few tens of
- * microseconds, enough to bridge the gap between two layers. */
-#define SPIN_POLLS 20000
+/* Waiting, in three steps: SPIN_POLLS polls with a pause (the usual gap
+ * between two layers is shorter), then polls that yield the CPU, so that on
+ * an oversubscribed machine a waiter never holds the core the thread it
+ * waits for needs, then (workers only) sleep on the condition variable. */
+#define SPIN_POLLS 2000
+#define YIELD_POLLS 200
 
 struct nn_pool {
     int threads;
@@ -91,11 +95,14 @@ static void *worker_main(void *arg)
     free(wa);
     for (;;) {
         uint32_t gen = seen;
-        for (int i = 0; i < SPIN_POLLS; i++) {
+        for (int i = 0; i < SPIN_POLLS + YIELD_POLLS; i++) {
             gen = generation_of(atomic_load_explicit(&p->work, memory_order_acquire));
             if (gen != seen || atomic_load_explicit(&p->stop, memory_order_relaxed))
                 break;
-            cpu_relax();
+            if (i < SPIN_POLLS)
+                cpu_relax();
+            else
+                sched_yield();
         }
         if (gen == seen && !atomic_load_explicit(&p->stop, memory_order_relaxed)) {
             pthread_mutex_lock(&p->lock);
@@ -200,8 +207,12 @@ void nn_pool_run(nn_pool *p, int n_tasks, nn_task_fn fn, void *ctx)
         pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     take_tasks(p, gen, 0);
-    while (atomic_load_explicit(&p->done_tasks, memory_order_acquire) < n_tasks)
-        cpu_relax();
+    for (int i = 0; atomic_load_explicit(&p->done_tasks, memory_order_acquire) < n_tasks; i++) {
+        if (i < SPIN_POLLS)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
 
 int nn_threads_from_env(int fallback)

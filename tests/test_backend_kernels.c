@@ -1,0 +1,216 @@
+/* Every available backend's layer kernels against the reference backend
+ * on randomised geometry: kernel sizes, strides, SAME/VALID/explicit
+ * padding, channel counts that are and are not multiples of 8 and 16,
+ * tiny and wide images, batches, activations and fused PReLU, with 1 and 3
+ * threads. The real models only exercise their own shapes; these catch
+ * the edge tiles, masked tails and border windows they never reach. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/backend.h"
+#include "nn/graph.h"
+#include "nn/pool.h"
+
+static unsigned rng_state = 12345u;
+
+static unsigned rnd(unsigned n)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (rng_state >> 8) % n;
+}
+
+static float *noise(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)rnd(20001) / 10000.0f - 1.0f;
+    return p;
+}
+
+/* A random convolution or pooling geometry with valid output sizes. */
+static int random_geom(nn_conv_geom *g, int depthwise_or_pool)
+{
+    int pad_after_h, pad_after_w, out;
+    memset(g, 0, sizeof *g);
+    g->n = 1 + (int)rnd(3);
+    g->in_h = 1 + (int)rnd(20);
+    g->in_w = 1 + (int)rnd(40);
+    g->in_c = 1 + (int)rnd(depthwise_or_pool ? 70 : 40);
+    g->kernel_h = 1 + (int)rnd(4);
+    g->kernel_w = 1 + (int)rnd(4);
+    if (rnd(4) == 0)
+        g->kernel_h = g->kernel_w = 7;
+    g->stride_h = 1 + (int)rnd(2);
+    g->stride_w = 1 + (int)rnd(2);
+    const nn_padding mode = (nn_padding)rnd(3);
+    const int eb = (int)rnd(3), ea = (int)rnd(3);
+    nn_resolve_padding(mode, g->in_h, g->kernel_h, g->stride_h, eb, ea, &g->pad_top,
+                       &pad_after_h, &out);
+    g->out_h = out;
+    nn_resolve_padding(mode, g->in_w, g->kernel_w, g->stride_w, eb, ea, &g->pad_left,
+                       &pad_after_w, &out);
+    g->out_w = out;
+    g->out_c = depthwise_or_pool ? g->in_c : 1 + (int)rnd(40);
+    g->act = (nn_activation)rnd(3);
+    return g->out_h >= 1 && g->out_w >= 1;
+}
+
+/* Sums of `terms` products in another order differ by rounding that grows
+ * with the number of terms; a wrong tap or channel is off by O(1). */
+static void compare(const char *what, const char *backend, int trial, const float *want,
+                    const float *got, size_t n, size_t terms)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float tol = 2e-5f * (1.0f + fabsf(want[i])) + 1e-7f * (float)terms;
+        if (!(fabsf(want[i] - got[i]) <= tol))
+            fail_msg("%s on %s, trial %d, element %zu: reference %.9g, got %.9g", what, backend,
+                     trial, i, (double)want[i], (double)got[i]);
+    }
+}
+
+typedef struct layer_run {
+    const nn_backend *b;
+    void *prepared;
+    float *y;
+} layer_run;
+
+static void run_layer(const nn_backend *b, const nn_layer_params *p, const nn_conv_geom *g,
+                      const float *x, float *y, nn_pool *pool)
+{
+    void *prepared = b->prepare(p);
+    assert_non_null(prepared);
+    const int threads = nn_pool_threads(pool);
+    float *scratch = NULL;
+    if (p->op == NN_OP_CONV2D)
+        scratch = malloc((b->conv2d_scratch(g, threads) + 1) * sizeof *scratch);
+    switch (p->op) {
+    case NN_OP_CONV2D: b->conv2d(g, x, prepared, scratch, y, pool); break;
+    case NN_OP_DEPTHWISE_CONV2D: b->depthwise(g, x, prepared, y, pool); break;
+    default: b->fully_connected(g->n, p->in_c, p->out_c, g->act, x, prepared, y, pool); break;
+    }
+    free(scratch);
+    b->release(prepared);
+}
+
+static void check_layers(nn_op op, int trials)
+{
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < trials; t++) {
+        nn_conv_geom g;
+        if (!random_geom(&g, op == NN_OP_DEPTHWISE_CONV2D))
+            continue;
+        nn_layer_params p;
+        memset(&p, 0, sizeof p);
+        p.op = op;
+        p.out_c = g.out_c;
+        p.kernel_h = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_h;
+        p.kernel_w = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_w;
+        p.in_c = op == NN_OP_FULLY_CONNECTED ? g.in_h * g.in_w * g.in_c : g.in_c;
+        const size_t wcount = op == NN_OP_DEPTHWISE_CONV2D
+                                  ? (size_t)g.kernel_h * g.kernel_w * g.in_c
+                                  : (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c;
+        float *w = noise(wcount), *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        p.weights = w;
+        p.bias = rnd(3) ? bias : NULL;
+        p.prelu = rnd(2) ? alpha : NULL;
+        const size_t xcount = (size_t)g.n * g.in_h * g.in_w * g.in_c;
+        const size_t ycount = op == NN_OP_FULLY_CONNECTED
+                                  ? (size_t)g.n * p.out_c
+                                  : (size_t)g.n * g.out_h * g.out_w * g.out_c;
+        float *x = noise(xcount);
+        float *want = malloc(ycount * sizeof *want), *got = malloc(ycount * sizeof *got);
+        run_layer(&nn_backend_reference, &p, &g, x, want, NULL);
+        for (int b = 0; nn_backend_at(b); b++) {
+            const nn_backend *be = nn_backend_at(b);
+            if (be == &nn_backend_reference || !be->available())
+                continue;
+            for (int pi = 0; pi < 2; pi++) {
+                memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
+                run_layer(be, &p, &g, x, got, pi ? pool3 : NULL);
+                compare(nn_op_name(op), be->name, t, want, got, ycount,
+                        op == NN_OP_DEPTHWISE_CONV2D ? (size_t)g.kernel_h * g.kernel_w
+                                                     : (size_t)p.kernel_h * p.kernel_w * p.in_c);
+            }
+        }
+        free(w);
+        free(bias);
+        free(alpha);
+        free(x);
+        free(want);
+        free(got);
+    }
+    nn_pool_free(pool3);
+}
+
+static void test_conv2d(void **state)
+{
+    (void)state;
+    check_layers(NN_OP_CONV2D, 300);
+}
+
+static void test_depthwise(void **state)
+{
+    (void)state;
+    check_layers(NN_OP_DEPTHWISE_CONV2D, 300);
+}
+
+static void test_fully_connected(void **state)
+{
+    (void)state;
+    check_layers(NN_OP_FULLY_CONNECTED, 150);
+}
+
+static void test_pooling(void **state)
+{
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < 300; t++) {
+        nn_conv_geom g;
+        if (!random_geom(&g, 1))
+            continue;
+        const int is_max = (int)rnd(2);
+        const size_t xcount = (size_t)g.n * g.in_h * g.in_w * g.in_c;
+        const size_t ycount = (size_t)g.n * g.out_h * g.out_w * g.out_c;
+        float *x = noise(xcount);
+        float *want = malloc(ycount * sizeof *want), *got = malloc(ycount * sizeof *got);
+        nn_backend_reference.pool2d(&g, x, want, is_max, NULL);
+        for (int b = 0; nn_backend_at(b); b++) {
+            const nn_backend *be = nn_backend_at(b);
+            if (be == &nn_backend_reference || !be->available())
+                continue;
+            for (int pi = 0; pi < 2; pi++) {
+                memset(got, 0xff, ycount * sizeof *got);
+                be->pool2d(&g, x, got, is_max, pi ? pool3 : NULL);
+                compare(is_max ? "MAX_POOL2D" : "AVG_POOL2D", be->name, t, want, got, ycount,
+                        (size_t)g.kernel_h * g.kernel_w);
+            }
+        }
+        free(x);
+        free(want);
+        free(got);
+    }
+    nn_pool_free(pool3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_depthwise),
+        cmocka_unit_test(test_fully_connected),
+        cmocka_unit_test(test_pooling),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
