@@ -79,7 +79,7 @@ static facenet_status parse_key(json_t *item, size_t index, fn_api_key *key,
     if (json_unpack(item, "{s:s, s:s, s:o, s:F, s:F, s:I, s:b}", "id", &id, "hash", &hash,
                     "scopes", &scopes, "rate", &rate, "burst", &burst, "created",
                     &created, "revoked", &revoked) != 0 ||
-        !json_is_array(scopes))
+        !id || !hash || !json_is_array(scopes))
         return fn_fail(err, FACENET_ERR_FORMAT, "%s: key %zu lacks a field", path, index);
     if (strlen(id) != FN_KEY_ID_LEN || strspn(id, "0123456789abcdef") != FN_KEY_ID_LEN)
         return fn_fail(err, FACENET_ERR_FORMAT, "%s: key %zu has a malformed id", path, index);
@@ -122,15 +122,18 @@ facenet_status fn_keyring_load(const char *path, fn_keyring *ring, facenet_error
         json_decref(root);
         return fn_fail(err, FACENET_ERR_FORMAT, "%s: no \"keys\" array", path);
     }
-    if (json_array_size(keys) > 0) {
-        ring->keys = calloc(json_array_size(keys), sizeof *ring->keys);
-        if (!ring->keys) {
-            json_decref(root);
-            return fn_fail(err, FACENET_ERR_NO_MEMORY, "%s: out of memory", path);
-        }
+    if (json_array_size(keys) == 0) {
+        json_decref(root);
+        return FACENET_OK;
     }
+    fn_api_key *list = calloc(json_array_size(keys), sizeof *list);
+    if (!list) {
+        json_decref(root);
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "%s: out of memory", path);
+    }
+    ring->keys = list;
     for (size_t i = 0; i < json_array_size(keys) && st == FACENET_OK; i++) {
-        st = parse_key(json_array_get(keys, i), i, &ring->keys[i], path, err);
+        st = parse_key(json_array_get(keys, i), i, &list[i], path, err);
         if (st == FACENET_OK)
             ring->n++;
     }

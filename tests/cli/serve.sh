@@ -2,7 +2,8 @@
 # `facenet serve` and `facenet keys`: the real server on a loopback port,
 # driven with curl. Covers keys (missing, wrong, revoked, out of scope),
 # rate limits that trigger and recover, malformed and oversized bodies, a
-# truncated JPEG, detect and verify on a demo photo, and SIGTERM.
+# truncated JPEG, detect, embed and verify on a demo photo, overload (503),
+# metrics, the access log and SIGTERM with a request in flight.
 set -uo pipefail
 bin=${FACENET_BIN:?FACENET_BIN is not set}
 demo=${FACENET_DEMO_DIR:-}
@@ -122,10 +123,28 @@ expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{route="/v1/d
 expect "metrics: rate limit counted" grep -q '^facenet_rate_limited_total [1-9]' "$tmp/body"
 expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucket{route="/v1/detect",le="+Inf"}' "$tmp/body"
 
+# wait_busy: until the one pipeline runs an inference (seen in /metrics).
+wait_busy() {
+  for _ in $(seq 200); do
+    curl -s "$url/metrics" | grep -q '^facenet_pipelines_busy 1' && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
+# Overload: with the one pipeline busy, another inference gets a fast 503.
+post "$full" /v1/verify --data-binary @"$tmp/same.json" >"$tmp/first" &
+client=$!
+expect "pipeline became busy" wait_busy
+expect "overload 503" [ "$(post "$full" /v1/detect --data-binary @"$tmp/sample1.json")" = 503 ]
+expect "overload: stable code and Retry-After" bash -c "grep -q overloaded '$tmp/body' && grep -qi '^Retry-After: 1' '$tmp/headers'"
+wait "$client"
+expect "the busy request still completed" [ "$(cat "$tmp/first")" = 200 ]
+
 # SIGTERM while a request is in flight: it completes, then exit 0.
 post "$full" /v1/verify --data-binary @"$tmp/same.json" >"$tmp/inflight" &
 client=$!
-sleep 0.3
+wait_busy
 kill -TERM "$pid"
 wait "$client"
 expect "in-flight request completed during drain" [ "$(cat "$tmp/inflight")" = 200 ]
