@@ -69,10 +69,10 @@ static float best_of(const ref_hit *all, size_t n, int64_t subject)
     return NAN;
 }
 
-static void build(gallery_index *ix, size_t rows, size_t subjects, int with_int8)
+static void build(gallery_index *ix, size_t rows, size_t subjects, unsigned copies)
 {
     float v[DIM];
-    assert_int_equal(gallery_index_init(ix, DIM, with_int8), 0);
+    assert_int_equal(gallery_index_init(ix, DIM, copies), 0);
     for (size_t r = 0; r < rows; r++) {
         tg_embedding(v, DIM, r);
         /* uneven subjects: some have many templates, and two collections */
@@ -100,7 +100,7 @@ static void test_exact_top_k(void **state)
         static const int threads[] = {1, 2, 3, 7};
         for (size_t ki = 0; ki < 4; ki++)
             for (size_t ti = 0; ti < 4; ti++) {
-                gallery_query gq = {q, ks[ki], collection, 0, threads[ti]};
+                gallery_query gq = {q, ks[ki], collection, GALLERY_SCAN_FLOAT, threads[ti]};
                 size_t n = gallery_index_search(&ix, &gq, hits);
                 assert_int_equal(n, n_want < (size_t)ks[ki] ? n_want : (size_t)ks[ki]);
                 for (size_t i = 0; i < n; i++) {
@@ -122,15 +122,15 @@ static void test_exact_top_k(void **state)
     gallery_index_free(&ix);
 }
 
-static void test_int8_agrees(void **state)
+static void test_quantised_agree(void **state)
 {
     gallery_index ix;
-    gallery_hit f[5], i8[5];
+    gallery_hit f[5], qh[5];
     float q[DIM], base[DIM];
-    int agree = 0, total = 400;
+    int agree8 = 0, agree4 = 0, total = 400;
     (void)state;
 
-    build(&ix, 20000, 20000, 1);
+    build(&ix, 20000, 20000, GALLERY_INDEX_INT8 | GALLERY_INDEX_INT4);
     for (int t = 0; t < total; t++) {
         tg_embedding(base, DIM, (uint64_t)t * 13);
         /* half genuine, half strangers */
@@ -138,21 +138,28 @@ static void test_int8_agrees(void **state)
             tg_noisy(base, q, DIM, 0.6f, (uint64_t)t);
         else
             tg_embedding(q, DIM, 900000 + (uint64_t)t);
-        gallery_query gq = {q, 5, 0, 0, 0};
+        gallery_query gq = {q, 5, 0, GALLERY_SCAN_FLOAT, 0};
         assert_int_equal(gallery_index_search(&ix, &gq, f), 5);
-        gq.use_int8 = 1;
-        assert_int_equal(gallery_index_search(&ix, &gq, i8), 5);
-        agree += f[0].subject_id == i8[0].subject_id;
-        /* reported int8 scores are exact float rescoring */
-        for (int i = 0; i < 5; i++) {
-            double d = 0;
-            for (int k = 0; k < DIM; k++)
-                d += (double)q[k] * ix.vec[i8[i].row * DIM + (size_t)k];
-            assert_true(fabs(d - i8[i].score) < 1e-5);
+        for (int tier = 0; tier < 2; tier++) {
+            gq.scan = tier ? GALLERY_SCAN_INT4 : GALLERY_SCAN_INT8;
+            assert_int_equal(gallery_index_search(&ix, &gq, qh), 5);
+            if (tier)
+                agree4 += f[0].subject_id == qh[0].subject_id;
+            else
+                agree8 += f[0].subject_id == qh[0].subject_id;
+            /* reported scores are exact float rescoring */
+            for (int i = 0; i < 5; i++) {
+                double d = 0;
+                for (int k = 0; k < DIM; k++)
+                    d += (double)q[k] * ix.vec[qh[i].row * DIM + (size_t)k];
+                assert_true(fabs(d - qh[i].score) < 1e-5);
+            }
         }
     }
-    fprintf(stderr, "int8 top-1 agreement: %d/%d\n", agree, total);
-    assert_true(agree >= total * 995 / 1000);
+    fprintf(stderr, "top-1 agreement with float: int8 %d/%d, int4 %d/%d\n", agree8, total, agree4,
+            total);
+    assert_true(agree8 >= total * 995 / 1000);
+    assert_true(agree4 >= total * 99 / 100);
     gallery_index_free(&ix);
 }
 
@@ -165,7 +172,7 @@ static void test_remove_and_quantise(void **state)
     float scale;
     (void)state;
 
-    build(&ix, 100, 10, 1);
+    build(&ix, 101, 10, GALLERY_INDEX_INT8 | GALLERY_INDEX_INT4);
     size_t before = ix.n;
     size_t removed = gallery_index_remove_subject(&ix, 5);
     assert_true(removed > 0);
@@ -179,7 +186,7 @@ static void test_remove_and_quantise(void **state)
     assert_int_equal(gallery_index_remove_template(&ix, 999999), -1);
     /* searching still finds what is left, exactly */
     tg_embedding(v, DIM, 50);
-    gallery_query gq = {v, 3, 0, 1, 1};
+    gallery_query gq = {v, 3, 0, GALLERY_SCAN_AUTO, 1};
     assert_true(gallery_index_search(&ix, &gq, h) > 0);
     /* zero and NaN vectors are refused */
     assert_int_equal(gallery_index_add(&ix, zero, 1, 1, 1), -1);
@@ -190,6 +197,15 @@ static void test_remove_and_quantise(void **state)
     gallery_quantise(v, DIM, q8, &scale);
     for (int i = 0; i < DIM; i++)
         assert_true(fabsf(q8[i] * scale - v[i]) <= scale * 0.5f + 1e-7f);
+    /* 4 bits, with an odd dimension: the padding nibble is zero (8) */
+    uint8_t q4[(DIM + 1) / 2];
+    gallery_quantise4(v, DIM - 1, q4, &scale);
+    for (int i = 0; i < DIM - 1; i++) {
+        int nib = i % 2 ? q4[i / 2] >> 4 : q4[i / 2] & 15;
+        assert_true(nib >= 1 && nib <= 15);
+        assert_true(fabsf((float)(nib - 8) * scale - v[i]) <= scale * 0.5f + 1e-7f);
+    }
+    assert_int_equal(q4[(DIM - 1) / 2] >> 4, 8);
     /* k out of range */
     gq.k = 0;
     assert_int_equal(gallery_index_search(&ix, &gq, h), (size_t)-1);
@@ -200,7 +216,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_top_k),
-        cmocka_unit_test(test_int8_agrees),
+        cmocka_unit_test(test_quantised_agree),
         cmocka_unit_test(test_remove_and_quantise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -371,8 +371,8 @@ float facenet_similarity(const float *a, const float *b, int dim);
  * come from a key file or the environment, never from a command line.
  *
  * At open, every template is decrypted into an in-memory matrix: search is
- * exact (cosine similarity of unit vectors), optionally with an int8 copy
- * that is reranked in float. A gallery holds the templates of exactly one
+ * exact (cosine similarity of unit vectors), optionally over an int8 or
+ * 4-bit copy first, whose best candidates are rescored in float. A gallery holds the templates of exactly one
  * model: enrolling or searching with another model is refused.
  *
  * Thread safety: one facenet_gallery may be shared by threads. Searches run
@@ -424,6 +424,9 @@ facenet_status facenet_gallery_model_id(const facenet_model_info *info,
 #define FACENET_GALLERY_CREATE 0x1u    /* create the file when missing     */
 #define FACENET_GALLERY_READ_ONLY 0x2u /* never write (search, list)       */
 #define FACENET_GALLERY_INT8 0x4u      /* keep an int8 copy for search     */
+#define FACENET_GALLERY_INT4 0x8u      /* keep a 4-bit copy: the fastest
+                                          scan (an eighth of the float
+                                          matrix); used before int8      */
 
 /* Open (or, with FACENET_GALLERY_CREATE, create) the gallery at `path`.
  * `key` must be FACENET_GALLERY_KEY_BYTES bytes. When the file is created,
@@ -502,7 +505,9 @@ typedef struct facenet_gallery_search_options {
     float threshold;        /* open-set threshold; < -1 (the default):
                                the gallery's (an error when it is unset)  */
     const char *collection; /* NULL: every collection                     */
-    int exact;              /* 1: float only even with an int8 copy       */
+    int exact;              /* 1: scan the float matrix even when there is
+                               a quantised copy (slower, same answers
+                               but for near-ties)                         */
     int threads;            /* 0: all cores when the gallery is large     */
 } facenet_gallery_search_options;
 
@@ -628,6 +633,69 @@ facenet_status facenet_cluster(const float *embeddings, size_t n, int dim,
                                const facenet_cluster_options *options,
                                int *labels, size_t *n_clusters,
                                facenet_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Classifier: a linear SVM with probabilities (facenet's classifier.py)    */
+/* ------------------------------------------------------------------------ */
+/*
+ * Trained with libsvm (C-SVC, linear kernel, C = 1, Platt-scaled
+ * probabilities: what scikit-learn's SVC(kernel='linear', probability=True)
+ * computes, since it wraps the same libsvm). A library built without
+ * libsvm returns FACENET_ERR_UNSUPPORTED from train, load and save.
+ *
+ * The saved file is plain text: one header line
+ *     facenet-classifier 1 sha256 <64 hex>        (or hmac-sha256)
+ * then a JSON document with the class names, the embedding model id and the
+ * support vectors and coefficients as numbers. The digest covers every byte
+ * after the header; with a key it is an HMAC, so that a file changed by
+ * someone without the key is refused, not merely a damaged one. Loading
+ * checks the digest before parsing, and parsing only reads numbers and
+ * names: no code, no pickles.
+ *
+ * Thread safety: predictions on one classifier may run concurrently.
+ * Training uses the C library's rand() (libsvm's cross-validation folds for
+ * the probability model); seed it with srand() for repeatable results.
+ */
+
+typedef struct facenet_classifier facenet_classifier;
+
+/* labels[i] in 0..n_classes-1 names class_names[labels[i]]; every class
+ * needs at least one sample and there must be at least 2 classes. */
+facenet_status facenet_classifier_train(const float *embeddings,
+                                        const int *labels, size_t n, int dim,
+                                        const char *const *class_names,
+                                        size_t n_classes, const char *model_id,
+                                        facenet_classifier **out,
+                                        facenet_error *err);
+
+/* key: NULL for a SHA-256 digest, or FACENET_GALLERY_KEY_BYTES bytes for
+ * an HMAC-SHA-256. Written to a temporary name and renamed (mode 0600). */
+facenet_status facenet_classifier_save(const facenet_classifier *c,
+                                       const char *path, const uint8_t *key,
+                                       facenet_error *err);
+/* A file with an HMAC needs its key; a wrong key, a changed byte or a
+ * truncated file fail with FACENET_ERR_INTEGRITY before any parsing. A key
+ * given for an unsigned file is refused too (FACENET_ERR_INTEGRITY): the
+ * caller asked for authenticity. */
+facenet_status facenet_classifier_load(const char *path, const uint8_t *key,
+                                       facenet_classifier **out,
+                                       facenet_error *err);
+void facenet_classifier_free(facenet_classifier *c);
+
+size_t facenet_classifier_class_count(const facenet_classifier *c);
+const char *facenet_classifier_class_name(const facenet_classifier *c,
+                                          size_t index);
+const char *facenet_classifier_model(const facenet_classifier *c);
+int facenet_classifier_dim(const facenet_classifier *c);
+
+/* Class probabilities for one embedding (probabilities must hold
+ * class_count doubles; they sum to 1) and the most probable class. The
+ * embedding must come from the classifier's model. */
+facenet_status facenet_classifier_predict(const facenet_classifier *c,
+                                          const char *model_id,
+                                          const float *embedding, int dim,
+                                          double *probabilities, size_t *best,
+                                          facenet_error *err);
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,7 @@ int cmd_gallery(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 /* Print "facenet: <message>" to stderr and map the status to an exit code. */
 int cli_report(const facenet_error *err);

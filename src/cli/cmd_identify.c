@@ -34,7 +34,7 @@ static const char identify_usage[] =
     "  --threshold T       open-set threshold (default: the gallery's)\n"
     "  --collection C      search one collection only\n"
     "  --all-faces         identify every face, not only the main one\n"
-    "  --exact             float search only (default: int8 scan, float rerank)\n"
+    "  --exact             float search only (default: 4-bit scan, float rerank)\n"
     "  --flip              add the mirrored face (use it if enrollment did)\n"
     "  --json              one JSON document on stdout\n"
     "  --model-dir DIR     model cache (default: facenet models path)\n"
@@ -198,7 +198,7 @@ int cmd_identify(int argc, char **argv)
         cli_paths_free(&paths);
         return CLI_EXIT_MODEL;
     }
-    unsigned flags = FACENET_GALLERY_READ_ONLY | (o.exact ? 0 : FACENET_GALLERY_INT8);
+    unsigned flags = FACENET_GALLERY_READ_ONLY | (o.exact ? 0 : FACENET_GALLERY_INT4);
     rc = gcli_open(gallery, key_file, NULL, 0, flags, &g);
     if (rc != CLI_EXIT_OK) {
         cli_paths_free(&paths);

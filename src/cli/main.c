@@ -24,6 +24,7 @@ static const subcommand subcommands[] = {
     {"cluster", cmd_cluster, "group unlabelled photos by person"},
     {"serve", cmd_serve, "the HTTP API: detect, verify, embed"},
     {"keys", cmd_keys, "create, list and revoke API keys for serve"},
+    {"classify", cmd_classify, "train / apply a linear SVM (classifier.py)"},
     {"models", cmd_models, "fetch, verify and list the pinned models"},
     {"bench", cmd_bench, "time each model on one input"},
 };

@@ -183,7 +183,9 @@ facenet_status gallery_reload(facenet_gallery *g, facenet_error *err)
     memset(&c, 0, sizeof c);
     c.g = g;
     c.err = err;
-    if (gallery_index_init(&c.index, g->dim, (g->flags & FACENET_GALLERY_INT8) != 0) != 0)
+    unsigned copies = ((g->flags & FACENET_GALLERY_INT8) ? GALLERY_INDEX_INT8 : 0) |
+                      ((g->flags & FACENET_GALLERY_INT4) ? GALLERY_INDEX_INT4 : 0);
+    if (gallery_index_init(&c.index, g->dim, copies) != 0)
         return fn_fail(err, FACENET_ERR_INTERNAL, "gallery %s: bad dimension", g->path);
     c.row = sodium_malloc((size_t)g->dim * sizeof(float));
     if (!c.row)
@@ -822,7 +824,7 @@ facenet_status facenet_gallery_search(facenet_gallery *g, const char *model_id,
     }
     pthread_rwlock_rdlock(&g->lock);
     float threshold = o.threshold < -1 ? g->threshold : o.threshold;
-    gallery_query gq = {q, o.k, 0, !o.exact, o.threads};
+    gallery_query gq = {q, o.k, 0, o.exact ? GALLERY_SCAN_FLOAT : GALLERY_SCAN_AUTO, o.threads};
     if (isnan(threshold))
         status = fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                          "gallery %s has no calibrated open-set threshold for model %s: set one "

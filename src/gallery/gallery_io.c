@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/error.h"
 #include "common/fileio.h"
 #include "gallery/gallery_internal.h"
@@ -112,40 +113,6 @@ static int export_template_row(void *arg, const gallery_template_row *r)
     return 0;
 }
 
-/* Write data to path atomically: a private temporary file, fsync, rename. */
-static facenet_status write_atomic(const char *path, const void *data, size_t len,
-                                   facenet_error *err)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
-        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "export path is too long");
-    int fd = mkstemp(tmp); /* mode 0600 */
-    if (fd < 0)
-        return fn_fail(err, FACENET_ERR_IO, "export %s: %s", path, strerror(errno));
-    const uint8_t *p = data;
-    size_t done = 0;
-    facenet_status status = FACENET_OK;
-    while (done < len) {
-        ssize_t w = write(fd, p + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            status = fn_fail(err, FACENET_ERR_IO, "export %s: %s", path, strerror(errno));
-            break;
-        }
-        done += (size_t)w;
-    }
-    if (status == FACENET_OK && fsync(fd) != 0)
-        status = fn_fail(err, FACENET_ERR_IO, "export %s: fsync: %s", path, strerror(errno));
-    if (close(fd) != 0 && status == FACENET_OK)
-        status = fn_fail(err, FACENET_ERR_IO, "export %s: %s", path, strerror(errno));
-    if (status == FACENET_OK && rename(tmp, path) != 0)
-        status = fn_fail(err, FACENET_ERR_IO, "export %s: %s", path, strerror(errno));
-    if (status != FACENET_OK)
-        unlink(tmp);
-    return status;
-}
-
 facenet_status facenet_gallery_export(facenet_gallery *g, const char *path,
                                       const uint8_t *export_key, facenet_error *err)
 {
@@ -207,11 +174,11 @@ facenet_status facenet_gallery_export(facenet_gallery *g, const char *path,
             status = fn_fail(err, FACENET_ERR_NO_MEMORY, "export: out of memory");
         } else {
             gallery_seal_export(export_key, (const uint8_t *)text, len, sealed);
-            status = write_atomic(path, sealed, len + GALLERY_EXPORT_OVERHEAD, err);
+            status = fn_write_file_atomic(path, sealed, len + GALLERY_EXPORT_OVERHEAD, "export", err);
             free(sealed);
         }
     } else {
-        status = write_atomic(path, text, len, err);
+        status = fn_write_file_atomic(path, text, len, "export", err);
     }
     sodium_memzero(text, len);
     free(text);

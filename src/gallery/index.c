@@ -70,6 +70,31 @@ dot_block_i8_body(const int16_t *restrict q, const int8_t *restrict rows, int di
     }
 }
 
+/* The int4 rows hold value + 8 in each nibble; the query is split into
+ * its even and odd dimensions (int16), so one byte of a row meets one
+ * element of each. The caller subtracts 8 * sum(query) afterwards. Plain
+ * int16 x int16 -> int32 products again, which the compiler vectorises. */
+static inline __attribute__((always_inline)) void
+dot_block_i4_body(const int16_t *restrict q_even, const int16_t *restrict q_odd,
+                  const uint8_t *restrict rows, size_t row_bytes, size_t m, int32_t *restrict out)
+{
+    for (size_t r = 0; r < m; r++) {
+        const uint8_t *restrict v = rows + r * row_bytes;
+        int32_t s = 0;
+        for (size_t i = 0; i < row_bytes; i++)
+            s += (int32_t)q_even[i] * (int32_t)(int16_t)(v[i] & 15) +
+                 (int32_t)q_odd[i] * (int32_t)(int16_t)(v[i] >> 4);
+        out[r] = s;
+    }
+}
+
+static void dot_block_i4_base(const int16_t *restrict qe, const int16_t *restrict qo,
+                              const uint8_t *restrict rows, size_t row_bytes, size_t m,
+                              int32_t *restrict out)
+{
+    dot_block_i4_body(qe, qo, rows, row_bytes, m, out);
+}
+
 static void dot_block_f32_base(const float *restrict q, const float *restrict rows, int dim,
                                size_t m, float *restrict out)
 {
@@ -91,6 +116,13 @@ dot_block_f32_avx2(const float *restrict q, const float *restrict rows, int dim,
 }
 
 __attribute__((target("avx2"))) static void
+dot_block_i4_avx2(const int16_t *restrict qe, const int16_t *restrict qo,
+                  const uint8_t *restrict rows, size_t row_bytes, size_t m, int32_t *restrict out)
+{
+    dot_block_i4_body(qe, qo, rows, row_bytes, m, out);
+}
+
+__attribute__((target("avx2"))) static void
 dot_block_i8_avx2(const int16_t *restrict q, const int8_t *restrict rows, int dim, size_t m,
                   int32_t *restrict out)
 {
@@ -102,6 +134,9 @@ typedef void (*dot_f32_fn)(const float *restrict, const float *restrict, int, si
                            float *restrict);
 typedef void (*dot_i8_fn)(const int16_t *restrict, const int8_t *restrict, int, size_t,
                           int32_t *restrict);
+
+typedef void (*dot_i4_fn)(const int16_t *restrict, const int16_t *restrict,
+                          const uint8_t *restrict, size_t, size_t, int32_t *restrict);
 
 static int have_avx2(void)
 {
@@ -129,6 +164,15 @@ static dot_i8_fn pick_i8(void)
         return dot_block_i8_avx2;
 #endif
     return dot_block_i8_base;
+}
+
+static dot_i4_fn pick_i4(void)
+{
+#ifdef GALLERY_X86
+    if (have_avx2())
+        return dot_block_i4_avx2;
+#endif
+    return dot_block_i4_base;
 }
 
 /* ---- rows ------------------------------------------------------------------- */
@@ -164,6 +208,22 @@ void gallery_quantise(const float *v, int dim, int8_t *q, float *scale)
  * measurably more bandwidth. */
 #define HUGE_PAGE (2u << 20)
 
+void gallery_quantise4(const float *v, int dim, uint8_t *q, float *scale)
+{
+    float m = 0;
+    for (int i = 0; i < dim; i++)
+        m = fmaxf(m, fabsf(v[i]));
+    float s = m > 0 ? m / 7.0f : 1.0f;
+    memset(q, 0x88, (size_t)(dim + 1) / 2); /* zeros, including the padding */
+    for (int i = 0; i < dim; i++) {
+        long x = lrintf(v[i] / s);
+        unsigned nib = (unsigned)((x > 7 ? 7 : x < -7 ? -7 : x) + 8);
+        uint8_t *b = &q[i / 2];
+        *b = (uint8_t)(i % 2 ? (*b & 0x0F) | (nib << 4) : (*b & 0xF0) | nib);
+    }
+    *scale = s;
+}
+
 static void *aligned_block(size_t bytes)
 {
     size_t align = bytes >= 4 * (size_t)HUGE_PAGE ? HUGE_PAGE : ALIGNMENT;
@@ -176,13 +236,14 @@ static void *aligned_block(size_t bytes)
     return p;
 }
 
-int gallery_index_init(gallery_index *ix, int dim, int with_int8)
+int gallery_index_init(gallery_index *ix, int dim, unsigned copies)
 {
     memset(ix, 0, sizeof *ix);
     if (dim <= 0)
         return -1;
     ix->dim = dim;
-    ix->with_int8 = with_int8;
+    ix->copies = copies & (GALLERY_INDEX_INT8 | GALLERY_INDEX_INT4);
+    ix->q4_bytes = (size_t)(dim + 1) / 2;
     return 0;
 }
 
@@ -213,9 +274,13 @@ int gallery_index_reserve(gallery_index *ix, size_t n)
         grow((void **)&ix->subject_id, ix->n * sizeof(int64_t), n * sizeof(int64_t), 0) ||
         grow((void **)&ix->collection_id, ix->n * sizeof(int64_t), n * sizeof(int64_t), 0))
         return -1;
-    if (ix->with_int8 &&
+    if ((ix->copies & GALLERY_INDEX_INT8) &&
         (grow((void **)&ix->q8, ix->n * d, n * d, 1) ||
          grow((void **)&ix->q8_scale, ix->n * sizeof(float), n * sizeof(float), 0)))
+        return -1;
+    if ((ix->copies & GALLERY_INDEX_INT4) &&
+        (grow((void **)&ix->q4, ix->n * ix->q4_bytes, n * ix->q4_bytes, 1) ||
+         grow((void **)&ix->q4_scale, ix->n * sizeof(float), n * sizeof(float), 0)))
         return -1;
     ix->cap = n;
     return 0;
@@ -233,8 +298,10 @@ int gallery_index_add(gallery_index *ix, const float *v, int64_t template_id, in
         sodium_memzero(row, d * sizeof(float));
         return -1;
     }
-    if (ix->with_int8)
+    if (ix->copies & GALLERY_INDEX_INT8)
         gallery_quantise(row, ix->dim, ix->q8 + ix->n * d, &ix->q8_scale[ix->n]);
+    if (ix->copies & GALLERY_INDEX_INT4)
+        gallery_quantise4(row, ix->dim, ix->q4 + ix->n * ix->q4_bytes, &ix->q4_scale[ix->n]);
     ix->template_id[ix->n] = template_id;
     ix->subject_id[ix->n] = subject_id;
     ix->collection_id[ix->n] = collection_id;
@@ -247,17 +314,23 @@ static void remove_row(gallery_index *ix, size_t i)
     size_t d = (size_t)ix->dim, last = ix->n - 1;
     if (i != last) {
         memcpy(ix->vec + i * d, ix->vec + last * d, d * sizeof(float));
-        if (ix->with_int8) {
+        if (ix->copies & GALLERY_INDEX_INT8) {
             memcpy(ix->q8 + i * d, ix->q8 + last * d, d);
             ix->q8_scale[i] = ix->q8_scale[last];
+        }
+        if (ix->copies & GALLERY_INDEX_INT4) {
+            memcpy(ix->q4 + i * ix->q4_bytes, ix->q4 + last * ix->q4_bytes, ix->q4_bytes);
+            ix->q4_scale[i] = ix->q4_scale[last];
         }
         ix->template_id[i] = ix->template_id[last];
         ix->subject_id[i] = ix->subject_id[last];
         ix->collection_id[i] = ix->collection_id[last];
     }
     sodium_memzero(ix->vec + last * d, d * sizeof(float));
-    if (ix->with_int8)
+    if (ix->copies & GALLERY_INDEX_INT8)
         sodium_memzero(ix->q8 + last * d, d);
+    if (ix->copies & GALLERY_INDEX_INT4)
+        sodium_memzero(ix->q4 + last * ix->q4_bytes, ix->q4_bytes);
     ix->n--;
 }
 
@@ -289,8 +362,10 @@ size_t gallery_index_memory(const gallery_index *ix)
 {
     size_t d = (size_t)ix->dim;
     size_t per_row = d * sizeof(float) + 3 * sizeof(int64_t);
-    if (ix->with_int8)
+    if (ix->copies & GALLERY_INDEX_INT8)
         per_row += d + sizeof(float);
+    if (ix->copies & GALLERY_INDEX_INT4)
+        per_row += ix->q4_bytes + sizeof(float);
     return ix->cap * per_row;
 }
 
@@ -301,9 +376,13 @@ void gallery_index_free(gallery_index *ix)
         sodium_memzero(ix->vec, ix->cap * d * sizeof(float));
     if (ix->q8)
         sodium_memzero(ix->q8, ix->cap * d);
+    if (ix->q4)
+        sodium_memzero(ix->q4, ix->cap * ix->q4_bytes);
     free(ix->vec);
     free(ix->q8);
     free(ix->q8_scale);
+    free(ix->q4);
+    free(ix->q4_scale);
     free(ix->template_id);
     free(ix->subject_id);
     free(ix->collection_id);
@@ -374,13 +453,16 @@ static int compare_hits(const void *a, const void *b)
 typedef struct scan_job {
     const gallery_index *ix;
     const float *q;
-    const int16_t *q16;
-    float q8_scale;
+    const int16_t *q16;            /* int8 query, widened                */
+    const int16_t *q_even, *q_odd; /* the same, split for int4 rows       */
+    int32_t q_sum;                 /* sum of the int8 query              */
+    float q_scale;
     int64_t collection_id;
-    int use_int8;
+    gallery_scan scan;             /* FLOAT, INT8 or INT4, resolved      */
     size_t begin, end;
     dot_f32_fn dot_f32;
     dot_i8_fn dot_i8;
+    dot_i4_fn dot_i4;
     topk t;
 } scan_job;
 
@@ -393,10 +475,15 @@ static void scan_range(scan_job *job)
 
     for (size_t b = job->begin; b < job->end; b += BLOCK_ROWS) {
         size_t m = job->end - b < BLOCK_ROWS ? job->end - b : BLOCK_ROWS;
-        if (job->use_int8) {
+        if (job->scan == GALLERY_SCAN_INT8) {
             job->dot_i8(job->q16, ix->q8 + b * d, ix->dim, m, dots);
             for (size_t j = 0; j < m; j++)
-                scores[j] = (float)dots[j] * job->q8_scale * ix->q8_scale[b + j];
+                scores[j] = (float)dots[j] * job->q_scale * ix->q8_scale[b + j];
+        } else if (job->scan == GALLERY_SCAN_INT4) {
+            job->dot_i4(job->q_even, job->q_odd, ix->q4 + b * ix->q4_bytes, ix->q4_bytes, m, dots);
+            for (size_t j = 0; j < m; j++)
+                scores[j] =
+                    (float)(dots[j] - 8 * job->q_sum) * job->q_scale * ix->q4_scale[b + j];
         } else {
             job->dot_f32(job->q, ix->vec + b * d, ix->dim, m, scores);
         }
@@ -429,18 +516,71 @@ static int choose_threads(const gallery_index *ix, int requested)
     return t < 1 ? 1 : t;
 }
 
+static gallery_scan resolve_scan(const gallery_index *ix, gallery_scan want)
+{
+    int has8 = (ix->copies & GALLERY_INDEX_INT8) != 0, has4 = (ix->copies & GALLERY_INDEX_INT4) != 0;
+    switch (want) {
+    case GALLERY_SCAN_INT8: return has8 ? GALLERY_SCAN_INT8 : GALLERY_SCAN_FLOAT;
+    case GALLERY_SCAN_INT4: return has4 ? GALLERY_SCAN_INT4 : GALLERY_SCAN_FLOAT;
+    case GALLERY_SCAN_AUTO:
+        return has4 ? GALLERY_SCAN_INT4 : has8 ? GALLERY_SCAN_INT8 : GALLERY_SCAN_FLOAT;
+    default: return GALLERY_SCAN_FLOAT;
+    }
+}
+
+/* The quantised query: int8 (as int16), its even/odd halves for int4 rows,
+ * and its sum. One block, wiped and freed by the caller. */
+typedef struct query_q {
+    int16_t *q16, *even, *odd;
+    int32_t sum;
+    float scale;
+    void *block;
+    size_t block_bytes;
+} query_q;
+
+static int quantise_query(const gallery_index *ix, const float *v, query_q *qq)
+{
+    size_t d = (size_t)ix->dim, half = ix->q4_bytes;
+    int8_t *q8 = malloc(d);
+    memset(qq, 0, sizeof *qq);
+    qq->block_bytes = (d + 2 * half) * sizeof(int16_t);
+    qq->block = aligned_block(qq->block_bytes);
+    if (!q8 || !qq->block) {
+        free(q8);
+        free(qq->block);
+        qq->block = NULL;
+        return -1;
+    }
+    qq->q16 = qq->block;
+    qq->even = qq->q16 + d;
+    qq->odd = qq->even + half;
+    gallery_quantise(v, ix->dim, q8, &qq->scale);
+    memset(qq->even, 0, 2 * half * sizeof(int16_t));
+    for (size_t i = 0; i < d; i++) {
+        qq->q16[i] = q8[i]; /* NOLINT(bugprone-signed-char-misuse): a signed value, widened */
+        if (i % 2)
+            qq->odd[i / 2] = q8[i]; /* NOLINT(bugprone-signed-char-misuse) */
+        else
+            qq->even[i / 2] = q8[i]; /* NOLINT(bugprone-signed-char-misuse) */
+        qq->sum += q8[i];
+    }
+    sodium_memzero(q8, d);
+    free(q8);
+    return 0;
+}
+
 size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gallery_hit *hits)
 {
     scan_job jobs[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    int8_t *q8 = NULL;
-    int16_t *q16 = NULL;
-    float q8_scale = 1;
+    query_q qq = {0};
     size_t result = (size_t)-1;
-    int use_int8 = q->use_int8 && ix->with_int8;
-    /* The int8 pass keeps spare candidates for the float rescoring. */
-    int k_scan = use_int8 ? (q->k * 4 > 32 ? q->k * 4 : 32) : q->k;
+    gallery_scan scan = resolve_scan(ix, q->scan);
+    /* A quantised scan keeps spare candidates for the float rescoring. */
+    int k_scan = scan == GALLERY_SCAN_INT8   ? (q->k * 4 > 32 ? q->k * 4 : 32)
+                 : scan == GALLERY_SCAN_INT4 ? (q->k * 8 > 64 ? q->k * 8 : 64)
+                                             : q->k;
     int n_threads = choose_threads(ix, q->threads);
     gallery_hit *pool = NULL;
     topk merged;
@@ -452,31 +592,27 @@ size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gal
     pool = malloc(sizeof *pool * (size_t)k_scan * (size_t)(n_threads + 1));
     if (!pool)
         return (size_t)-1;
-    if (use_int8) {
-        q8 = malloc((size_t)ix->dim);
-        q16 = aligned_block((size_t)ix->dim * sizeof *q16);
-        if (!q8 || !q16)
-            goto done;
-        gallery_quantise(q->vector, ix->dim, q8, &q8_scale);
-        for (int d = 0; d < ix->dim; d++)
-            q16[d] = q8[d]; /* NOLINT(bugprone-signed-char-misuse): a signed value, widened */
-    }
+    if (scan != GALLERY_SCAN_FLOAT && quantise_query(ix, q->vector, &qq) != 0)
+        goto done;
     dot_f32_fn f32 = pick_f32();
-    dot_i8_fn i8 = pick_i8();
     size_t per = (ix->n + (size_t)n_threads - 1) / (size_t)n_threads;
     per = (per + BLOCK_ROWS - 1) / BLOCK_ROWS * BLOCK_ROWS;
     for (int i = 0; i < n_threads; i++) {
         scan_job *j = &jobs[i];
         j->ix = ix;
         j->q = q->vector;
-        j->q16 = q16;
-        j->q8_scale = q8_scale;
+        j->q16 = qq.q16;
+        j->q_even = qq.even;
+        j->q_odd = qq.odd;
+        j->q_sum = qq.sum;
+        j->q_scale = qq.scale;
         j->collection_id = q->collection_id;
-        j->use_int8 = use_int8;
+        j->scan = scan;
         j->begin = (size_t)i * per < ix->n ? (size_t)i * per : ix->n;
         j->end = j->begin + per < ix->n ? j->begin + per : ix->n;
         j->dot_f32 = f32;
-        j->dot_i8 = i8;
+        j->dot_i8 = pick_i8();
+        j->dot_i4 = pick_i4();
         j->t.k = k_scan;
         j->t.n = 0;
         j->t.min = 0;
@@ -503,7 +639,7 @@ size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gal
         for (int e = 0; e < jobs[i].t.n; e++)
             topk_offer(&merged, jobs[i].t.e[e].score, jobs[i].t.e[e].subject_id,
                        jobs[i].t.e[e].row);
-    if (use_int8) {
+    if (scan != GALLERY_SCAN_FLOAT) {
         /* Exact float scores for the candidates, then the final order. */
         for (int e = 0; e < merged.n; e++)
             f32(q->vector, ix->vec + merged.e[e].row * (size_t)ix->dim, ix->dim, 1,
@@ -513,12 +649,10 @@ size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gal
     result = (size_t)(merged.n < q->k ? merged.n : q->k);
     memcpy(hits, merged.e, result * sizeof *hits);
 done:
-    if (q8)
-        sodium_memzero(q8, (size_t)ix->dim);
-    if (q16)
-        sodium_memzero(q16, (size_t)ix->dim * sizeof *q16);
-    free(q8);
-    free(q16);
+    if (qq.block) {
+        sodium_memzero(qq.block, qq.block_bytes);
+        free(qq.block);
+    }
     free(pool);
     return result;
 }

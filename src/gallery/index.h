@@ -2,16 +2,18 @@
  * index.h - the in-memory template matrix and exact top-k search.
  *
  * Rows are unit vectors (cosine similarity = dot product), stored row-major
- * in one aligned block, with an optional int8 copy (one scale per row) that
- * is a quarter of the size. Search returns the best k subjects, each scored
- * by its best template: a subject with many templates takes one slot.
+ * in one aligned block, with optional quantised copies that are smaller to
+ * scan: int8 (a quarter of the float size, one scale per row) and int4 (an
+ * eighth: two values per byte). Search returns the best k subjects, each
+ * scored by its best template: a subject with many templates takes one
+ * slot.
  *
- * The int8 path scans the int8 copy for the best 4k (at least 32)
- * subjects, then rescores each one's best template in float: reported
- * scores are always exact float dot products.
+ * A quantised scan keeps spare candidates (the best 4k subjects, at least
+ * 32, for int8; 8k and 64 for int4), then rescores each one's best
+ * template in float: reported scores are always exact float dot products.
  *
  * Not thread-safe for writes; any number of concurrent searches are fine.
- * Freeing wipes the matrix (the rows are decrypted biometric data).
+ * Freeing wipes the matrices (the rows are decrypted biometric data).
  */
 #ifndef FACENET_GALLERY_INDEX_H
 #define FACENET_GALLERY_INDEX_H
@@ -19,13 +21,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Quantised copies, for gallery_index_init. */
+#define GALLERY_INDEX_INT8 0x1u
+#define GALLERY_INDEX_INT4 0x2u
+
 typedef struct gallery_index {
     int dim;
-    int with_int8;
+    unsigned copies;       /* GALLERY_INDEX_* bits                        */
     size_t n, cap;
     float *vec;            /* cap * dim                                   */
     int8_t *q8;            /* cap * dim, or NULL                          */
     float *q8_scale;       /* cap, or NULL                                */
+    uint8_t *q4;           /* cap * q4_bytes: value + 8 per nibble, even
+                              dimension in the low nibble; or NULL        */
+    float *q4_scale;       /* cap, or NULL                                */
+    size_t q4_bytes;       /* (dim + 1) / 2                               */
     int64_t *template_id;  /* cap                                         */
     int64_t *subject_id;   /* cap                                         */
     int64_t *collection_id; /* cap                                        */
@@ -37,18 +47,26 @@ typedef struct gallery_hit {
     size_t row;
 } gallery_hit;
 
+/* Which matrix a search scans. */
+typedef enum gallery_scan {
+    GALLERY_SCAN_FLOAT = 0, /* exact                                      */
+    GALLERY_SCAN_INT8 = 1,  /* the int8 copy (float when there is none)   */
+    GALLERY_SCAN_INT4 = 2,  /* the int4 copy (float when there is none)   */
+    GALLERY_SCAN_AUTO = 3   /* the smallest copy there is                 */
+} gallery_scan;
+
 typedef struct gallery_query {
     const float *vector;   /* dim floats, unit norm                       */
     int k;                 /* 1..GALLERY_MAX_K                            */
     int64_t collection_id; /* 0: all                                      */
-    int use_int8;          /* ignored without an int8 copy                */
+    gallery_scan scan;
     int threads;           /* 0: automatic                                */
 } gallery_query;
 
 #define GALLERY_MAX_K 1000
 
-/* Returns 0, or -1 when out of memory. */
-int gallery_index_init(gallery_index *ix, int dim, int with_int8);
+/* copies: GALLERY_INDEX_* bits. Returns 0, or -1 for a bad dimension. */
+int gallery_index_init(gallery_index *ix, int dim, unsigned copies);
 void gallery_index_free(gallery_index *ix);
 int gallery_index_reserve(gallery_index *ix, size_t n);
 
@@ -61,7 +79,7 @@ int gallery_index_add(gallery_index *ix, const float *v, int64_t template_id,
 size_t gallery_index_remove_subject(gallery_index *ix, int64_t subject_id);
 int gallery_index_remove_template(gallery_index *ix, int64_t template_id);
 
-/* Bytes held by the matrix, the int8 copy and the row ids. */
+/* Bytes held by the matrix, the quantised copies and the row ids. */
 size_t gallery_index_memory(const gallery_index *ix);
 
 /* The best q->k subjects, best first, into hits[q->k]; returns how many.
@@ -75,5 +93,9 @@ int gallery_normalise(float *v, int dim);
 
 /* Quantise a unit vector: q[i] = round(v[i] / scale), |q| <= 127. */
 void gallery_quantise(const float *v, int dim, int8_t *q, float *scale);
+
+/* To 4 bits: q = round(v / scale) in -7..7, stored as q + 8, two per byte
+ * (even dimensions in the low nibble; an odd dimension pads with 8 = 0). */
+void gallery_quantise4(const float *v, int dim, uint8_t *q, float *scale);
 
 #endif
