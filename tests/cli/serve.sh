@@ -48,7 +48,7 @@ expect "--dev off loopback: refuses to start" [ $? != 0 ]
 # --- the server ------------------------------------------------------------
 port=$((20000 + $$ % 20000))
 "$bin" serve --keys "$keys" --port "$port" --threads 2 --pipelines 1 --max-body 1000000 \
-  2>"$tmp/log" &
+  --timeout 3 2>"$tmp/log" &
 pid=$!
 url=http://127.0.0.1:$port
 for _ in $(seq 300); do
@@ -117,6 +117,16 @@ expect "rate limit: Retry-After" grep -qi '^Retry-After: [1-9]' "$tmp/headers"
 expect "rate limit: stable code" code_is rate_limited
 sleep 1.2
 expect "rate limit recovers" [ "$(post "$detect_only" /v1/detect -d '{}')" = 400 ]
+
+# A slow client that stops halfway through its headers is cut off by the
+# idle timeout (3 s here) instead of holding a connection forever.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\n' >&3
+start=$SECONDS
+timeout 15 cat <&3 >/dev/null
+rc=$?
+exec 3<&-
+expect "slow client cut off by the timeout (rc $rc after $((SECONDS - start)) s)" [ "$rc" = 0 ]
 
 expect "metrics" [ "$(status "$url/metrics")" = 200 ]
 expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{route="/v1/detect",status="401"} [1-9]' "$tmp/body"
