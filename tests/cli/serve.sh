@@ -99,6 +99,13 @@ code=$(post "$full" /v1/detect --data-binary @"$tmp/truncated.json")
 expect "truncated JPEG 422 (got $code)" [ "$code" = 422 ]
 expect "truncated JPEG: image_corrupt" code_is image_corrupt
 
+# Decompression bomb: a 1.2 kB PNG whose header claims 20000 x 20000 RGB
+# (1.2 GB of pixels), refused from the header before any pixel memory.
+bomb=iVBORw0KGgoAAAANSUhEUgAATiAAAE4gCAIAAABsEtFuAAAA/0lEQVR42u3BMQEAAADCoPVPbQhfoAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADgM6mxAAEXYl/AAAAAAElFTkSuQmCC
+code=$(post "$full" /v1/detect -d "{\"image\":\"$bomb\"}")
+expect "decompression-bomb PNG 413 (got $code)" [ "$code" = 413 ]
+expect "decompression-bomb PNG: image_too_large" code_is image_too_large
+
 printf '{"image":"%s"}' "$(base64 -w0 "$demo/sample1.jpg")" >"$tmp/sample1.json"
 expect "detect 200" [ "$(post "$full" /v1/detect --data-binary @"$tmp/sample1.json")" = 200 ]
 expect "detect: 3 faces in sample1" grep -q '"count":3,' "$tmp/body"
