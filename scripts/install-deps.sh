@@ -9,6 +9,8 @@ packages=(
   libsodium-dev                                # SHA-256, constant-time compare
   libjansson-dev                               # JSON (TF.js manifests, reports)
   libsqlite3-dev                               # galleries (enrolled faces)
+  libmicrohttpd-dev                            # facenet serve (HTTP API)
+  curl                                         # tests of facenet serve
   libsvm-dev                                   # facenet classify (linear SVM)
   libcmocka-dev                                # unit tests
   clang libclang-rt-14-dev                     # libFuzzer, sanitizers

@@ -115,8 +115,7 @@ static void check_layers(nn_op op, int trials)
         p.out_c = g.out_c;
         p.kernel_h = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_h;
         p.kernel_w = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_w;
-        p.in_c = op == NN_OP_FULLY_CONNECTED ? g.in_h * g.in_w * g.in_c
-                 : op == NN_OP_DEPTHWISE_CONV2D ? g.in_c : g.in_c;
+        p.in_c = op == NN_OP_FULLY_CONNECTED ? g.in_h * g.in_w * g.in_c : g.in_c;
         const size_t wcount = op == NN_OP_DEPTHWISE_CONV2D
                                   ? (size_t)g.kernel_h * g.kernel_w * g.in_c
                                   : (size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c;

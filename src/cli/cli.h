@@ -36,6 +36,8 @@ int cmd_enroll(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_gallery(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 
 /* Print "facenet: <message>" to stderr and map the status to an exit code. */

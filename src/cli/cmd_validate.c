@@ -321,6 +321,14 @@ static int open_caches(const voptions *o, const vctx *ctx, vcache *c)
             return cli_report(&err), -1;
     }
     c->enabled = 1;
+    /* Say so when a cache file was set aside: the run will be slow. */
+    if (c->det.ignored_file)
+        fprintf(stderr, "facenet validate: %s is from another version or damaged; "
+                        "recomputing and replacing it\n", c->det.path);
+    for (int m = 0; m < ctx->n_models; m++)
+        if (c->emb[m].ignored_file)
+            fprintf(stderr, "facenet validate: %s is from another version or damaged; "
+                            "recomputing and replacing it\n", c->emb[m].path);
     return 0;
 }
 
@@ -689,7 +697,8 @@ static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pa
     else
         printf("EER:            %.4f\n", r->eer);
     if (s->have_cal) {
-        printf("\nthreshold to use (fitted on all %zu pairs):\n", pairs->n);
+        printf("\nthreshold to use (fitted on all %zu pairs%s):\n", pairs->n,
+               o->lfw.subtract_mean ? ", without mean subtraction" : "");
         printf("  best accuracy %.4f at %s distance < %.2f = cosine similarity >= %.3f\n",
                s->cal.accuracy, metric_name(metric), s->cal.threshold_accuracy,
                lfw_threshold_to_similarity(s->cal.threshold_accuracy, metric));
@@ -795,9 +804,12 @@ static int write_calibration(const voptions *o, const char *model_dir, const lfw
     e.flip = o->flip;
     e.pairs = o->pairs;
     e.n_pairs = pairs->n;
-    if (thresholds_write(path, o->model, &e, &err) != FACENET_OK)
+    /* A flipped run is its own entry: its scores are not the plain ones. */
+    char key[128];
+    snprintf(key, sizeof key, "%s%s", o->model, o->flip ? "+flip" : "");
+    if (thresholds_write(path, key, &e, &err) != FACENET_OK)
         return cli_report(&err);
-    printf("calibration: wrote %s thresholds to %s\n", o->model, path);
+    printf("calibration: wrote %s thresholds to %s\n", key, path);
     return CLI_EXIT_OK;
 }
 

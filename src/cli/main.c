@@ -22,6 +22,8 @@ static const subcommand subcommands[] = {
     {"identify", cmd_identify, "who is in a photo (1:N), or unknown"},
     {"gallery", cmd_gallery, "list, show, remove, export, rekey, bench a gallery"},
     {"cluster", cmd_cluster, "group unlabelled photos by person"},
+    {"serve", cmd_serve, "the HTTP API: detect, verify, embed"},
+    {"keys", cmd_keys, "create, list and revoke API keys for serve"},
     {"classify", cmd_classify, "train / apply a linear SVM (classifier.py)"},
     {"models", cmd_models, "fetch, verify and list the pinned models"},
     {"bench", cmd_bench, "time each model on one input"},

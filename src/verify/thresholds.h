@@ -12,7 +12,8 @@
  *                                 "n_pairs": 6000}}}
  *
  * Thresholds are cosine similarities (match when similarity >= threshold),
- * the library's one convention. "threshold" is the best-accuracy one,
+ * the library's one convention. Entries are named by model, with "+flip"
+ * for runs with --flip. "threshold" is the best-accuracy one,
  * "threshold_far" the one at the target false accept rate. Writing an
  * entry keeps the other models' entries.
  */

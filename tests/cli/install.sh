@@ -12,9 +12,12 @@ test -f "$tmp/prefix/include/facenet/facenet.h"
 test -x "$tmp/prefix/bin/facenet"
 libdir=$(ls -d "$tmp/prefix"/lib*/ | head -1)
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
+# A sanitizer build's library needs the sanitizer runtime in the consumer.
+san=""
+grep -q '^FACENET_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" && san="-fsanitize=address,undefined"
 
 # pkg-config, static linking (the shared library works the same way)
-cc -std=c11 -Wall -Wextra -Werror "$src/examples/verify_pair.c" \
+cc -std=c11 -Wall -Wextra -Werror $san "$src/examples/verify_pair.c" \
   $(pkg-config --cflags facenet) "$libdir/libfacenet.a" $(pkg-config --libs --static facenet | sed 's/-lfacenet//') \
   -o "$tmp/verify_pair_pc"
 "$tmp/verify_pair_pc" 2>/dev/null && exit 1 || test $? -eq 2   # usage error without args
@@ -28,7 +31,8 @@ find_package(facenet REQUIRED)
 add_executable(verify_pair "$src/examples/verify_pair.c")
 target_link_libraries(verify_pair PRIVATE facenet::facenet_shared)
 CM
-cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+  -DCMAKE_C_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
 cmake --build "$tmp/consumer/build" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$tmp/consumer/build/verify_pair" 2>/dev/null && exit 1 || test $? -eq 2
 

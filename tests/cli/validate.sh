@@ -90,6 +90,9 @@ if [ -n "$real" ] && [ -f "$real/pairs.txt" ] && "$bin" models verify >/dev/null
   has "accuracy:"
   has "VAL@FAR=0.001"
   has "calibration: wrote mobilefacenet thresholds"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --flip \
+    --calibrate --thresholds "$tmp/thr.json"
+  has "calibration: wrote mobilefacenet+flip thresholds"
   [ -s "$tmp/roc.png" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: no ROC png"; }
   [ -f "$cache/mtcnn.bin" ] && [ -f "$cache/mobilefacenet.bin" ] && passed=$((passed + 1)) ||
     { failed=$((failed + 1)); echo "FAIL: cache files missing"; }
@@ -103,14 +106,22 @@ assert r["faces"]["not_found"] == 0
 assert len(r["roc"]["tpr"]) == 400 and 0.9 <= r["auc"] <= 1.0
 for f in r["per_fold"]:
     assert abs(f["threshold_cosine_similarity"] - (1 - f["threshold"] / 2)) < 1e-6
-t = json.load(open(sys.argv[2]))["models"]["mobilefacenet"]
-assert -1 <= t["threshold"] <= 1 and t["n_pairs"] == 16, t
+m = json.load(open(sys.argv[2]))["models"]
+t = m["mobilefacenet"]
+assert -1 <= t["threshold"] <= 1 and t["n_pairs"] == 16 and not t["flip"], t
+assert m["mobilefacenet+flip"]["flip"], m
 PY
   fi
   # the second run (another metric) comes from the cache
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --metric cosine
   has "from the cache"
   has "metric cosine"
+  # a damaged cache file is set aside, said so, and rewritten
+  printf 'garbage' >"$cache/mobilefacenet.bin"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache"
+  has "mobilefacenet.bin is from another version or damaged"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache"
+  has "from the cache"
 else
   echo "note: end-to-end part skipped (needs FACENET_LFW_DIR and the models)"
 fi

@@ -464,6 +464,15 @@ static void gemm_task(void *ctx, int task, int thread)
                j->y + (size_t)row0 * j->l->out_c, (size_t)j->l->out_c);
 }
 
+/* Layers smaller than this many multiply-accumulates (a few microseconds)
+ * run on the calling thread: waking the pool would cost about as much. */
+#define PARALLEL_MIN_MACS 65536.0
+
+static nn_pool *pool_for(nn_pool *pool, double macs)
+{
+    return macs < PARALLEL_MIN_MACS ? NULL : pool;
+}
+
 /* Panel groups so that blocks * groups gives every thread a few tasks. */
 static int panel_groups(int blocks, int panels, int threads)
 {
@@ -477,6 +486,7 @@ static int panel_groups(int blocks, int panels, int threads)
  * few blocks to keep every thread busy. */
 static void run_gemm(gemm_job *j, nn_pool *pool)
 {
+    pool = pool_for(pool, (double)j->rows * j->l->k_dim * j->l->out_c);
     const int blocks = (j->rows + j->block_rows - 1) / j->block_rows;
     j->groups = panel_groups(blocks, j->l->panels, nn_pool_threads(pool));
     nn_pool_run(pool, blocks * j->groups, gemm_task, j);
@@ -563,7 +573,9 @@ static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepar
         run_gemm(&j, pool);
         return;
     }
-    const int threads = nn_pool_threads(pool), total_rows = g->n * g->out_h;
+    const int total_rows = g->n * g->out_h;
+    pool = pool_for(pool, (double)total_rows * g->out_w * l->k_dim * l->out_c);
+    const int threads = nn_pool_threads(pool);
     conv_job j = {l, g, x, y, scratch, tile_scratch_floats(g), 1, 1};
     /* About 96 output pixels per task, and enough tasks for the threads. */
     j.out_rows_per_task = max_int(1, GEMM_MC / max_int(g->out_w, 1));
@@ -600,22 +612,24 @@ typedef struct dw_job {
 } dw_job;
 
 /* Channels [c0, c0 + 8*V) of one output pixel, V vectors at once. */
-#define DW_PIXEL(V)                                                                        \
-    do {                                                                                   \
-        __m256 acc[(V)];                                                                     \
-        for (int v = 0; v < (V); v++)                                                        \
-            acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                 \
-        for (int ky = ky_lo; ky < ky_hi; ky++) {                                           \
-            const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;       \
-            const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;                   \
-            for (int kx = kx_lo; kx < kx_hi; kx++)                                         \
-                for (int v = 0; v < (V); v++)                                                \
-                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v), \
-                                             _mm256_load_ps(wr + (size_t)kx * cp + 8 * v), \
-                                             acc[v]);                                      \
-        }                                                                                  \
-        for (int v = 0; v < (V); v++)                                                        \
-            _mm256_storeu_ps(yp + c0 + 8 * v,                                              \
+#define DW_PIXEL(V)                                                                         \
+    do {                                                                                    \
+        __m256 acc[(V)];                                                                    \
+        for (int v = 0; v < (V); v++)                                                       \
+            acc[v] = _mm256_load_ps(l->bias + c0 + 8 * v);                                  \
+        for (int ky = ky_lo; ky < ky_hi; ky++) {                                            \
+            /* From the first in-bounds tap: no pointer before the image. */               \
+            const float *xr =                                                               \
+                image + ((size_t)(iy0 + ky) * g->in_w + (size_t)(ix0 + kx_lo)) * c + c0;    \
+            const float *wr = l->w + ((size_t)ky * g->kernel_w + (size_t)kx_lo) * cp + c0;  \
+            for (int kx = 0; kx < kx_hi - kx_lo; kx++)                                      \
+                for (int v = 0; v < (V); v++)                                               \
+                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)kx * c + 8 * v),  \
+                                             _mm256_load_ps(wr + (size_t)kx * cp + 8 * v),  \
+                                             acc[v]);                                       \
+        }                                                                                   \
+        for (int v = 0; v < (V); v++)                                                       \
+            _mm256_storeu_ps(yp + c0 + 8 * v,                                               \
                              finish(acc[v], g->act, l->alpha ? l->alpha + c0 + 8 * v : NULL)); \
     } while (0)
 
@@ -647,9 +661,10 @@ AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
             const __m256i m = lane_mask(c - c0);
             __m256 acc = _mm256_load_ps(l->bias + c0);
             for (int ky = ky_lo; ky < ky_hi; ky++) {
-                const float *xr = image + ((size_t)(iy0 + ky) * g->in_w + ix0) * c + c0;
-                const float *wr = l->w + (size_t)ky * g->kernel_w * cp + c0;
-                for (int kx = kx_lo; kx < kx_hi; kx++)
+                const float *xr =
+                    image + ((size_t)(iy0 + ky) * g->in_w + (size_t)(ix0 + kx_lo)) * c + c0;
+                const float *wr = l->w + ((size_t)ky * g->kernel_w + (size_t)kx_lo) * cp + c0;
+                for (int kx = 0; kx < kx_hi - kx_lo; kx++)
                     acc = _mm256_fmadd_ps(_mm256_maskload_ps(xr + (size_t)kx * c, m),
                                           _mm256_load_ps(wr + (size_t)kx * cp), acc);
             }
@@ -671,7 +686,9 @@ static void avx_depthwise(const nn_conv_geom *g, const float *x, const void *pre
                           nn_pool *pool)
 {
     dw_job j = {prepared, g, x, y, 1};
-    const int total = g->n * g->out_h, threads = nn_pool_threads(pool);
+    const int total = g->n * g->out_h;
+    pool = pool_for(pool, (double)total * g->out_w * g->out_c * g->kernel_h * g->kernel_w);
+    const int threads = nn_pool_threads(pool);
     /* A few tasks per thread balance the load; one per row is overkill for
      * wide images. */
     j.rows_per_task = max_int(1, total / (8 * threads));
@@ -764,7 +781,9 @@ static void avx_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_m
                        nn_pool *pool)
 {
     pool_job j = {g, x, y, is_max, 1};
-    const int total = g->n * g->out_h, threads = nn_pool_threads(pool);
+    const int total = g->n * g->out_h;
+    pool = pool_for(pool, (double)total * g->out_w * g->out_c * g->kernel_h * g->kernel_w);
+    const int threads = nn_pool_threads(pool);
     j.rows_per_task = max_int(1, total / (8 * threads));
     nn_pool_run(pool, (total + j.rows_per_task - 1) / j.rows_per_task, pool_task, &j);
 }

@@ -1,0 +1,147 @@
+/*
+ * cmd_serve.c - `facenet serve`: run the HTTP API until SIGTERM or SIGINT.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+#include "server/server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: facenet serve --keys FILE [OPTIONS]\n"
+            "\n"
+            "Serve /v1/detect, /v1/verify, /v1/embed, /healthz, /readyz, /metrics and\n"
+            "/openapi.json over HTTP. POST endpoints need 'Authorization: Bearer KEY'\n"
+            "(see 'facenet keys'). Stops on SIGTERM after in-flight requests finish.\n"
+            "\n"
+            "  --keys FILE         API keys file (from 'facenet keys create')\n"
+            "  --bind ADDR         IPv4 address to listen on (default 127.0.0.1)\n"
+            "  --port N            TCP port (default 8080; 0 picks a free one)\n"
+            "  --threads N         HTTP worker threads (default 4)\n"
+            "  --pipelines N       concurrent inferences; more get 503 (default 2)\n"
+            "  --max-body BYTES    request body cap (default 16777216)\n"
+            "  --max-pixels N      decoded image pixel cap (default 16000000)\n"
+            "  --max-faces N       faces returned per image (default 64)\n"
+            "  --timeout S         idle connection timeout, seconds (default 30)\n"
+            "  --drain S           shutdown wait for in-flight requests (default 30)\n"
+            "  --model NAME        embedder (default mobilefacenet)\n"
+            "  --model-dir DIR     model directory\n"
+            "  --dev               allow running with no keys (only on 127.0.0.1)\n");
+}
+
+static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+
+    if (*end || end == text || v < lo || v > hi) {
+        fprintf(stderr, "facenet serve: %s must be an integer in [%ld, %ld]\n", name, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"keys", required_argument, NULL, 'k'},       {"bind", required_argument, NULL, 'B'},
+        {"port", required_argument, NULL, 'p'},       {"threads", required_argument, NULL, 't'},
+        {"pipelines", required_argument, NULL, 'P'},  {"max-body", required_argument, NULL, 'b'},
+        {"max-pixels", required_argument, NULL, 'x'}, {"max-faces", required_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 'T'},    {"drain", required_argument, NULL, 'd'},
+        {"model", required_argument, NULL, 'm'},      {"model-dir", required_argument, NULL, 'M'},
+        {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    fn_server_config config;
+    const char *keys_path = NULL, *model_dir_opt = NULL;
+    char model_dir[PATH_MAX];
+    fn_keyring keys = {NULL, 0};
+    fn_server *server = NULL;
+    facenet_error err;
+    sigset_t stop_signals;
+    long v;
+    int c, sig = 0;
+
+    fn_server_config_default(&config);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'k': keys_path = optarg; break;
+        case 'B': config.bind = optarg; break;
+        case 'm': config.embed_model = optarg; break;
+        case 'M': model_dir_opt = optarg; break;
+        case 'D': config.dev = 1; break;
+        case 'p':
+            if (parse_long("--port", optarg, 0, 65535, &v) != 0) return CLI_EXIT_USAGE;
+            config.port = (int)v;
+            break;
+        case 't':
+            if (parse_long("--threads", optarg, 1, 256, &v) != 0) return CLI_EXIT_USAGE;
+            config.threads = (int)v;
+            break;
+        case 'P':
+            if (parse_long("--pipelines", optarg, 1, 64, &v) != 0) return CLI_EXIT_USAGE;
+            config.pipelines = (int)v;
+            break;
+        case 'b':
+            if (parse_long("--max-body", optarg, 1024, 1L << 30, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_body = (size_t)v;
+            break;
+        case 'x':
+            if (parse_long("--max-pixels", optarg, 1, 400000000L, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_pixels = (unsigned long long)v;
+            break;
+        case 'f':
+            if (parse_long("--max-faces", optarg, 1, 10000, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_faces = (int)v;
+            break;
+        case 'T':
+            if (parse_long("--timeout", optarg, 1, 3600, &v) != 0) return CLI_EXIT_USAGE;
+            config.timeout_s = (int)v;
+            break;
+        case 'd':
+            if (parse_long("--drain", optarg, 0, 3600, &v) != 0) return CLI_EXIT_USAGE;
+            config.drain_s = (int)v;
+            break;
+        case 'h': usage(stdout); return CLI_EXIT_OK;
+        default: usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || (!keys_path && !config.dev)) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0)
+        return CLI_EXIT_MODEL;
+    config.model_dir = model_dir;
+    if (keys_path && fn_keyring_load(keys_path, &keys, &err) != FACENET_OK)
+        return cli_report(&err);
+
+    /* Block the stop signals before the daemon's threads start, so that
+     * they inherit the mask and only sigwait() below sees them. */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (fn_server_start(&config, &keys, &server, &err) != FACENET_OK) {
+        fn_keyring_free(&keys);
+        return cli_report(&err);
+    }
+    fprintf(stderr, "facenet serve: listening on http://%s:%d/\n", config.bind,
+            fn_server_port(server));
+    sigwait(&stop_signals, &sig);
+    fprintf(stderr, "facenet serve: %s, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    fn_server_stop(server);
+    fprintf(stderr, "facenet serve: stopped\n");
+    return CLI_EXIT_OK;
+}

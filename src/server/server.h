@@ -1,0 +1,46 @@
+/*
+ * server.h - `facenet serve`: the HTTP API on libmicrohttpd.
+ *
+ * The daemon runs in libmicrohttpd's thread-pool mode. Inference runs on a
+ * fixed pool of pipelines (one MTCNN detector and one embedder each); the
+ * pool size is the cap on concurrent inferences, and a request that finds
+ * every pipeline busy gets an immediate 503 rather than queueing.
+ */
+#ifndef FACENET_SERVER_SERVER_H
+#define FACENET_SERVER_SERVER_H
+
+#include <stddef.h>
+
+#include "facenet/facenet.h"
+#include "server/keys.h"
+
+typedef struct fn_server_config {
+    const char *bind;        /* IPv4 address; default "127.0.0.1"        */
+    int port;                /* default 8080                              */
+    int threads;             /* HTTP worker threads; default 4            */
+    int pipelines;           /* concurrent inferences; default 2          */
+    size_t max_body;         /* request body cap, bytes; default 16 MiB   */
+    unsigned long long max_pixels; /* per image; default 16,000,000       */
+    int max_faces;           /* faces returned per image; default 64      */
+    int timeout_s;           /* idle connection timeout; default 30       */
+    int drain_s;             /* shutdown drain deadline; default 30       */
+    const char *model_dir;
+    const char *embed_model; /* NULL: the default embedder               */
+    int dev;                 /* no keys: allowed only on 127.0.0.1        */
+} fn_server_config;
+
+void fn_server_config_default(fn_server_config *config);
+
+typedef struct fn_server fn_server;
+
+/* Load the models (one pipeline per config->pipelines) and start serving.
+ * `keys` is taken over by the server. Refuses an empty keyring unless
+ * config->dev is set and the bind address is 127.0.0.1. */
+facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
+                               fn_server **out, facenet_error *err);
+/* The port actually bound (useful with port 0). */
+int fn_server_port(const fn_server *server);
+/* Stop accepting, wait up to drain_s for in-flight requests, stop, free. */
+void fn_server_stop(fn_server *server);
+
+#endif

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# `facenet serve` and `facenet keys`: the real server on a loopback port,
+# driven with curl. Covers keys (missing, wrong, revoked, out of scope),
+# rate limits that trigger and recover, malformed and oversized bodies, a
+# truncated JPEG, detect, embed and verify on a demo photo, overload (503),
+# metrics, the access log and SIGTERM with a request in flight.
+set -uo pipefail
+bin=${FACENET_BIN:?FACENET_BIN is not set}
+demo=${FACENET_DEMO_DIR:-}
+skip() {
+  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: $1"; exit 1; fi
+  echo "SKIP: $1"; exit 77
+}
+[ -n "$demo" ] && [ -f "$demo/sample1.jpg" ] || skip "FACENET_DEMO_DIR has no demo photos"
+"$bin" models verify >/dev/null 2>&1 || skip "models not fetched"
+command -v curl >/dev/null || skip "curl is not installed"
+
+tmp=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+passed=0 failed=0
+expect() { local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi; }
+
+keys=$tmp/keys.json
+# --- keys ---------------------------------------------------------------
+"$bin" keys create --keys "$keys" --scope bogus >/dev/null 2>&1
+expect "unknown scope is a usage error" [ $? = 2 ]
+full=$("$bin" keys create --keys "$keys" --scope detect,verify,embed --rate 100 --burst 100 2>/dev/null)
+detect_only=$("$bin" keys create --keys "$keys" --scope detect --rate 1 --burst 2 2>/dev/null)
+revoked=$("$bin" keys create --keys "$keys" --scope detect 2>/dev/null)
+expect "key format" grep -Eq '^fnk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$' <<<"$full"
+revoked_id=${revoked:4:12}
+"$bin" keys revoke --keys "$keys" "$revoked_id"
+expect "revoke exits 0" [ $? = 0 ]
+expect "keys file is mode 0600" [ "$(stat -c %a "$keys")" = 600 ]
+expect "keys file holds no key" bash -c "! grep -q -- '${full:17}' '$keys'"
+"$bin" keys list --keys "$keys" >"$tmp/list"
+expect "list shows the revoked key" grep -q "^$revoked_id  revoked" "$tmp/list"
+
+# --- start-up refusals -----------------------------------------------------
+"$bin" serve --keys "$tmp/none.json" --port 0 >/dev/null 2>&1
+expect "no keys: refuses to start" [ $? != 0 ]
+"$bin" serve --dev --bind 0.0.0.0 --port 0 >/dev/null 2>&1
+expect "--dev off loopback: refuses to start" [ $? != 0 ]
+
+# --- the server ------------------------------------------------------------
+port=$((20000 + $$ % 20000))
+"$bin" serve --keys "$keys" --port "$port" --threads 2 --pipelines 1 --max-body 1000000 \
+  --timeout 3 2>"$tmp/log" &
+pid=$!
+url=http://127.0.0.1:$port
+for _ in $(seq 300); do
+  curl -s -o /dev/null "$url/healthz" && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+
+# status CODE [curl args...]: the HTTP status, body left in $tmp/body
+status() { curl -s -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' "$@"; }
+post() { local key=$1 route=$2; shift 2
+  status -H "Authorization: Bearer $key" -H 'Content-Type: application/json' "$@" "$url$route"; }
+code_is() { grep -q "\"code\":\"$1\"" "$tmp/body"; }
+
+expect "healthz" [ "$(status "$url/healthz")" = 200 ]
+expect "readyz" [ "$(status "$url/readyz")" = 200 ]
+expect "readyz names the embedder" grep -q '"embedder":"mobilefacenet"' "$tmp/body"
+expect "openapi" [ "$(status "$url/openapi.json")" = 200 ]
+expect "openapi is OpenAPI 3" grep -q '"openapi":"3' "$tmp/body"
+expect "unknown route 404" [ "$(status "$url/v1/nope")" = 404 ]
+expect "GET on a POST route 405" [ "$(status "$url/v1/detect")" = 405 ]
+
+expect "missing key 401" [ "$(status -H 'Content-Type: application/json' -d '{}' "$url/v1/detect")" = 401 ]
+expect "missing key: WWW-Authenticate" grep -qi '^WWW-Authenticate: Bearer' "$tmp/headers"
+expect "wrong key 401" [ "$(post "${full%?}x" /v1/detect -d '{}')" = 401 ]
+expect "wrong key: stable code" code_is unauthorized
+expect "garbage key 401" [ "$(post 'fnk_zz' /v1/detect -d '{}')" = 401 ]
+expect "revoked key 401" [ "$(post "$revoked" /v1/detect -d '{}')" = 401 ]
+expect "key in the URL is not accepted" [ "$(status -H 'Content-Type: application/json' -d '{}' "$url/v1/detect?key=$full")" = 401 ]
+expect "wrong scope 403" [ "$(post "$detect_only" /v1/embed -d '{}')" = 403 ]
+expect "wrong scope: stable code" code_is forbidden_scope
+
+expect "malformed JSON 400" [ "$(post "$full" /v1/detect -d '{"image": ')" = 400 ]
+expect "malformed JSON: stable code" code_is invalid_json
+expect "error does not echo input" bash -c "! grep -q SECRET-INPUT '$tmp/body'"
+post "$full" /v1/detect -d '{"image": "SECRET-INPUT!!"}' >/dev/null
+expect "bad base64: no echo" bash -c "grep -q invalid_base64 '$tmp/body' && ! grep -q SECRET '$tmp/body'"
+expect "missing field 400" [ "$(post "$full" /v1/detect -d '{"picture": "AAAA"}')" = 400 ]
+expect "wrong content type 415" [ "$(status -H "Authorization: Bearer $full" -H 'Content-Type: text/plain' -d x "$url/v1/detect")" = 415 ]
+
+head -c 1200000 /dev/zero | tr '\0' 'A' >"$tmp/big"
+expect "oversized body 413" [ "$(post "$full" /v1/detect --data-binary @"$tmp/big")" = 413 ]
+expect "oversized body: stable code" code_is body_too_large
+expect "oversized chunked body 413" [ "$(post "$full" /v1/detect -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big")" = 413 ]
+
+printf '{"image":"%s"}' "$(head -c 3000 "$demo/sample1.jpg" | base64 -w0)" >"$tmp/truncated.json"
+code=$(post "$full" /v1/detect --data-binary @"$tmp/truncated.json")
+expect "truncated JPEG 422 (got $code)" [ "$code" = 422 ]
+expect "truncated JPEG: image_corrupt" code_is image_corrupt
+
+# Decompression bomb: a 1.2 kB PNG whose header claims 20000 x 20000 RGB
+# (1.2 GB of pixels), refused from the header before any pixel memory.
+bomb=iVBORw0KGgoAAAANSUhEUgAATiAAAE4gCAIAAABsEtFuAAAA/0lEQVR42u3BMQEAAADCoPVPbQhfoAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADgM6mxAAEXYl/AAAAAAElFTkSuQmCC
+code=$(post "$full" /v1/detect -d "{\"image\":\"$bomb\"}")
+expect "decompression-bomb PNG 413 (got $code)" [ "$code" = 413 ]
+expect "decompression-bomb PNG: image_too_large" code_is image_too_large
+
+printf '{"image":"%s"}' "$(base64 -w0 "$demo/sample1.jpg")" >"$tmp/sample1.json"
+expect "detect 200" [ "$(post "$full" /v1/detect --data-binary @"$tmp/sample1.json")" = 200 ]
+expect "detect: 3 faces in sample1" grep -q '"count":3,' "$tmp/body"
+expect "embed 200" [ "$(post "$full" /v1/embed --data-binary @"$tmp/sample1.json")" = 200 ]
+expect "embed: embeddings present" grep -q '"embedding":\[' "$tmp/body"
+printf '{"image1":"%s","image2":"%s"}' "$(base64 -w0 "$demo/sample1.jpg")" \
+  "$(base64 -w0 "$demo/sample1.jpg")" >"$tmp/same.json"
+expect "verify 200" [ "$(post "$full" /v1/verify --data-binary @"$tmp/same.json")" = 200 ]
+expect "verify: same photo is the same person" grep -q '"same":true' "$tmp/body"
+
+# Token bucket: burst 2 at 1/s, so the third quick request is refused.
+post "$detect_only" /v1/detect -d '{}' >/dev/null
+post "$detect_only" /v1/detect -d '{}' >/dev/null
+expect "rate limit 429" [ "$(post "$detect_only" /v1/detect -d '{}')" = 429 ]
+expect "rate limit: Retry-After" grep -qi '^Retry-After: [1-9]' "$tmp/headers"
+expect "rate limit: stable code" code_is rate_limited
+sleep 1.2
+expect "rate limit recovers" [ "$(post "$detect_only" /v1/detect -d '{}')" = 400 ]
+
+# A slow client that stops halfway through its headers is cut off by the
+# idle timeout (3 s here) instead of holding a connection forever.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\n' >&3
+start=$SECONDS
+timeout 15 cat <&3 >/dev/null
+rc=$?
+exec 3<&-
+expect "slow client cut off by the timeout (rc $rc after $((SECONDS - start)) s)" [ "$rc" = 0 ]
+
+expect "metrics" [ "$(status "$url/metrics")" = 200 ]
+expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{route="/v1/detect",status="401"} [1-9]' "$tmp/body"
+expect "metrics: rate limit counted" grep -q '^facenet_rate_limited_total [1-9]' "$tmp/body"
+expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucket{route="/v1/detect",le="+Inf"}' "$tmp/body"
+
+# wait_busy: until the one pipeline runs an inference (seen in /metrics).
+wait_busy() {
+  for _ in $(seq 200); do
+    curl -s "$url/metrics" | grep -q '^facenet_pipelines_busy 1' && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
+# Overload: with the one pipeline busy, another inference gets a fast 503.
+post "$full" /v1/verify --data-binary @"$tmp/same.json" >"$tmp/first" &
+client=$!
+expect "pipeline became busy" wait_busy
+expect "overload 503" [ "$(post "$full" /v1/detect --data-binary @"$tmp/sample1.json")" = 503 ]
+expect "overload: stable code and Retry-After" bash -c "grep -q overloaded '$tmp/body' && grep -qi '^Retry-After: 1' '$tmp/headers'"
+wait "$client"
+expect "the busy request still completed" [ "$(cat "$tmp/first")" = 200 ]
+
+# SIGTERM while a request is in flight: it completes, then exit 0.
+post "$full" /v1/verify --data-binary @"$tmp/same.json" >"$tmp/inflight" &
+client=$!
+wait_busy
+kill -TERM "$pid"
+wait "$client"
+expect "in-flight request completed during drain" [ "$(cat "$tmp/inflight")" = 200 ]
+wait "$pid"
+expect "SIGTERM exits 0" [ $? = 0 ]
+pid=
+
+# The access log: JSON lines with key ids, never keys, images or embeddings.
+expect "access log has key ids" grep -q "\"key_id\":\"${full:4:12}\"" "$tmp/log"
+expect "access log has face counts" grep -q '"route":"/v1/detect","status":200,.*"faces":3' "$tmp/log"
+expect "access log never holds a key" bash -c "! grep -q -- '${full:17}' '$tmp/log'"
+expect "access log never holds image data" bash -c "! grep -q '/9j/' '$tmp/log'"
+
+echo "serve: $passed passed, $failed failed"
+[ "$failed" = 0 ]
