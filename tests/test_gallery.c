@@ -867,6 +867,15 @@ static void test_threshold_fails_closed(void **state)
     assert_true(fabsf(facenet_gallery_threshold(g) - 0.62f) < 1e-6f);
     assert_int_equal(facenet_gallery_search(g, TG_MODEL, v, TG_DIM, NULL, m, &n, &err), FACENET_OK);
     facenet_gallery_close(g);
+    /* MobileFaceNet has a 1:N calibration, above its 1:1 threshold */
+    char *other = tg_path(f->dir, "mfn.gallery");
+    assert_int_equal(facenet_gallery_open(other, key, "mobilefacenet@d8ba40c0127fb8ca", 192,
+                                          FACENET_GALLERY_CREATE, &g, &err),
+                     FACENET_OK);
+    assert_true(fabsf(facenet_gallery_threshold(g) - 0.616f) < 1e-6f);
+    assert_true(facenet_gallery_threshold(g) > facenet_model_find("mobilefacenet")->threshold);
+    facenet_gallery_close(g);
+    free(other);
 }
 
 static void test_refresh(void **state)

@@ -256,17 +256,30 @@ static facenet_status meta_put_text(gallery_store *s, const char *key, const cha
     return s->ops->meta_set(s, key, value, strlen(value), err);
 }
 
+/* Open-set (1:N) thresholds measured on LFW (docs/ACCURACY.md, "Galleries"):
+ * the lowest threshold at which at most 1% of never-enrolled people are
+ * accepted against a gallery of the 1,680 LFW people with two or more
+ * images (one image each). The 1:1 verification threshold is far too low
+ * here: a stranger meets every enrolled person, and at MobileFaceNet's 0.40
+ * 97% of strangers matched someone. A model that has not been measured this
+ * way gets no default. */
+static const struct {
+    const char *model;
+    float threshold;
+} open_set_thresholds[] = {
+    {"mobilefacenet", 0.616f},
+};
+
 static float default_threshold(const char *model_id)
 {
-    char name[FACENET_GALLERY_MODEL_ID_MAX];
-    snprintf(name, sizeof name, "%s", model_id);
-    char *at = strchr(name, '@');
-    if (at)
-        *at = 0;
-    const facenet_model_info *info = facenet_model_find(name);
-    /* Fail closed: a model without a calibrated threshold gets none, and
-     * searches refuse to decide until one is set. */
-    return info && info->threshold > 0 ? info->threshold : NAN;
+    size_t name_len = strcspn(model_id, "@");
+    for (size_t i = 0; i < sizeof open_set_thresholds / sizeof open_set_thresholds[0]; i++)
+        if (strlen(open_set_thresholds[i].model) == name_len &&
+            strncmp(model_id, open_set_thresholds[i].model, name_len) == 0)
+            return open_set_thresholds[i].threshold;
+    /* Fail closed: no calibration, no default; searches refuse to decide
+     * until one is set. */
+    return NAN;
 }
 
 static void threshold_text(float t, char *buf, size_t size)

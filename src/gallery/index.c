@@ -72,19 +72,22 @@ dot_block_i8_body(const int16_t *restrict q, const int8_t *restrict rows, int di
 
 /* The int4 rows hold value + 8 in each nibble; the query is split into
  * its even and odd dimensions (int16), so one byte of a row meets one
- * element of each. The caller subtracts 8 * sum(query) afterwards. Plain
- * int16 x int16 -> int32 products again, which the compiler vectorises. */
+ * element of each. The caller subtracts 8 * sum(query) afterwards. Two
+ * separate loops over the (cached) row bytes, because each is then the
+ * plain int16 x int16 -> int32 reduction that gcc turns into pmaddwd; one
+ * loop summing both products is not recognised and runs 1.7x slower. */
 static inline __attribute__((always_inline)) void
 dot_block_i4_body(const int16_t *restrict q_even, const int16_t *restrict q_odd,
                   const uint8_t *restrict rows, size_t row_bytes, size_t m, int32_t *restrict out)
 {
     for (size_t r = 0; r < m; r++) {
         const uint8_t *restrict v = rows + r * row_bytes;
-        int32_t s = 0;
+        int32_t low = 0, high = 0;
         for (size_t i = 0; i < row_bytes; i++)
-            s += (int32_t)q_even[i] * (int32_t)(int16_t)(v[i] & 15) +
-                 (int32_t)q_odd[i] * (int32_t)(int16_t)(v[i] >> 4);
-        out[r] = s;
+            low += (int32_t)q_even[i] * (int32_t)(int16_t)(v[i] & 15);
+        for (size_t i = 0; i < row_bytes; i++)
+            high += (int32_t)q_odd[i] * (int32_t)(int16_t)(v[i] >> 4);
+        out[r] = low + high;
     }
 }
 
