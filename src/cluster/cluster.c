@@ -228,6 +228,8 @@ static facenet_status chinese_whispers(const graph *g, int iterations, uint64_t 
                     touched[n_touched++] = l;
                 acc[l] += g->w[e];
             }
+            if (n_touched == 0)
+                continue;
             int best = touched[0];
             for (size_t t = 1; t < n_touched; t++) {
                 int l = touched[t];

@@ -325,7 +325,7 @@ static facenet_status read_meta(facenet_gallery *g, facenet_error *err)
     size_t len = 0;
     facenet_status status;
 
-    if ((status = meta_text(s, "format", text, sizeof text, err)))
+    if (meta_text(s, "format", text, sizeof text, err) != FACENET_OK)
         return fn_fail(err, FACENET_ERR_FORMAT, "gallery %s has no valid format record", g->path);
     if (strcmp(text, META_FORMAT) != 0)
         return fn_fail(err, FACENET_ERR_FORMAT, "gallery %s: unknown format '%.32s'", g->path, text);

@@ -335,7 +335,7 @@ static facenet_status apply_plan(facenet_gallery *g, const import_plan *plan, si
                                         &subject_id, &created, err);
         for (size_t j = 0; status == FACENET_OK && j < is->n_templates; j++) {
             const import_template *it = &is->templates[j];
-            if (*it->image_sha256) {
+            if (it->image_sha256 && *it->image_sha256) {
                 status = s->ops->template_find(s, subject_id, it->image_sha256, &id, err);
                 if (status == FACENET_OK)
                     continue; /* already there */
