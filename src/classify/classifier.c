@@ -102,16 +102,22 @@ static size_t pairs(size_t k)
 }
 
 /* Arrays for n_classes and l, zeroed; names not included. */
+/* calloc that never asks for zero bytes (whose result may be NULL). */
+static void *zalloc(size_t n, size_t size)
+{
+    return calloc(n ? n : 1, size);
+}
+
 static int alloc_arrays(facenet_classifier *c)
 {
     size_t k = c->n_classes, l = (size_t)c->l;
-    c->sv = calloc(l * (size_t)c->dim, sizeof *c->sv);
-    c->coef = calloc((k - 1) * l, sizeof *c->coef);
-    c->rho = calloc(pairs(k), sizeof *c->rho);
-    c->prob_a = calloc(pairs(k), sizeof *c->prob_a);
-    c->prob_b = calloc(pairs(k), sizeof *c->prob_b);
-    c->label = calloc(k, sizeof *c->label);
-    c->n_sv = calloc(k, sizeof *c->n_sv);
+    c->sv = zalloc(l * (size_t)c->dim, sizeof *c->sv);
+    c->coef = zalloc(k > 0 ? (k - 1) * l : 0, sizeof *c->coef);
+    c->rho = zalloc(pairs(k), sizeof *c->rho);
+    c->prob_a = zalloc(pairs(k), sizeof *c->prob_a);
+    c->prob_b = zalloc(pairs(k), sizeof *c->prob_b);
+    c->label = zalloc(k, sizeof *c->label);
+    c->n_sv = zalloc(k, sizeof *c->n_sv);
     return c->sv && c->coef && c->rho && c->prob_a && c->prob_b && c->label && c->n_sv ? 0 : -1;
 }
 

@@ -204,8 +204,10 @@ static int build_jobs(enroll_ctx *ctx, const char *subject, char **args, int n_a
     } else {
         for (int a = 0; a < n_args; a++) {
             size_t before = paths->n;
-            if (cli_collect_images(&args[a], 1, paths) != 0)
+            if (cli_collect_images(&args[a], 1, paths) != 0) {
+                free(items);
                 return CLI_EXIT_INPUT;
+            }
             labelled *grown = realloc(items, (paths->n ? paths->n : 1) * sizeof *items);
             if (!grown) {
                 free(items);
@@ -225,7 +227,8 @@ static int build_jobs(enroll_ctx *ctx, const char *subject, char **args, int n_a
             }
         }
     }
-    qsort(items, n, sizeof *items, compare_labelled);
+    if (n > 1)
+        qsort(items, n, sizeof *items, compare_labelled);
     ctx->jobs = calloc(n ? n : 1, sizeof *ctx->jobs);
     if (!ctx->jobs) {
         free(items);

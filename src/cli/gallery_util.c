@@ -239,7 +239,7 @@ static void *many_worker(void *arg)
         int picked;
         c->rc[i] = gcli_embed_file(&p, c->paths[i], 0, &faces, &n_faces, &picked, &emb, sha, why,
                                    sizeof why);
-        if (c->rc[i] == CLI_EXIT_OK)
+        if (c->rc[i] == CLI_EXIT_OK && emb)
             memcpy(c->out + i * (size_t)c->dim, emb, (size_t)c->dim * sizeof *emb);
         else
             fprintf(stderr, "%sfacenet: %s\n", isatty(STDERR_FILENO) ? "\n" : "", why);

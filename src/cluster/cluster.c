@@ -229,7 +229,7 @@ static facenet_status chinese_whispers(const graph *g, int iterations, uint64_t 
                 acc[l] += g->w[e];
             }
             if (n_touched == 0)
-                continue; /* every edge weight was 0: keep the label */
+                continue;
             int best = touched[0];
             for (size_t t = 1; t < n_touched; t++) {
                 int l = touched[t];
