@@ -7,6 +7,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cli/cli.h"
+
 int cli_paths_add(cli_paths *p, const char *path)
 {
     if (p->n == p->cap) {
@@ -141,4 +143,23 @@ int cli_model_dir(const char *option, char *buf, size_t size)
         return -1;
     }
     return 0;
+}
+
+int cli_open_pipeline(const char *model_dir_opt, const char *model,
+                      facenet_detector **det, facenet_embedder **emb)
+{
+    char dir[4096];
+    facenet_error err;
+
+    *det = NULL;
+    *emb = NULL;
+    if (cli_model_dir(model_dir_opt, dir, sizeof dir) != 0)
+        return CLI_EXIT_MODEL;
+    if (facenet_detector_create(dir, det, &err) != FACENET_OK ||
+        facenet_embedder_create(dir, model, emb, &err) != FACENET_OK) {
+        facenet_detector_free(*det);
+        *det = NULL;
+        return cli_report(&err);
+    }
+    return CLI_EXIT_OK;
 }

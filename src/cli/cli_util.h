@@ -32,6 +32,13 @@ int cli_collect_files(const char *dir, cli_paths *out);
  * -1. */
 int cli_model_dir(const char *option, char *buf, size_t size);
 
+/* Resolve the model dir (--model-dir or the default) and open a detector
+ * and an embedder (`model` may be NULL for the default). Returns
+ * CLI_EXIT_OK, or reports the error on stderr and returns its exit code
+ * with nothing left open. */
+int cli_open_pipeline(const char *model_dir_opt, const char *model,
+                      facenet_detector **det, facenet_embedder **emb);
+
 /* True when the path has an image file extension. */
 int cli_is_image_name(const char *path);
 

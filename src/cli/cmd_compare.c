@@ -158,13 +158,11 @@ int cmd_compare(int argc, char **argv)
         {"model-dir", required_argument, NULL, 'M'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *model = NULL, *model_dir_opt = NULL;
-    char model_dir[PATH_MAX];
     int flip = 0, json = 0, strict = 0, c, rc = CLI_EXIT_OK;
     float threshold = -2;
     cli_paths paths = {0};
     facenet_detector *det = NULL;
     facenet_embedder *emb = NULL;
-    facenet_error err;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -195,15 +193,10 @@ int cmd_compare(int argc, char **argv)
         cli_paths_free(&paths);
         return CLI_EXIT_INPUT;
     }
-    if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0) {
+    int open_rc = cli_open_pipeline(model_dir_opt, model, &det, &emb);
+    if (open_rc != CLI_EXIT_OK) {
         cli_paths_free(&paths);
-        return CLI_EXIT_MODEL;
-    }
-    if (facenet_detector_create(model_dir, &det, &err) != FACENET_OK ||
-        facenet_embedder_create(model_dir, model, &emb, &err) != FACENET_OK) {
-        facenet_detector_free(det);
-        cli_paths_free(&paths);
-        return cli_report(&err);
+        return open_rc;
     }
     const facenet_model_info *info = facenet_embedder_info(emb);
     int dim = facenet_embedder_dim(emb);

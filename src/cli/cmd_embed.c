@@ -213,12 +213,10 @@ int cmd_embed(int argc, char **argv)
         {"output", required_argument, NULL, 'o'}, {"model-dir", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *model = NULL, *model_dir_opt = NULL, *format = "json", *output = NULL;
-    char model_dir[PATH_MAX];
     int all_faces = 0, flip = 0, c, rc = CLI_EXIT_OK;
     cli_paths paths = {0};
     facenet_detector *det = NULL;
     facenet_embedder *emb = NULL;
-    facenet_error err;
     embed_out out = {0};
 
     optind = 1;
@@ -250,15 +248,10 @@ int cmd_embed(int argc, char **argv)
         cli_paths_free(&paths);
         return CLI_EXIT_INPUT;
     }
-    if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0) {
+    int open_rc = cli_open_pipeline(model_dir_opt, model, &det, &emb);
+    if (open_rc != CLI_EXIT_OK) {
         cli_paths_free(&paths);
-        return CLI_EXIT_MODEL;
-    }
-    if (facenet_detector_create(model_dir, &det, &err) != FACENET_OK ||
-        facenet_embedder_create(model_dir, model, &emb, &err) != FACENET_OK) {
-        facenet_detector_free(det);
-        cli_paths_free(&paths);
-        return cli_report(&err);
+        return open_rc;
     }
     out.dim = facenet_embedder_dim(emb);
     for (size_t i = 0; i < paths.n; i++) {
