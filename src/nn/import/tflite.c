@@ -640,34 +640,35 @@ static facenet_status get_options(importer *im, const op_ctx *o, int type,
     return FACENET_OK;
 }
 
-static facenet_status opt_i32(importer *im, const op_ctx *o,
-                              const fb_table *opts, int field, int32_t def,
-                              int32_t *out)
+/* Name the operator in an options-read error: the flatbuffer reader only
+ * knows offsets, and "operator 12 (CONV_2D)" is what a user can act on. */
+static facenet_status opt_status(importer *im, const op_ctx *o,
+                                 facenet_status st)
 {
-    facenet_status st;
-    *out = def;
-    if (!opts)
-        return FACENET_OK;
-    st = fb_i32(opts, field, def, out, im->err);
     if (st != FACENET_OK)
         fn_error_prefix(im->err, "TFLite operator %d (%s) options", o->index,
                         o->name);
     return st;
 }
 
+static facenet_status opt_i32(importer *im, const op_ctx *o,
+                              const fb_table *opts, int field, int32_t def,
+                              int32_t *out)
+{
+    *out = def;
+    if (!opts)
+        return FACENET_OK;
+    return opt_status(im, o, fb_i32(opts, field, def, out, im->err));
+}
+
 static facenet_status opt_u8(importer *im, const op_ctx *o,
                              const fb_table *opts, int field, uint8_t def,
                              uint8_t *out)
 {
-    facenet_status st;
     *out = def;
     if (!opts)
         return FACENET_OK;
-    st = fb_u8(opts, field, def, out, im->err);
-    if (st != FACENET_OK)
-        fn_error_prefix(im->err, "TFLite operator %d (%s) options", o->index,
-                        o->name);
-    return st;
+    return opt_status(im, o, fb_u8(opts, field, def, out, im->err));
 }
 
 static facenet_status map_activation(importer *im, const op_ctx *o,
