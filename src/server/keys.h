@@ -19,6 +19,11 @@
 #define FN_KEY_ID_LEN 12
 #define FN_KEY_HASH_BYTES 32
 #define FN_KEY_TEXT_MAX 96
+/* Upper bound of rate and burst (the file and the CLI agree on it). */
+#define FN_KEY_RATE_MAX 1e6
+/* Keys files larger than this are refused before they are read: at about
+ * 300 bytes a key, it holds over ten thousand keys. */
+#define FN_KEYS_FILE_MAX ((size_t)4 << 20)
 
 /* Scopes, a bitmask. */
 enum {
@@ -27,7 +32,8 @@ enum {
     FN_SCOPE_IDENTIFY = 1u << 2,
     FN_SCOPE_ENROLL = 1u << 3,
     FN_SCOPE_EMBED = 1u << 4,
-    FN_SCOPE_ADMIN = 1u << 5
+    FN_SCOPE_ADMIN = 1u << 5,
+    FN_SCOPE_ALL = (1u << 6) - 1
 };
 
 typedef struct fn_api_key {
@@ -45,12 +51,18 @@ typedef struct fn_keyring {
     size_t n;
 } fn_keyring;
 
-/* Parse "detect,verify" into a mask. Returns 0, or -1 on an unknown name. */
+/* Parse "detect,verify" into a mask. Returns 0, or -1 on an unknown or
+ * empty name (so "" and "detect," are refused); *out is then untouched. */
 int fn_scopes_parse(const char *text, unsigned *out);
-/* "detect,verify" into buf. */
+/* "detect,verify" into buf; when buf is too small, the names that fit
+ * (whole names only). */
 void fn_scopes_format(unsigned scopes, char *buf, size_t size);
 
-/* Load the keys file. A missing file is an empty keyring (OK). */
+/* Load the keys file into *ring (which must hold nothing: it is
+ * overwritten). A missing file is an empty keyring (OK). On any error
+ * (malformed JSON, a bad field, a duplicate id, a file over
+ * FN_KEYS_FILE_MAX) *ring is left empty: never half loaded. The caller
+ * owns the result and frees it with fn_keyring_free. */
 facenet_status fn_keyring_load(const char *path, fn_keyring *ring,
                                facenet_error *err);
 /* Write the keyring atomically (temp file, fsync, rename), mode 0600. */
@@ -58,7 +70,9 @@ facenet_status fn_keyring_save(const char *path, const fn_keyring *ring,
                                facenet_error *err);
 void fn_keyring_free(fn_keyring *ring);
 
-/* Append a new key; writes its text (to be shown once) into key_text. */
+/* Append a new key; writes its text (to be shown once) into key_text.
+ * Refuses (INVALID_ARGUMENT) what fn_keyring_load would refuse: no or
+ * unknown scopes, rate outside (0, 1e6], burst outside [1, 1e6]. */
 facenet_status fn_keyring_create(fn_keyring *ring, unsigned scopes,
                                  double rate, double burst,
                                  char key_text[FN_KEY_TEXT_MAX],
