@@ -297,6 +297,104 @@ static void test_check_refuses(void **state)
     fn_keyring_free(&ring);
 }
 
+/* ---- rotate and expiry ---------------------------------------------------- */
+
+static void test_rotate_without_grace(void **state)
+{
+    fn_keyring ring = {NULL, 0};
+    char old[FN_KEY_TEXT_MAX], fresh[FN_KEY_TEXT_MAX];
+    facenet_error err;
+    (void)state;
+
+    assert_int_equal(fn_keyring_create(&ring, FN_SCOPE_DETECT | FN_SCOPE_ENROLL, 3, 4, old, &err),
+                     FACENET_OK);
+    assert_int_equal(fn_keyring_rotate(&ring, 0, 0, 1000, fresh, &err), FACENET_OK);
+    assert_int_equal(ring.n, 2);
+    assert_true(key_text_well_formed(fresh));
+    assert_string_not_equal(ring.keys[0].id, ring.keys[1].id);
+    assert_int_equal(ring.keys[1].scopes, FN_SCOPE_DETECT | FN_SCOPE_ENROLL);
+    assert_true(ring.keys[1].rate == 3 && ring.keys[1].burst == 4);
+    assert_int_equal(ring.keys[1].expires, 0);
+    assert_true(ring.keys[0].revoked);
+    assert_null(fn_keyring_check_at(&ring, old, strlen(old), 1000));
+    assert_ptr_equal(fn_keyring_check_at(&ring, fresh, strlen(fresh), 1000), &ring.keys[1]);
+
+    /* A revoked key cannot be rotated (it would resurrect its access). */
+    assert_int_equal(fn_keyring_rotate(&ring, 0, 0, 1000, fresh, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "revoked"));
+    assert_int_equal(fn_keyring_rotate(&ring, 7, 0, 1000, fresh, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ring.n, 2);
+    fn_keyring_free(&ring);
+}
+
+static void test_rotate_with_grace(void **state)
+{
+    fn_keyring ring = {NULL, 0};
+    char old[FN_KEY_TEXT_MAX], fresh[FN_KEY_TEXT_MAX], again[FN_KEY_TEXT_MAX];
+    facenet_error err;
+    (void)state;
+
+    assert_int_equal(fn_keyring_create(&ring, FN_SCOPE_VERIFY, 5, 10, old, &err), FACENET_OK);
+    assert_int_equal(fn_keyring_rotate(&ring, 0, -1, 1000, fresh, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(fn_keyring_rotate(&ring, 0, FN_KEY_GRACE_MAX + 1, 1000, fresh, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ring.n, 1);
+    assert_int_equal(fn_keyring_rotate(&ring, 0, 60, 1000, fresh, &err), FACENET_OK);
+    assert_int_equal(ring.n, 2);
+    assert_false(ring.keys[0].revoked);
+    assert_int_equal(ring.keys[0].expires, 1060);
+
+    /* Both keys work during the grace period; the old one stops at its
+     * expiry, the new one does not. */
+    assert_ptr_equal(fn_keyring_check_at(&ring, old, strlen(old), 1059), &ring.keys[0]);
+    assert_ptr_equal(fn_keyring_check_at(&ring, fresh, strlen(fresh), 1059), &ring.keys[1]);
+    assert_true(fn_key_is_live(&ring.keys[0], 1059));
+    assert_false(fn_key_is_live(&ring.keys[0], 1060));
+    assert_null(fn_keyring_check_at(&ring, old, strlen(old), 1060));
+    assert_null(fn_keyring_check_at(&ring, old, strlen(old), 999999));
+    assert_ptr_equal(fn_keyring_check_at(&ring, fresh, strlen(fresh), 999999), &ring.keys[1]);
+
+    /* Rotating it again would give it a second successor: refused, both
+     * inside and after the grace period. */
+    assert_int_equal(fn_keyring_rotate(&ring, 0, 60, 1010, again, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(fn_keyring_rotate(&ring, 0, 0, 2000, again, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "expired"));
+    assert_int_equal(ring.n, 2);
+    /* Revoking ends the grace period at once. */
+    ring.keys[0].revoked = 1;
+    assert_null(fn_keyring_check_at(&ring, old, strlen(old), 1001));
+    fn_keyring_free(&ring);
+}
+
+static void test_expiry_survives_save_and_load(void **state)
+{
+    scratch *s = *state;
+    fn_keyring ring = {NULL, 0}, back;
+    char old[FN_KEY_TEXT_MAX], fresh[FN_KEY_TEXT_MAX];
+    facenet_error err;
+    char *text;
+
+    assert_int_equal(fn_keyring_create(&ring, FN_SCOPE_DETECT, 5, 10, old, &err), FACENET_OK);
+    assert_int_equal(fn_keyring_rotate(&ring, 0, 3600, 1795000000, fresh, &err), FACENET_OK);
+    assert_int_equal(fn_keyring_save(s->path, &ring, &err), FACENET_OK);
+    text = read_text(s->path);
+    assert_non_null(strstr(text, "\"expires\": 1795003600"));
+    free(text);
+    assert_int_equal(fn_keyring_load(s->path, &back, &err), FACENET_OK);
+    assert_int_equal(back.n, 2);
+    assert_int_equal(back.keys[0].expires, 1795003600);
+    assert_int_equal(back.keys[1].expires, 0);
+    assert_non_null(fn_keyring_check_at(&back, old, strlen(old), 1795003599));
+    assert_null(fn_keyring_check_at(&back, old, strlen(old), 1795003600));
+    fn_keyring_free(&back);
+    fn_keyring_free(&ring);
+}
+
 /* ---- load ---------------------------------------------------------------- */
 
 static void test_save_load_round_trip(void **state)
@@ -384,6 +482,10 @@ static void test_load_refuses_malformed(void **state)
         {"hash", "\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00\"",
          "malformed hash"},
         {"hash", "\"\"", "malformed hash"},
+        {"revoked", "false, \"expires\": -1", "bad expiry"},
+        {"revoked", "false, \"expires\": \"soon\"", "bad expiry"},
+        {"revoked", "false, \"expires\": 1.5", "bad expiry"},
+        {"revoked", "false, \"expires\": null", "bad expiry"},
     };
 
     expect_load(s, "", FACENET_ERR_FORMAT, NULL);
@@ -493,6 +595,10 @@ int main(void)
         cmocka_unit_test(test_create_check_round_trip),
         cmocka_unit_test(test_create_refuses_what_load_would),
         cmocka_unit_test(test_check_refuses),
+        cmocka_unit_test(test_rotate_without_grace),
+        cmocka_unit_test(test_rotate_with_grace),
+        cmocka_unit_test_setup_teardown(test_expiry_survives_save_and_load, scratch_setup,
+                                        scratch_teardown),
         cmocka_unit_test_setup_teardown(test_save_load_round_trip, scratch_setup,
                                         scratch_teardown),
         cmocka_unit_test_setup_teardown(test_load_missing_file_is_empty, scratch_setup,

@@ -81,17 +81,20 @@ static facenet_status parse_key(json_t *item, size_t index, fn_api_key *key,
                                 const char *path, facenet_error *err)
 {
     const char *id = NULL, *hash = NULL;
-    json_t *scopes = NULL;
+    json_t *scopes = NULL, *expires = NULL;
     double rate = 0, burst = 0;
     json_int_t created = 0;
     int revoked = 0;
     size_t bin_len = 0;
 
-    if (json_unpack(item, "{s:s, s:s, s:o, s:F, s:F, s:I, s:b}", "id", &id, "hash", &hash,
+    /* "expires" is optional: files written before `keys rotate` lack it. */
+    if (json_unpack(item, "{s:s, s:s, s:o, s:F, s:F, s:I, s:b, s?o}", "id", &id, "hash", &hash,
                     "scopes", &scopes, "rate", &rate, "burst", &burst, "created",
-                    &created, "revoked", &revoked) != 0 ||
+                    &created, "revoked", &revoked, "expires", &expires) != 0 ||
         !id || !hash || !json_is_array(scopes))
         return fn_fail(err, FACENET_ERR_FORMAT, "%s: key %zu lacks a field", path, index);
+    if (expires && !(json_is_integer(expires) && json_integer_value(expires) >= 0))
+        return fn_fail(err, FACENET_ERR_FORMAT, "%s: key %zu has a bad expiry", path, index);
     if (strlen(id) != FN_KEY_ID_LEN || strspn(id, "0123456789abcdef") != FN_KEY_ID_LEN)
         return fn_fail(err, FACENET_ERR_FORMAT, "%s: key %zu has a malformed id", path, index);
     if (sodium_hex2bin(key->hash, sizeof key->hash, hash, strlen(hash), NULL, &bin_len,
@@ -113,6 +116,7 @@ static facenet_status parse_key(json_t *item, size_t index, fn_api_key *key,
     key->rate = rate;
     key->burst = burst;
     key->created = (long long)created;
+    key->expires = expires ? (long long)json_integer_value(expires) : 0;
     key->revoked = revoked;
     return FACENET_OK;
 }
@@ -186,10 +190,18 @@ static json_t *key_to_json(const fn_api_key *key)
     for (size_t i = 0; i < N_SCOPES; i++)
         if (key->scopes & (1u << i))
             json_array_append_new(scopes, json_string(scope_names[i]));
+    json_t *item;
+
     sodium_bin2hex(hex, sizeof hex, key->hash, sizeof key->hash);
-    return json_pack("{s:s, s:s, s:o, s:f, s:f, s:I, s:b}", "id", key->id, "hash", hex,
+    item = json_pack("{s:s, s:s, s:o, s:f, s:f, s:I, s:b}", "id", key->id, "hash", hex,
                      "scopes", scopes, "rate", key->rate, "burst", key->burst, "created",
                      (json_int_t)key->created, "revoked", key->revoked);
+    if (item && key->expires > 0 &&
+        json_object_set_new(item, "expires", json_integer((json_int_t)key->expires)) != 0) {
+        json_decref(item);
+        return NULL;
+    }
+    return item;
 }
 
 static int write_all(int fd, const char *data, size_t len)
@@ -336,7 +348,51 @@ facenet_status fn_keyring_create(fn_keyring *ring, unsigned scopes, double rate,
     return FACENET_OK;
 }
 
+int fn_key_is_live(const fn_api_key *key, long long now)
+{
+    return !key->revoked && (key->expires == 0 || now < key->expires);
+}
+
+facenet_status fn_keyring_rotate(fn_keyring *ring, size_t index, long long grace_s,
+                                 long long now, char key_text[FN_KEY_TEXT_MAX],
+                                 facenet_error *err)
+{
+    fn_api_key old;
+    facenet_status st;
+
+    if (index >= ring->n)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "no such key");
+    old = ring->keys[index]; /* a copy: create may move the array */
+    if (!fn_key_is_live(&old, now))
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "key %s is already %s: create a new key instead", old.id,
+                       old.revoked ? "revoked" : "expired");
+    /* A key with an expiry is already being rotated: rotating it again
+     * would give it a second successor. */
+    if (old.expires != 0)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "key %s was already rotated and is in its grace period: revoke it to "
+                       "end that now", old.id);
+    if (grace_s < 0 || grace_s > FN_KEY_GRACE_MAX)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "the grace period must be in [0, %lld] seconds", FN_KEY_GRACE_MAX);
+    st = fn_keyring_create(ring, old.scopes, old.rate, old.burst, key_text, err);
+    if (st != FACENET_OK)
+        return st;
+    if (grace_s == 0)
+        ring->keys[index].revoked = 1;
+    else
+        ring->keys[index].expires = now + grace_s;
+    return FACENET_OK;
+}
+
 const fn_api_key *fn_keyring_check(const fn_keyring *ring, const char *text, size_t len)
+{
+    return fn_keyring_check_at(ring, text, len, (long long)time(NULL));
+}
+
+const fn_api_key *fn_keyring_check_at(const fn_keyring *ring, const char *text, size_t len,
+                                      long long now)
 {
     char id[FN_KEY_ID_LEN + 1];
     uint8_t hash[FN_KEY_HASH_BYTES];
@@ -352,7 +408,7 @@ const fn_api_key *fn_keyring_check(const fn_keyring *ring, const char *text, siz
         return NULL;
     hash_key(text, len, hash);
     if (sodium_memcmp(hash, ring->keys[index].hash, sizeof hash) != 0 ||
-        ring->keys[index].revoked)
+        !fn_key_is_live(&ring->keys[index], now))
         return NULL;
     return &ring->keys[index];
 }

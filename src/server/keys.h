@@ -5,8 +5,10 @@
  * secret; it names the key in logs and `keys list`), <secret> is 32 random
  * bytes in unpadded base64url. The keys file (JSON, mode 0600, replaced
  * atomically) holds for each key its id, the BLAKE2b hash of the whole key
- * string, its scopes, rate and burst, and whether it is revoked. The key
- * itself is printed once by `keys create` and never stored.
+ * string, its scopes, rate and burst, whether it is revoked, and an
+ * optional expiry (set by `keys rotate --grace`: the old key keeps working
+ * until then). The key itself is printed once by `keys create` or `keys
+ * rotate` and never stored.
  */
 #ifndef FACENET_SERVER_KEYS_H
 #define FACENET_SERVER_KEYS_H
@@ -43,6 +45,7 @@ typedef struct fn_api_key {
     double rate;  /* tokens per second */
     double burst; /* bucket size */
     long long created;
+    long long expires; /* Unix time the key stops working; 0: never */
     int revoked;
 } fn_api_key;
 
@@ -78,8 +81,28 @@ facenet_status fn_keyring_create(fn_keyring *ring, unsigned scopes,
                                  char key_text[FN_KEY_TEXT_MAX],
                                  facenet_error *err);
 
-/* The live (not revoked) key matching the presented text, or NULL. The
- * hash comparison is constant-time. */
+/* The longest --grace of `keys rotate`: 30 days. */
+#define FN_KEY_GRACE_MAX (30LL * 24 * 3600)
+
+/* Rotate the live key at `index`: append a new key with the same scopes,
+ * rate and burst (its text, to be shown once, into key_text), and retire
+ * the old one: revoked now when grace_s is 0, otherwise it expires at
+ * now + grace_s. Refuses (INVALID_ARGUMENT) a key that is revoked,
+ * expired or already rotated (has an expiry), and grace_s outside
+ * [0, FN_KEY_GRACE_MAX]. On error the ring is unchanged. Pointers into
+ * ring->keys are invalidated. */
+facenet_status fn_keyring_rotate(fn_keyring *ring, size_t index, long long grace_s,
+                                 long long now, char key_text[FN_KEY_TEXT_MAX],
+                                 facenet_error *err);
+
+/* 1 when the key is neither revoked nor expired at Unix time `now`. */
+int fn_key_is_live(const fn_api_key *key, long long now);
+
+/* The live key matching the presented text at Unix time `now`, or NULL.
+ * The hash comparison is constant-time. */
+const fn_api_key *fn_keyring_check_at(const fn_keyring *ring, const char *text,
+                                      size_t len, long long now);
+/* fn_keyring_check_at with the current time. */
 const fn_api_key *fn_keyring_check(const fn_keyring *ring, const char *text,
                                    size_t len);
 

@@ -778,7 +778,7 @@ static facenet_status check_config(const fn_server_config *c, const fn_keyring *
     size_t live = 0;
 
     for (size_t i = 0; i < keys->n; i++)
-        live += !keys->keys[i].revoked;
+        live += fn_key_is_live(&keys->keys[i], (long long)time(NULL));
     memset(addr, 0, sizeof *addr);
     addr->sin_family = AF_INET;
     if (!c->bind || inet_pton(AF_INET, c->bind, &addr->sin_addr) != 1)
