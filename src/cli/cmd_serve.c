@@ -38,6 +38,8 @@ static void usage(FILE *out)
             "  --model NAME        embedder (default mobilefacenet)\n"
             "  --model-dir DIR     model directory\n"
             "  --dev               allow running with no keys (only on 127.0.0.1)\n"
+            "  --tls-cert FILE     serve HTTPS with this PEM certificate (chain) ...\n"
+            "  --tls-key FILE      ... and this PEM private key (mode 0600)\n"
             "  --config FILE       read options from FILE ('name = value' lines); also\n"
             "                      $FACENET_SERVE_CONFIG. Every option can also come from\n"
             "                      $FACENET_SERVE_<NAME> (e.g. FACENET_SERVE_MAX_BODY).\n"
@@ -54,7 +56,8 @@ static const struct option serve_options[] = {
     {"timeout", required_argument, NULL, 'T'},    {"drain", required_argument, NULL, 'd'},
     {"model", required_argument, NULL, 'm'},      {"model-dir", required_argument, NULL, 'M'},
     {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
-    {"config", required_argument, NULL, 'C'},     {NULL, 0, NULL, 0}};
+    {"config", required_argument, NULL, 'C'},     {"tls-cert", required_argument, NULL, 'c'},
+    {"tls-key", required_argument, NULL, 'K'},    {NULL, 0, NULL, 0}};
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
 {
@@ -123,6 +126,8 @@ static int serve_run(int argc, char **argv, int *options_done)
             config.drain_s = (int)v;
             break;
         case 'C': break; /* read by cmd_serve before this parse */
+        case 'c': config.tls_cert = optarg; break;
+        case 'K': config.tls_key = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         default: usage(stderr); return CLI_EXIT_USAGE;
         }
@@ -150,8 +155,8 @@ static int serve_run(int argc, char **argv, int *options_done)
         fn_keyring_free(&keys);
         return cli_report(&err);
     }
-    fprintf(stderr, "facenet serve: listening on http://%s:%d/\n", config.bind,
-            fn_server_port(server));
+    fprintf(stderr, "facenet serve: listening on %s://%s:%d/\n",
+            config.tls_cert ? "https" : "http", config.bind, fn_server_port(server));
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "facenet serve: %s, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     fn_server_stop(server);
