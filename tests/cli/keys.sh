@@ -64,7 +64,6 @@ expect "malformed keys file: names the file" grep -q "broken.json" "$tmp/err"
 grace_start=$(date +%s)
 graced=$("$bin" keys rotate --keys "$keys" "$new_id" --grace 12 2>"$tmp/err")
 expect "rotate --grace exits 0" [ $? = 0 ]
-graced_id=${graced:4:12}
 expect "old key is expiring" [ "$(state_of "$new_id")" = expiring ]
 expect "list shows the expiry" grep -Eq 'expires=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$' <<<"$(line_of "$new_id")"
 expires=$(python3 -c 'import json,sys; print([k for k in json.load(open(sys.argv[1]))["keys"] if k["id"] == sys.argv[2]][0]["expires"])' "$keys" "$new_id")
@@ -85,7 +84,6 @@ expect "  ... saying there are no keys" grep -q "no API keys" "$tmp/err"
 
 # --- a running server honours the rotation ------------------------------------
 server_part() {
-  local demo=${FACENET_DEMO_DIR:-}
   if ! "$bin" models verify >/dev/null 2>&1 || ! command -v curl >/dev/null; then
     if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then
       failed=$((failed + 1)); echo "FAIL: models or curl missing"; fi

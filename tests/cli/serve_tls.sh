@@ -29,7 +29,9 @@ mkcert() {
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$tmp/$1.key" -out "$tmp/$1.crt" 2>/dev/null
 }
-mkcert server && mkcert other || { echo "FAIL: openssl could not make a certificate"; exit 1; }
+if ! mkcert server || ! mkcert other; then
+  echo "FAIL: openssl could not make a certificate"; exit 1
+fi
 chmod 644 "$tmp/server.crt"
 expect "key file is 0600" [ "$(stat -c %a "$tmp/server.key")" = 600 ]
 
