@@ -37,7 +37,7 @@ static facenet_status read_pem(const char *what, const char *path, int private_k
     if (private_key && (st.st_mode & 077) != 0) {
         close(fd);
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
-                       "%s %s: mode %03o lets other users read it; chmod 600 it", what, path,
+                       "%s %s: mode %03o gives its group or others access; chmod 600 it", what, path,
                        (unsigned)(st.st_mode & 0777));
     }
     if ((unsigned long long)st.st_size > FN_TLS_FILE_MAX || st.st_size == 0) {

@@ -41,7 +41,7 @@ says() { grep -qF -- "$1" "$tmp/err"; }
 cp "$tmp/server.key" "$tmp/open.key"
 chmod 644 "$tmp/open.key"
 expect "world-readable key refused" [ "$(run --tls-cert "$tmp/server.crt" --tls-key "$tmp/open.key")" != 0 ]
-expect "  ... saying why" says "mode 644 lets other users read it"
+expect "  ... saying why" says "mode 644 gives its group or others access"
 chmod 640 "$tmp/open.key"
 expect "group-readable key refused" [ "$(run --tls-cert "$tmp/server.crt" --tls-key "$tmp/open.key")" != 0 ]
 expect "cert without key refused" [ "$(run --tls-cert "$tmp/server.crt")" != 0 ]
