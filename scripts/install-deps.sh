@@ -11,6 +11,8 @@ packages=(
   libsqlite3-dev                               # galleries (enrolled faces)
   libmicrohttpd-dev                            # facenet serve (HTTP API)
   curl                                         # tests of facenet serve
+  openssl                                      # serve_tls test: self-signed certificates
+  python3 python3-yaml binutils                # deploy test: manifests parse, objdump
   libsvm-dev                                   # facenet classify (linear SVM)
   libcmocka-dev                                # unit tests
   clang libclang-rt-14-dev                     # libFuzzer, sanitizers

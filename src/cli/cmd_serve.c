@@ -10,7 +10,11 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "server/config.h"
 #include "server/server.h"
+
+/* The process environment, as POSIX defines it; only read here. */
+extern char **environ;
 
 static void usage(FILE *out)
 {
@@ -33,8 +37,27 @@ static void usage(FILE *out)
             "  --drain S           shutdown wait for in-flight requests (default 30)\n"
             "  --model NAME        embedder (default mobilefacenet)\n"
             "  --model-dir DIR     model directory\n"
-            "  --dev               allow running with no keys (only on 127.0.0.1)\n");
+            "  --dev               allow running with no keys (only on 127.0.0.1)\n"
+            "  --tls-cert FILE     serve HTTPS with this PEM certificate (chain) ...\n"
+            "  --tls-key FILE      ... and this PEM private key (mode 0600)\n"
+            "  --config FILE       read options from FILE ('name = value' lines); also\n"
+            "                      $FACENET_SERVE_CONFIG. Every option can also come from\n"
+            "                      $FACENET_SERVE_<NAME> (e.g. FACENET_SERVE_MAX_BODY).\n"
+            "                      The command line overrides the environment, which\n"
+            "                      overrides the file.\n");
 }
+
+/* File scope: cmd_serve reads the config file and environment with it. */
+static const struct option serve_options[] = {
+    {"keys", required_argument, NULL, 'k'},       {"bind", required_argument, NULL, 'B'},
+    {"port", required_argument, NULL, 'p'},       {"threads", required_argument, NULL, 't'},
+    {"pipelines", required_argument, NULL, 'P'},  {"max-body", required_argument, NULL, 'b'},
+    {"max-pixels", required_argument, NULL, 'x'}, {"max-faces", required_argument, NULL, 'f'},
+    {"timeout", required_argument, NULL, 'T'},    {"drain", required_argument, NULL, 'd'},
+    {"model", required_argument, NULL, 'm'},      {"model-dir", required_argument, NULL, 'M'},
+    {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
+    {"config", required_argument, NULL, 'C'},     {"tls-cert", required_argument, NULL, 'c'},
+    {"tls-key", required_argument, NULL, 'K'},    {NULL, 0, NULL, 0}};
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
 {
@@ -49,17 +72,8 @@ static int parse_long(const char *name, const char *text, long lo, long hi, long
     return 0;
 }
 
-int cmd_serve(int argc, char **argv)
+static int serve_run(int argc, char **argv, int *options_done)
 {
-    static const struct option options[] = {
-        {"keys", required_argument, NULL, 'k'},       {"bind", required_argument, NULL, 'B'},
-        {"port", required_argument, NULL, 'p'},       {"threads", required_argument, NULL, 't'},
-        {"pipelines", required_argument, NULL, 'P'},  {"max-body", required_argument, NULL, 'b'},
-        {"max-pixels", required_argument, NULL, 'x'}, {"max-faces", required_argument, NULL, 'f'},
-        {"timeout", required_argument, NULL, 'T'},    {"drain", required_argument, NULL, 'd'},
-        {"model", required_argument, NULL, 'm'},      {"model-dir", required_argument, NULL, 'M'},
-        {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
     fn_server_config config;
     const char *keys_path = NULL, *model_dir_opt = NULL;
     char model_dir[PATH_MAX];
@@ -72,7 +86,7 @@ int cmd_serve(int argc, char **argv)
 
     fn_server_config_default(&config);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", serve_options, NULL)) != -1) {
         switch (c) {
         case 'k': keys_path = optarg; break;
         case 'B': config.bind = optarg; break;
@@ -111,10 +125,14 @@ int cmd_serve(int argc, char **argv)
             if (parse_long("--drain", optarg, 0, 3600, &v) != 0) return CLI_EXIT_USAGE;
             config.drain_s = (int)v;
             break;
+        case 'C': break; /* read by cmd_serve before this parse */
+        case 'c': config.tls_cert = optarg; break;
+        case 'K': config.tls_key = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         default: usage(stderr); return CLI_EXIT_USAGE;
         }
     }
+    *options_done = 1;
     if (optind != argc || (!keys_path && !config.dev)) {
         usage(stderr);
         return CLI_EXIT_USAGE;
@@ -137,11 +155,32 @@ int cmd_serve(int argc, char **argv)
         fn_keyring_free(&keys);
         return cli_report(&err);
     }
-    fprintf(stderr, "facenet serve: listening on http://%s:%d/\n", config.bind,
-            fn_server_port(server));
+    fprintf(stderr, "facenet serve: listening on %s://%s:%d/\n",
+            config.tls_cert ? "https" : "http", config.bind, fn_server_port(server));
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "facenet serve: %s, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     fn_server_stop(server);
     fprintf(stderr, "facenet serve: stopped\n");
     return CLI_EXIT_OK;
+}
+
+/* Options from the config file and the environment go before the command
+ * line's, through the same parse; a bad value is then traced to its line or
+ * variable. */
+int cmd_serve(int argc, char **argv)
+{
+    fn_config_args args;
+    facenet_error err;
+    int rc, options_done = 0;
+
+    if (fn_config_args_build(argc, argv, environ, serve_options, &args, &err) != FACENET_OK) {
+        fprintf(stderr, "facenet serve: %s\n", err.message);
+        return cli_exit_code(err.code);
+    }
+    rc = serve_run(args.argc, args.argv, &options_done);
+    if (rc == CLI_EXIT_USAGE && !options_done && fn_config_args_origin(&args, optind - 1))
+        fprintf(stderr, "facenet serve: (that option came from %s)\n",
+                fn_config_args_origin(&args, optind - 1));
+    fn_config_args_free(&args);
+    return rc;
 }

@@ -30,6 +30,7 @@
 #include "common/error.h"
 #include "server/body.h"
 #include "server/openapi.h"
+#include "server/tls.h"
 
 enum route_id { R_HEALTHZ, R_READYZ, R_METRICS, R_OPENAPI, R_DETECT, R_VERIFY, R_EMBED, R_OTHER };
 #define N_ROUTES (R_OTHER + 1)
@@ -89,6 +90,7 @@ struct fn_server {
     float threshold;
     facenet_image_limits limits;
     struct MHD_Daemon *daemon;
+    fn_tls_pem tls; /* kept for the daemon's lifetime; empty: plain HTTP */
     int port;
     pthread_mutex_t lock; /* buckets, pipelines' busy flags, metrics, counters */
     unsigned long long next_request_id;
@@ -741,6 +743,7 @@ static void free_server(fn_server *s)
     free(s->pipelines);
     free(s->buckets);
     fn_keyring_free(&s->keys);
+    fn_tls_pem_free(&s->tls);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -778,7 +781,7 @@ static facenet_status check_config(const fn_server_config *c, const fn_keyring *
     size_t live = 0;
 
     for (size_t i = 0; i < keys->n; i++)
-        live += !keys->keys[i].revoked;
+        live += fn_key_is_live(&keys->keys[i], (long long)time(NULL));
     memset(addr, 0, sizeof *addr);
     addr->sin_family = AF_INET;
     if (!c->bind || inet_pton(AF_INET, c->bind, &addr->sin_addr) != 1)
@@ -790,6 +793,11 @@ static facenet_status check_config(const fn_server_config *c, const fn_keyring *
         c->max_body < 1024 || c->max_faces < 1 || c->timeout_s < 1 || c->drain_s < 0 ||
         c->max_pixels < 1)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "a server limit is out of range");
+    if (!c->tls_cert != !c->tls_key)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "--tls-cert and --tls-key go together: give both or neither");
+    if (c->tls_cert && !MHD_is_feature_supported(MHD_FEATURE_TLS))
+        return fn_fail(err, FACENET_ERR_UNSUPPORTED, "this libmicrohttpd was built without TLS");
     if (live == 0 && !(c->dev && strcmp(c->bind, "127.0.0.1") == 0))
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                        "no API keys: create one with 'facenet keys create', or run with "
@@ -829,7 +837,11 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
             s->buckets[i].last = now_seconds();
         }
     }
-    st = load_pipelines(s, err);
+    /* TLS files before the models: a refused key file fails fast. */
+    st = config->tls_cert ? fn_tls_pem_load(config->tls_cert, config->tls_key, &s->tls, err)
+                          : FACENET_OK;
+    if (st == FACENET_OK)
+        st = load_pipelines(s, err);
     if (st != FACENET_OK) {
         free_server(s);
         return st;
@@ -838,17 +850,25 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
     s->limits.max_bytes = config->max_body;
     s->limits.max_pixels = config->max_pixels;
 
+    /* The TLS options ride in an array that is empty for plain HTTP. */
+    struct MHD_OptionItem tls_options[] = {
+        {s->tls.cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls.cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls.key},
+        {MHD_OPTION_END, 0, NULL}};
     s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-        (uint16_t)config->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+            (s->tls.cert ? MHD_USE_TLS : 0),
+        (uint16_t)config->port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, tls_options,
+        MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config->threads,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         free_server(s);
-        return fn_fail(err, FACENET_ERR_IO, "cannot listen on %s:%d", config->bind,
-                       config->port);
+        return fn_fail(err, FACENET_ERR_IO, "cannot listen on %s:%d%s", config->bind,
+                       config->port,
+                       config->tls_cert ? " (or the TLS certificate and key do not fit)" : "");
     }
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : config->port;

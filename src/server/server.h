@@ -27,6 +27,9 @@ typedef struct fn_server_config {
     const char *model_dir;
     const char *embed_model; /* NULL: the default embedder               */
     int dev;                 /* no keys: allowed only on 127.0.0.1        */
+    const char *tls_cert;    /* PEM certificate (chain) file; with tls_key */
+    const char *tls_key;     /* PEM private key file, mode 0600 or stricter;
+                                both NULL: plain HTTP                      */
 } fn_server_config;
 
 void fn_server_config_default(fn_server_config *config);
@@ -35,7 +38,9 @@ typedef struct fn_server fn_server;
 
 /* Load the models (one pipeline per config->pipelines) and start serving.
  * `keys` is taken over by the server. Refuses an empty keyring unless
- * config->dev is set and the bind address is 127.0.0.1. */
+ * config->dev is set and the bind address is 127.0.0.1. With tls_cert and
+ * tls_key (both or neither) it serves HTTPS only; a key file that its
+ * group or others can read is refused. */
 facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
                                fn_server **out, facenet_error *err);
 /* The port actually bound (useful with port 0). */
