@@ -61,16 +61,30 @@ for f in "$("$bin" models path)"/*; do ln -s "$f" "$mdir/"; done
 rm -f "$mdir/thresholds.json"
 "$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c0.txt"
 check "compare, manifest threshold" 0 $?
-expect "manifest source named" grep -q "threshold from: manifest (best accuracy)" "$tmp/c0.txt"
+expect "manifest source named" grep -q "threshold from: manifest (strict: FAR 1e-3)" "$tmp/c0.txt"
+expect "strict by default" grep -q "match when >= 0.4435" "$tmp/c0.txt"
+"$bin" compare --best-accuracy --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c0b.txt"
+check "compare --best-accuracy" 0 $?
+expect "--best-accuracy uses 0.40" grep -q "match when >= 0.4000" "$tmp/c0b.txt"
+expect "--best-accuracy source named" grep -q "threshold from: manifest (best accuracy)" "$tmp/c0b.txt"
 expect "manifest verdict: different" grep -q "sample3.jpg: .* different" "$tmp/c0.txt"
 printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999, "pairs": "mine.txt", "n_pairs": 42}}}\n' > "$mdir/thresholds.json"
-"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c1.txt"
+"$bin" compare --best-accuracy --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c1.txt"
 check "compare, calibrated threshold" 0 $?
 expect "file source named" grep -q "threshold from: $mdir/thresholds.json, entry 'mobilefacenet' (42 pairs from mine.txt)" "$tmp/c1.txt"
 expect "calibrated verdict: SAME at 0.05" grep -q "sample3.jpg: .* SAME" "$tmp/c1.txt"
-"$bin" compare --strict --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2.txt"
-check "compare --strict, calibrated" 0 $?
+"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2.txt"
+check "compare (strict), calibrated" 0 $?
 expect "strict threshold from the file" grep -q "match when >= 0.9990" "$tmp/c2.txt"
+expect "strict verdict: different" grep -q "sample3.jpg: .* different" "$tmp/c2.txt"
+"$bin" compare --strict --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2s.txt"
+expect "--strict is the default" cmp -s "$tmp/c2.txt" "$tmp/c2s.txt"
+# an entry without a strict threshold: no strict verdicts, fail closed
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.4, "threshold_far": -1}}}\n' > "$mdir/thresholds.json"
+"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2n.txt" 2> "$tmp/c2n.err"
+check "compare without a strict threshold" 2 $?
+expect "says how to proceed" grep -q "no calibrated strict threshold; pass --threshold or --best-accuracy" "$tmp/c2n.err"
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999, "pairs": "mine.txt", "n_pairs": 42}}}\n' > "$mdir/thresholds.json"
 "$bin" models list --dir "$mdir" > "$tmp/ml.txt"; check "models list --dir" 0 $?
 expect "models list shows the source" grep -q "from         $mdir/thresholds.json, entry 'mobilefacenet'" "$tmp/ml.txt"
 printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 7}}}' > "$mdir/thresholds.json"
