@@ -329,6 +329,8 @@ facenet_status facenet_embedder_create(const char *model_dir,
                                        facenet_embedder **out,
                                        facenet_error *err);
 void facenet_embedder_free(facenet_embedder *embedder);
+/* The embedder's model description, with its resolved thresholds. Owned
+ * by the embedder: valid until facenet_embedder_free(e). */
 const facenet_model_info *facenet_embedder_info(const facenet_embedder *e);
 int facenet_embedder_dim(const facenet_embedder *embedder);
 
