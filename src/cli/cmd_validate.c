@@ -840,6 +840,8 @@ static int write_calibration(const voptions *o, const char *model_dir, const lfw
     e.flip = o->flip;
     e.pairs = o->pairs;
     e.n_pairs = pairs->n;
+    e.has_weight = s->have_weights;
+    e.weight = s->cal_weight;
     /* A flipped run is its own entry: its scores are not the plain ones. */
     char key[128];
     snprintf(key, sizeof key, "%s%s", o->model, o->flip ? "+flip" : "");

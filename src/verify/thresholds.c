@@ -101,6 +101,11 @@ facenet_status thresholds_write(const char *path, const char *model,
                               "far_target", e->far_target, "accuracy", e->accuracy, "val", e->val,
                               "far", e->far, "flip", e->flip, "pairs", e->pairs ? e->pairs : "",
                               "n_pairs", (json_int_t)e->n_pairs);
+    if (entry && e->has_weight &&
+        json_object_set_new(entry, "ensemble_weight", json_real(e->weight)) != 0) {
+        json_decref(entry);
+        entry = NULL;
+    }
     if (!entry || json_object_set_new(json_object_get(doc, "models"), model, entry) != 0) {
         json_decref(doc);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory");

@@ -133,8 +133,11 @@ PY
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
     --ensemble-weight 0.5 --out "$tmp/e05.json"
   has "dlib weight:    0.50 0.50  (fixed)"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
+    --ensemble-weight 0.5 --calibrate --thresholds "$tmp/thr.json"
+  has "calibration: wrote ensemble thresholds"
   if command -v python3 >/dev/null 2>&1; then
-    python3 - "$tmp/e.json" "$tmp/e05.json" <<'PY' && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: ensemble report check"; }
+    python3 - "$tmp/e.json" "$tmp/e05.json" "$tmp/thr.json" <<'PY' && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: ensemble report check"; }
 import json, sys
 r, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 for fold in r["per_fold"]:
@@ -144,6 +147,9 @@ for fold in r["per_fold"]:
 assert r["ensemble_weight"]["mode"].startswith("per fold"), r["ensemble_weight"]
 assert all(fold["ensemble_weight"] == 0.5 for fold in f["per_fold"]), f["per_fold"]
 assert f["ensemble_weight"] == {"mode": "fixed", "calibration": 0.5}, f["ensemble_weight"]
+m = json.load(open(sys.argv[3]))["models"]
+assert m["ensemble"]["ensemble_weight"] == 0.5, m["ensemble"]
+assert "ensemble_weight" not in m["mobilefacenet"], m["mobilefacenet"]
 PY
   fi
   # a damaged cache file is set aside, said so, and rewritten
