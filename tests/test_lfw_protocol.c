@@ -387,6 +387,123 @@ static void test_bad_arguments(void **state)
     free(r);
 }
 
+/* ---- a weight chosen per fold on the training folds ------------------------- */
+
+/* Three folds of four pairs (same, same, different, different). Two
+ * candidate distance sets:
+ *   A: folds 1 and 2 separate perfectly (same .255, different 1.555);
+ *      fold 3 is inverted (same 1.555, different .255).
+ *   B: perfect except one same pair of fold 1 at 1.555.
+ * Candidate C is a copy of B listed after it.
+ * Training accuracy at the best threshold:
+ *   fold 1 (trains on 2, 3): A 4/8 (any threshold), B 8/8 -> B
+ *   fold 2 (trains on 1, 3): A 4/8, B 7/8 (at 0.26)       -> B
+ *   fold 3 (trains on 1, 2): A 8/8, B 7/8                 -> A
+ * C ties B everywhere and comes later, so it is never chosen. Each fold's
+ * threshold is then 0.26 (the first grid value above .255), so its test
+ * accuracies are B on fold 1: 3/4, B on fold 2: 4/4, A on fold 3: 0/4
+ * (the honest choice is wrong there, and the protocol shows it). */
+#define W_N 12
+static const unsigned char w_same[W_N] = {1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0};
+static const double w_dist[3 * W_N] = {
+    /* A */ .255, .255, 1.555, 1.555, .255, .255, 1.555, 1.555, 1.555, 1.555, .255, .255,
+    /* B */ .255, 1.555, 1.555, 1.555, .255, .255, 1.555, 1.555, .255, .255, 1.555, 1.555,
+    /* C */ .255, 1.555, 1.555, 1.555, .255, .255, 1.555, 1.555, .255, .255, 1.555, 1.555};
+
+static void test_choose_per_fold_on_training_folds(void **state)
+{
+    int chosen[3] = {-1, -1, -1};
+    double train[3];
+    facenet_error err;
+    (void)state;
+    assert_int_equal(lfw_choose_per_fold(w_dist, 3, w_same, W_N, 3, chosen, train, &err),
+                     FACENET_OK);
+    assert_int_equal(chosen[0], 1);
+    assert_int_equal(chosen[1], 1);
+    assert_int_equal(chosen[2], 0);
+    assert_true(fabs(train[0] - 1.0) < 1e-12);
+    assert_true(fabs(train[1] - 7.0 / 8.0) < 1e-12);
+    assert_true(fabs(train[2] - 1.0) < 1e-12);
+    /* One "fold": all twelve pairs train. A gets 8/12, B 11/12. */
+    assert_int_equal(lfw_choose_per_fold(w_dist, 3, w_same, W_N, 1, chosen, train, &err),
+                     FACENET_OK);
+    assert_int_equal(chosen[0], 1);
+    assert_true(fabs(train[0] - 11.0 / 12.0) < 1e-12);
+    /* With the order C, B, A the tie between B and C goes to C. */
+    double swapped[3 * W_N];
+    memcpy(swapped, w_dist + 2 * W_N, sizeof(double) * W_N);
+    memcpy(swapped + W_N, w_dist + W_N, sizeof(double) * W_N);
+    memcpy(swapped + 2 * W_N, w_dist, sizeof(double) * W_N);
+    assert_int_equal(lfw_choose_per_fold(swapped, 3, w_same, W_N, 3, chosen, NULL, &err),
+                     FACENET_OK);
+    assert_int_equal(chosen[0], 0);
+    assert_int_equal(chosen[1], 0);
+    assert_int_equal(chosen[2], 2);
+}
+
+static void test_evaluate_fold_distances(void **state)
+{
+    lfw_options opt;
+    facenet_error err;
+    lfw_result *r = malloc(sizeof *r), *plain = malloc(sizeof *plain);
+    (void)state;
+    assert_non_null(r);
+    assert_non_null(plain);
+    lfw_options_default(&opt);
+    opt.folds = 3;
+    const double *per_fold[3] = {w_dist + W_N, w_dist + W_N, w_dist};
+    assert_int_equal(lfw_evaluate_fold_distances(per_fold, w_same, W_N, &opt, r, &err),
+                     FACENET_OK);
+    for (int k = 0; k < 3; k++)
+        assert_true(fabs(r->fold[k].threshold - 0.26) < 1e-12);
+    assert_true(fabs(r->fold[0].accuracy - 0.75) < 1e-12);
+    assert_true(fabs(r->fold[1].accuracy - 1.0) < 1e-12);
+    assert_true(fabs(r->fold[2].accuracy - 0.0) < 1e-12);
+    assert_true(fabs(r->accuracy_mean - 1.75 / 3.0) < 1e-12);
+    /* The same array for every fold is the ordinary protocol. */
+    const double *same_everywhere[3] = {w_dist + W_N, w_dist + W_N, w_dist + W_N};
+    assert_int_equal(lfw_evaluate_fold_distances(same_everywhere, w_same, W_N, &opt, r, &err),
+                     FACENET_OK);
+    assert_int_equal(lfw_evaluate_distances(w_dist + W_N, w_same, W_N, &opt, plain, &err),
+                     FACENET_OK);
+    assert_memory_equal(r, plain, sizeof *r);
+    free(r);
+    free(plain);
+}
+
+static void test_choose_per_fold_bad_arguments(void **state)
+{
+    int chosen[3];
+    double bad[2 * W_N];
+    lfw_options opt;
+    facenet_error err;
+    lfw_result *r = malloc(sizeof *r);
+    (void)state;
+    assert_non_null(r);
+    memcpy(bad, w_dist, sizeof bad);
+    bad[W_N + 5] = NAN;
+    assert_int_equal(lfw_choose_per_fold(w_dist, 0, w_same, W_N, 3, chosen, NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(lfw_choose_per_fold(w_dist, LFW_MAX_CANDIDATES + 1, w_same, W_N, 3, chosen,
+                                         NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(lfw_choose_per_fold(w_dist, 3, w_same, W_N, 13, chosen, NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(lfw_choose_per_fold(bad, 2, w_same, W_N, 3, chosen, NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "not a finite number"));
+    lfw_options_default(&opt);
+    opt.folds = 3;
+    const double *per_fold[3] = {w_dist, bad, NULL};
+    assert_int_equal(lfw_evaluate_fold_distances(per_fold, w_same, W_N, &opt, r, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    per_fold[1] = w_dist;
+    assert_int_equal(lfw_evaluate_fold_distances(per_fold, w_same, W_N, &opt, r, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "fold 3"));
+    free(r);
+}
+
 /* ---- pairs files ------------------------------------------------------------ */
 
 static facenet_status parse(const char *text, lfw_pairs *p, facenet_error *err)
@@ -509,6 +626,9 @@ int main(void)
         cmocka_unit_test(test_cosine_subtract_mean),
         cmocka_unit_test(test_calibration),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_choose_per_fold_on_training_folds),
+        cmocka_unit_test(test_evaluate_fold_distances),
+        cmocka_unit_test(test_choose_per_fold_bad_arguments),
         cmocka_unit_test(test_parse_lfw_format),
         cmocka_unit_test(test_parse_errors_name_the_line),
         cmocka_unit_test(test_parse_rejects_binary),

@@ -1,6 +1,9 @@
 /* Verification behaviour on real photos: the same face under mild changes
  * (JPEG re-encoding, a 0.8x rescale, a small crop shift) matches at the
- * model's threshold; in a group photo each face is closest to itself. */
+ * model's threshold; in a group photo each face is closest to itself; and
+ * the group-photo false matches of every configuration (MobileFaceNet,
+ * dlib ResNet, their ensemble, each with and without flip, at both LFW
+ * thresholds), which decide compare's default operating point. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -238,13 +241,241 @@ static void test_different_faces_in_a_group_differ(void **state)
     assert_true(pairs >= (tu_quick() ? 4 : 30));
 }
 
+/* ---- every configuration on the same photos ------------------------------------ */
+
+/* The four embeddings this test compares: each model with and without
+ * the mirrored face. */
+enum { V_MFN, V_MFN_FLIP, V_DLIB, V_DLIB_FLIP, N_VARIANTS };
+static const int variant_dim[N_VARIANTS] = {192, 192, 128, 128};
+static facenet_embedder *dlib_embedder;
+
+typedef struct photo_faces {
+    facenet_face *faces;
+    size_t n;
+    float *emb[N_VARIANTS]; /* n x variant_dim[v] */
+} photo_faces;
+
+static void embed_variants(const facenet_image *img, photo_faces *p)
+{
+    facenet_error err;
+    memset(p, 0, sizeof *p);
+    assert_int_equal(facenet_detect(detector, img, NULL, &p->faces, &p->n, &err), FACENET_OK);
+    for (int v = 0; v < N_VARIANTS; v++) {
+        p->emb[v] = malloc((p->n ? p->n : 1) * (size_t)variant_dim[v] * sizeof(float));
+        assert_non_null(p->emb[v]);
+        assert_int_equal(facenet_embed(v < V_DLIB ? embedder : dlib_embedder, img, p->faces, p->n,
+                                       v % 2, p->emb[v], &err),
+                         FACENET_OK);
+    }
+}
+
+static void photo_faces_free(photo_faces *p)
+{
+    free(p->faces);
+    for (int v = 0; v < N_VARIANTS; v++)
+        free(p->emb[v]);
+}
+
+/* A verification configuration and its two thresholds (cosine
+ * similarity), both fitted on all 6,000 LFW pairs by `facenet validate
+ * --calibrate` (docs/ACCURACY.md): best accuracy, and FAR 1e-3. The
+ * ensemble's similarity is the cosine of the concatenated unit embeddings,
+ * dlib's scaled by `weight`: (s_mfn + w^2 s_dlib) / (1 + w^2). */
+typedef struct config {
+    const char *name;
+    int mfn, dlib; /* variants used, -1 for none */
+    double weight;
+    float best, strict;
+} config;
+
+static const config configs[] = {
+    {"mobilefacenet", V_MFN, -1, 0, 0.400f, 0.4435f},
+    {"mobilefacenet+flip", V_MFN_FLIP, -1, 0, 0.405f, 0.4245f},
+    {"dlib-resnet", -1, V_DLIB, 0, 0.910f, 0.9225f},
+    {"dlib-resnet+flip", -1, V_DLIB_FLIP, 0, 0.915f, 0.9235f},
+    {"ensemble w=1", V_MFN, V_DLIB, 1.0, 0.660f, 0.6680f},
+    {"ensemble+flip w=1", V_MFN_FLIP, V_DLIB_FLIP, 1.0, 0.660f, 0.6665f},
+    /* the weights chosen on all LFW pairs, as `validate --model ensemble`
+     * does for its calibration */
+    {"ensemble w=2", V_MFN, V_DLIB, 2.0, 0.790f, 0.8130f},
+    {"ensemble+flip w=2.1", V_MFN_FLIP, V_DLIB_FLIP, 2.1, 0.815f, 0.8255f},
+};
+#define N_CONFIGS (sizeof configs / sizeof configs[0])
+
+static float config_similarity(const config *c, const photo_faces *a, size_t i,
+                               const photo_faces *b, size_t k)
+{
+    double s = 0, wsum = 0;
+    if (c->mfn >= 0) {
+        s += facenet_similarity(a->emb[c->mfn] + i * 192, b->emb[c->mfn] + k * 192, 192);
+        wsum += 1;
+    }
+    if (c->dlib >= 0) {
+        double w2 = c->mfn >= 0 ? c->weight * c->weight : 1.0;
+        s += w2 * facenet_similarity(a->emb[c->dlib] + i * 128, b->emb[c->dlib] + k * 128, 128);
+        wsum += w2;
+    }
+    return (float)(s / wsum);
+}
+
+typedef struct tally {
+    int cross, cross_best, cross_strict; /* different people: pairs, >= thresholds */
+    int mild, mild_best, mild_strict;    /* same face, mild change: pairs, < thresholds */
+    float cross_max, mild_min;
+} tally;
+
+/* The face of b nearest to face i of a after mapping a's centre by
+ * (scale, dx, dy). */
+static size_t nearest_face(const photo_faces *a, size_t i, const photo_faces *b, double scale,
+                           double dx, double dy)
+{
+    double cx = (a->faces[i].box[0] + a->faces[i].box[2]) / 2 * scale + dx;
+    double cy = (a->faces[i].box[1] + a->faces[i].box[3]) / 2 * scale + dy;
+    size_t best = 0;
+    double best_d = 1e30;
+    for (size_t k = 0; k < b->n; k++) {
+        double d = hypot((b->faces[k].box[0] + b->faces[k].box[2]) / 2 - cx,
+                         (b->faces[k].box[1] + b->faces[k].box[3]) / 2 - cy);
+        if (d < best_d) {
+            best_d = d;
+            best = k;
+        }
+    }
+    assert_true(b->n > 0 && best_d < 20);
+    return best;
+}
+
+static void count_mild(const photo_faces *a, const photo_faces *b, double scale, double dx,
+                       double dy, tally *t)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->faces[i].score < 0.95f)
+            continue;
+        size_t k = nearest_face(a, i, b, scale, dx, dy);
+        for (size_t c = 0; c < N_CONFIGS; c++) {
+            float s = config_similarity(&configs[c], a, i, b, k);
+            t[c].mild++;
+            t[c].mild_best += s < configs[c].best;
+            t[c].mild_strict += s < configs[c].strict;
+            if (s < t[c].mild_min)
+                t[c].mild_min = s;
+        }
+    }
+}
+
+/* sample4's face with the lowest score (0.961, a box on clothing) is the
+ * detector's one false positive (golden README): it is nobody, so pairs
+ * with it say nothing about telling people apart. */
+static int is_non_face(int photo, const photo_faces *p, size_t i)
+{
+    if (photo != 4)
+        return 0;
+    size_t lowest = 0;
+    for (size_t k = 1; k < p->n; k++)
+        if (p->faces[k].score < p->faces[lowest].score)
+            lowest = k;
+    assert_true(p->faces[lowest].score < 0.97f);
+    return i == lowest;
+}
+
+/* The measurement behind docs/ACCURACY.md's group-photo table: for every
+ * configuration, the pairs of different people in the six group photos
+ * that reach each threshold, and the same faces under mild changes
+ * (JPEG q75, 0.8x, a crop shift; sample1 and sample3) that fall below it.
+ * What is asserted is the product decision (see DECISION below). */
+static void test_group_photos_by_configuration(void **state)
+{
+    char path[4096], name[32];
+    tally t[N_CONFIGS];
+    (void)state;
+    memset(t, 0, sizeof t);
+    for (size_t c = 0; c < N_CONFIGS; c++) {
+        t[c].cross_max = -2;
+        t[c].mild_min = 2;
+    }
+    for (int p = 1; p <= (tu_quick() ? 2 : 6); p++) {
+        facenet_image *img = NULL;
+        photo_faces f;
+        snprintf(name, sizeof name, "sample%d.jpg", p);
+        assert_int_equal(facenet_image_load(demo_path(name, path, sizeof path), NULL, &img, NULL),
+                         FACENET_OK);
+        embed_variants(img, &f);
+        for (size_t i = 0; i < f.n; i++)
+            for (size_t k = i + 1; k < f.n; k++) {
+                if (is_non_face(p, &f, i) || is_non_face(p, &f, k))
+                    continue;
+                for (size_t c = 0; c < N_CONFIGS; c++) {
+                    float s = config_similarity(&configs[c], &f, i, &f, k);
+                    t[c].cross++;
+                    t[c].cross_best += s >= configs[c].best;
+                    t[c].cross_strict += s >= configs[c].strict;
+                    if (s > t[c].cross_max)
+                        t[c].cross_max = s;
+                }
+            }
+        if (p == 1 || p == 3) {
+            facenet_image *changed[3] = {reencode_jpeg(img, 75), rescale(img, 0.8),
+                                         crop(img, 13, 7)};
+            const double map[3][3] = {{1.0, 0, 0}, {0.8, 0, 0}, {1.0, -13, -7}};
+            for (int ch = 0; ch < 3; ch++) {
+                photo_faces g;
+                embed_variants(changed[ch], &g);
+                count_mild(&f, &g, map[ch][0], map[ch][1], map[ch][2], t);
+                photo_faces_free(&g);
+                facenet_image_free(changed[ch]);
+            }
+        }
+        photo_faces_free(&f);
+        facenet_image_free(img);
+    }
+    fprintf(stderr, "%-20s %8s %9s %9s %8s %9s %9s %9s %9s\n", "configuration", "best",
+            "cross>=", "mild<", "strict", "cross>=", "mild<", "cross max", "mild min");
+    for (size_t c = 0; c < N_CONFIGS; c++)
+        fprintf(stderr, "%-20s %8.4f %5d/%-3d %5d/%-3d %8.4f %5d/%-3d %5d/%-3d %9.4f %9.4f\n",
+                configs[c].name, configs[c].best, t[c].cross_best, t[c].cross, t[c].mild_best,
+                t[c].mild, configs[c].strict, t[c].cross_strict, t[c].cross, t[c].mild_strict,
+                t[c].mild, t[c].cross_max, t[c].mild_min);
+    for (size_t c = 0; c < N_CONFIGS; c++) {
+        assert_true(t[c].cross >= (tu_quick() ? 4 : 29));
+        assert_true(t[c].mild >= (tu_quick() ? 6 : 12));
+    }
+    /* DECISION: `facenet compare` judges at the model's strict (FAR 1e-3)
+     * threshold by default, and MobileFaceNet without flip stays the
+     * default model. What it rests on, asserted so that a change to the
+     * models or the pipeline that undoes it fails here:
+     *   - of the 16 operating points, MobileFaceNet at its strict
+     *     threshold lets the fewest pairs of different people through
+     *     (1 of 29; 5 at its best-accuracy threshold): neither flip nor
+     *     the ensembles do better on these photos;
+     *   - it still matches every face under the mild changes.
+     * The shipped thresholds are the ones measured here. */
+    const facenet_model_info *mfn_info = facenet_model_find("mobilefacenet");
+    const tally *mfn = &t[0];
+    assert_true(configs[0].best == mfn_info->threshold);
+    assert_true(configs[0].strict == mfn_info->threshold_strict);
+    assert_true(configs[2].best == facenet_model_find("dlib-resnet")->threshold);
+    assert_true(configs[2].strict == facenet_model_find("dlib-resnet")->threshold_strict);
+    assert_int_equal(mfn->mild_strict, 0);
+    for (size_t c = 0; c < N_CONFIGS; c++) {
+        assert_true(mfn->cross_strict <= t[c].cross_strict);
+        assert_true(mfn->cross_strict <= t[c].cross_best);
+    }
+    if (!tu_quick()) {
+        assert_true(mfn->cross_strict <= 1);
+        assert_true(mfn->cross_best >= mfn->cross_strict + 3);
+    }
+}
+
 static int setup(void **state)
 {
     facenet_error err;
     (void)state;
     facenet_model_free(tu_load_model("mobilefacenet")); /* skip or fail if absent */
+    facenet_model_free(tu_load_model("dlib-resnet"));
     if (facenet_detector_create(tu_model_dir(), &detector, &err) != FACENET_OK ||
-        facenet_embedder_create(tu_model_dir(), "mobilefacenet", &embedder, &err) != FACENET_OK) {
+        facenet_embedder_create(tu_model_dir(), "mobilefacenet", &embedder, &err) != FACENET_OK ||
+        facenet_embedder_create(tu_model_dir(), "dlib-resnet", &dlib_embedder, &err) !=
+            FACENET_OK) {
         fprintf(stderr, "%s\n", err.message);
         return -1;
     }
@@ -256,6 +487,7 @@ static int teardown(void **state)
     (void)state;
     facenet_detector_free(detector);
     facenet_embedder_free(embedder);
+    facenet_embedder_free(dlib_embedder);
     return 0;
 }
 
@@ -264,6 +496,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_face_under_mild_changes),
         cmocka_unit_test(test_different_faces_in_a_group_differ),
+        cmocka_unit_test(test_group_photos_by_configuration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

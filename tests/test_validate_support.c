@@ -216,6 +216,75 @@ static void test_thresholds_bad_files(void **state)
     assert_non_null(strstr(err.message, path));
 }
 
+/* The thresholds the pipeline uses: the manifest's, overridden by
+ * MODEL_DIR/thresholds.json; a broken file is an error, never a silent
+ * fallback. */
+static void test_model_thresholds_resolution(void **state)
+{
+    char dir[128], path[192];
+    facenet_thresholds t;
+    facenet_error err;
+    const facenet_model_info *mfn = facenet_model_find("mobilefacenet");
+    const facenet_model_info *tfjs = facenet_model_find("dlib-resnet-tfjs");
+    (void)state;
+    assert_non_null(mfn);
+    assert_non_null(tfjs);
+    snprintf(dir, sizeof dir, "%s/models", tmpdir);
+    assert_int_equal(fn_mkdir_p(dir, 0700, &err), FACENET_OK);
+    snprintf(path, sizeof path, "%s/thresholds.json", dir);
+
+    /* No file: the manifest's values. */
+    assert_int_equal(facenet_model_thresholds(dir, mfn, 0, &t, &err), FACENET_OK);
+    assert_true(t.threshold == mfn->threshold && t.threshold_strict == mfn->threshold_strict);
+    assert_string_equal(t.source, "manifest");
+    assert_int_equal(facenet_model_thresholds(NULL, mfn, 1, &t, &err), FACENET_OK);
+    assert_string_equal(t.source, "manifest");
+
+    /* Entries override; "+flip" is used for flipped embeddings only; a
+     * FAR that was never reached (-1) means no strict threshold. */
+    write_text(path, "{\"schema\": 1, \"models\": {"
+                     "\"mobilefacenet\": {\"threshold\": 0.45, \"threshold_far\": 0.5,"
+                     " \"pairs\": \"my_pairs.txt\", \"n_pairs\": 800},"
+                     "\"mobilefacenet+flip\": {\"threshold\": 0.46, \"threshold_far\": -1}}}");
+    assert_int_equal(facenet_model_thresholds(dir, mfn, 0, &t, &err), FACENET_OK);
+    assert_true(fabsf(t.threshold - 0.45f) < 1e-6f && fabsf(t.threshold_strict - 0.5f) < 1e-6f);
+    assert_non_null(strstr(t.source, path));
+    assert_non_null(strstr(t.source, "800 pairs from my_pairs.txt"));
+    assert_int_equal(facenet_model_thresholds(dir, mfn, 1, &t, &err), FACENET_OK);
+    assert_true(fabsf(t.threshold - 0.46f) < 1e-6f && t.threshold_strict == 0);
+    assert_non_null(strstr(t.source, "mobilefacenet+flip"));
+    /* A model the file does not mention keeps the manifest's values, with
+     * or without flip (tfjs has none: 0). */
+    assert_int_equal(facenet_model_thresholds(dir, tfjs, 1, &t, &err), FACENET_OK);
+    assert_true(t.threshold == tfjs->threshold);
+    assert_string_equal(t.source, "manifest");
+
+    /* Broken files fail, name the file and are left as they were. */
+    static const char *const broken[] = {
+        "{\"schema\": 1, \"models\": {\"mobilefacenet\": ",
+        "{\"schema\": 2, \"models\": {}}",
+        "{\"schema\": 1, \"models\": {\"mobilefacenet\": {\"threshold\": 1.5}}}",
+        "{\"schema\": 1, \"models\": {\"mobilefacenet\": {\"threshold\": \"0.4\"}}}",
+        "{\"schema\": 1, \"models\": {\"mobilefacenet\": {\"threshold\": 0.4,"
+        " \"threshold_far\": -7}}}",
+        "[1, 2, 3]"};
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        char before[256];
+        write_text(path, broken[i]);
+        t.threshold = 0.123f;
+        assert_int_equal(facenet_model_thresholds(dir, mfn, 0, &t, &err), FACENET_ERR_FORMAT);
+        assert_non_null(strstr(err.message, path));
+        assert_true(t.threshold == 0 && t.threshold_strict == 0);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        size_t got = fread(before, 1, sizeof before - 1, f);
+        fclose(f);
+        before[got] = 0;
+        assert_string_equal(before, broken[i]);
+    }
+    unlink(path);
+}
+
 /* ---- ROC plot -------------------------------------------------------------------- */
 
 static int is_curve_colour(const img_rgb8 *img, int x, int y)
@@ -269,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_cache_rejects_damaged_files),
         cmocka_unit_test(test_thresholds_round_trip),
         cmocka_unit_test(test_thresholds_bad_files),
+        cmocka_unit_test(test_model_thresholds_resolution),
         cmocka_unit_test(test_roc_plot_draws_the_curve),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -320,14 +320,50 @@ int facenet_pick_face(const facenet_face *faces, size_t n_faces, int width,
 typedef struct facenet_embedder facenet_embedder;
 
 /* `model_name` is a manifest name ("mobilefacenet", "dlib-resnet",
- * "dlib-resnet-tfjs") or NULL for the default, "mobilefacenet". */
+ * "dlib-resnet-tfjs") or NULL for the default, "mobilefacenet". The
+ * embedder's info (facenet_embedder_info) carries the thresholds of
+ * facenet_model_thresholds(model_dir, info, 0): a malformed
+ * MODEL_DIR/thresholds.json makes creation fail. */
 facenet_status facenet_embedder_create(const char *model_dir,
                                        const char *model_name,
                                        facenet_embedder **out,
                                        facenet_error *err);
 void facenet_embedder_free(facenet_embedder *embedder);
+/* The embedder's model description, with its resolved thresholds. Owned
+ * by the embedder: valid until facenet_embedder_free(e). */
 const facenet_model_info *facenet_embedder_info(const facenet_embedder *e);
 int facenet_embedder_dim(const facenet_embedder *embedder);
+
+/* Verification thresholds of an embedding model (cosine similarities;
+ * 0 means "none calibrated") and where they come from. */
+#define FACENET_THRESHOLDS_FILE "thresholds.json"
+#define FACENET_THRESHOLD_SOURCE_MAX 512
+typedef struct facenet_thresholds {
+    float threshold;        /* best accuracy on the calibration pairs      */
+    float threshold_strict; /* at the calibration's false-accept target    */
+    char source[FACENET_THRESHOLD_SOURCE_MAX]; /* "manifest" or the file,
+                                                  entry and pairs used      */
+} facenet_thresholds;
+
+/* The thresholds to use for `info`'s embeddings, made with or without
+ * flip. The manifest's LFW-calibrated values are the defaults; the file
+ * MODEL_DIR/thresholds.json (written by `facenet validate --calibrate`)
+ * overrides them when it has an entry for the model: "NAME+flip" for
+ * flipped embeddings (else "NAME"), "NAME" otherwise. A missing file or
+ * entry gives the manifest's values; a file that exists but cannot be
+ * read, is malformed or holds an out-of-range value fails (FACENET_ERR_IO
+ * or FACENET_ERR_FORMAT, naming the file) instead of falling back, so a
+ * broken calibration is never silently replaced. `model_dir` may be NULL
+ * (manifest values only). */
+facenet_status facenet_model_thresholds(const char *model_dir,
+                                        const facenet_model_info *info,
+                                        int flip, facenet_thresholds *out,
+                                        facenet_error *err);
+
+/* Where the thresholds in facenet_embedder_info(e) came from (see
+ * facenet_model_thresholds; the embedder resolves them without flip when
+ * it is created). Static for the embedder's lifetime. */
+const char *facenet_embedder_threshold_source(const facenet_embedder *e);
 
 /* Align each face by its landmarks and embed all of them in one network
  * call. `out` receives n_faces * dim floats; every embedding has unit L2

@@ -46,11 +46,14 @@ static const char verify_usage[] =
     "missing or altered.\n";
 
 static const char list_usage[] =
-    "usage: facenet models list [--json]\n"
+    "usage: facenet models list [--dir DIR] [--json]\n"
     "\n"
     "Show every pinned model: role, format, licence, npm package and path,\n"
     "SHA-256, input size and normalisation, alignment, embedding size, default\n"
-    "threshold and provenance. --json prints the same as one JSON document.\n";
+    "threshold and provenance. --json prints the same as one JSON document.\n"
+    "The thresholds are those the pipeline uses with the cache directory (or\n"
+    "DIR): its thresholds.json entry when it has one ('facenet validate\n"
+    "--calibrate'), else the manifest's; 'from' names the source.\n";
 
 static const char path_usage[] =
     "usage: facenet models path\n"
@@ -269,10 +272,23 @@ static const char *format_name(facenet_model_format f)
     return "unknown";
 }
 
-static void list_text(void)
+/* The thresholds the pipeline would use for model m with `dir`. Reports a
+ * broken thresholds file once per model and returns its exit code. */
+static int resolved_thresholds(const char *dir, const facenet_model_info *m,
+                               facenet_thresholds *t)
 {
+    facenet_error err;
+    if (facenet_model_thresholds(dir, m, 0, t, &err) != FACENET_OK)
+        return cli_report(&err);
+    return CLI_EXIT_OK;
+}
+
+static int list_text(const char *dir)
+{
+    int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < facenet_model_count(); i++) {
         const facenet_model_info *m = facenet_model_at(i);
+        facenet_thresholds t;
         printf("%s%s (%s, %s, licence %s)\n", i ? "\n" : "", m->name, m->role,
                format_name(m->format), m->license);
         printf("  package      %s\n", m->package);
@@ -291,20 +307,28 @@ static void list_text(void)
         printf("  alignment    %s\n", m->alignment);
         if (m->embedding_dim > 0) {
             printf("  embedding    %d-D, %s\n", m->embedding_dim, m->metric);
-            if (m->threshold > 0)
-                printf("  threshold    %g (cosine similarity, best LFW accuracy)\n",
-                       (double)m->threshold);
-            else
-                printf("  threshold    none pinned\n");
-            if (m->threshold_strict > 0)
-                printf("  strict       %g (cosine similarity, LFW FAR 1e-3)\n",
-                       (double)m->threshold_strict);
+            int r = resolved_thresholds(dir, m, &t);
+            if (r != CLI_EXIT_OK) {
+                printf("  threshold    unusable (see the error above)\n");
+                rc = r;
+            } else {
+                if (t.threshold > 0)
+                    printf("  threshold    %g (cosine similarity, best accuracy)\n",
+                           (double)t.threshold);
+                else
+                    printf("  threshold    none calibrated\n");
+                if (t.threshold_strict > 0)
+                    printf("  strict       %g (cosine similarity, FAR 1e-3)\n",
+                           (double)t.threshold_strict);
+                printf("  from         %s\n", t.source);
+            }
         }
         printf("  provenance   %s\n", m->provenance);
     }
+    return rc;
 }
 
-static json_t *model_json(const facenet_model_info *m)
+static json_t *model_json(const facenet_model_info *m, const facenet_thresholds *t)
 {
     json_t *o = json_object();
     json_t *mean = json_array();
@@ -338,13 +362,15 @@ static json_t *model_json(const facenet_model_info *m)
     json_object_set_new(o, "alignment", json_string(m->alignment));
     json_object_set_new(o, "dim", json_integer(m->embedding_dim));
     json_object_set_new(o, "metric", json_string(m->metric));
-    json_object_set_new(o, "threshold", json_real(m->threshold));
-    json_object_set_new(o, "threshold_strict", json_real(m->threshold_strict));
+    json_object_set_new(o, "threshold", json_real(t->threshold));
+    json_object_set_new(o, "threshold_strict", json_real(t->threshold_strict));
+    json_object_set_new(o, "threshold_source", json_string(t->source));
     return o;
 }
 
-static int list_json(void)
+static int list_json(const char *dir)
 {
+    int rc = CLI_EXIT_OK;
     json_t *root = json_object();
     json_t *models = json_array();
     char *text;
@@ -358,7 +384,16 @@ static int list_json(void)
     json_object_set_new(root, "schema", json_integer(1));
     json_object_set_new(root, "models", models);
     for (size_t i = 0; i < facenet_model_count(); i++) {
-        json_t *m = model_json(facenet_model_at(i));
+        const facenet_model_info *info = facenet_model_at(i);
+        facenet_thresholds t;
+        int r = info->embedding_dim > 0 ? resolved_thresholds(dir, info, &t) : CLI_EXIT_OK;
+        if (r != CLI_EXIT_OK || info->embedding_dim <= 0) {
+            rc = r != CLI_EXIT_OK ? r : rc;
+            (void)facenet_model_thresholds(NULL, info, 0, &t, NULL);
+            if (r != CLI_EXIT_OK)
+                snprintf(t.source, sizeof t.source, "unusable thresholds file");
+        }
+        json_t *m = model_json(info, &t);
         if (!m || json_array_append_new(models, m) != 0) {
             json_decref(root);
             fprintf(stderr, "facenet models: out of memory\n");
@@ -375,10 +410,20 @@ static int list_json(void)
     }
     printf("%s\n", text);
     free(text);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
 /* ---- path and dispatch ----------------------------------------------------- */
+
+static int run_list(const models_args *a)
+{
+    char dir[PATH_BUF];
+    int rc = resolve_dir(a, dir, sizeof dir);
+
+    if (rc >= 0)
+        return rc;
+    return a->json ? list_json(dir) : list_text(dir);
+}
 
 static int run_path(const models_args *a)
 {
@@ -412,7 +457,7 @@ int cmd_models(int argc, char **argv)
     else if (strcmp(sub, "verify") == 0)
         a = (models_args){.accepts_dir = 1, .accepts_names = 1, .usage = verify_usage};
     else if (strcmp(sub, "list") == 0)
-        a = (models_args){.accepts_json = 1, .usage = list_usage};
+        a = (models_args){.accepts_dir = 1, .accepts_json = 1, .usage = list_usage};
     else if (strcmp(sub, "path") == 0)
         a = (models_args){.usage = path_usage};
     else {
@@ -427,7 +472,7 @@ int cmd_models(int argc, char **argv)
         else if (strcmp(sub, "verify") == 0)
             rc = run_verify(&a);
         else if (strcmp(sub, "list") == 0)
-            rc = a.json ? list_json() : (list_text(), CLI_EXIT_OK);
+            rc = run_list(&a);
         else
             rc = run_path(&a);
     }

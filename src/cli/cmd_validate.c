@@ -35,6 +35,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "common/error.h"
 #include "common/fileio.h"
 #include "verify/embcache.h"
 #include "verify/lfw.h"
@@ -54,6 +55,10 @@ static const char validate_usage[] =
     "  --pairs FILE        pairs file (default DIR/pairs.txt)\n"
     "  --model NAME        mobilefacenet (default), dlib-resnet, dlib-resnet-tfjs,\n"
     "                      or ensemble (MobileFaceNet + dlib ResNet, concatenated)\n"
+    "  --ensemble-weight W the ensemble's dlib weight, fixed (0..10; 1 = equal).\n"
+    "                      Default: chosen per fold on its nine training folds\n"
+    "                      from 0, 0.1, ..., 3 by training accuracy (ties go to\n"
+    "                      the weight nearest 1), never on the test fold\n"
     "  --flip              add the mirrored face's embedding\n"
     "  --subtract-mean     subtract the training folds' mean embedding\n"
     "  --metric M          sqeuclidean (default; squared L2 of unit embeddings)\n"
@@ -115,6 +120,7 @@ typedef struct voptions {
     const char *lfw_dir, *pairs, *model, *out, *roc, *cache_dir, *model_dir_opt;
     const char *thresholds;
     int flip, calibrate, no_cache, threads;
+    double ensemble_weight; /* dlib's weight; < 0: chosen per fold */
     lfw_options lfw;
 } voptions;
 
@@ -624,14 +630,18 @@ static int embed_fallbacks(vctx *ctx)
 /* ------------------------------------------------------------------------ */
 
 /* The embedding of image i that the evaluation uses: the model's own, or
- * for the ensemble the unit embeddings concatenated and renormalised. */
-static void image_embedding(const vctx *ctx, size_t i, float *out)
+ * for the ensemble the unit embeddings concatenated, the second (dlib)
+ * scaled by `weight`, and renormalised. Its squared L2 distance is then
+ * (D_mfn + w^2 D_dlib) / (1 + w^2): weight 1 is the plain concatenation. */
+static void image_embedding(const vctx *ctx, size_t i, double weight, float *out)
 {
     size_t at = 0;
     double sum = 0;
     for (int m = 0; m < ctx->n_models; m++) {
-        memcpy(out + at, ctx->emb[m] + i * (size_t)ctx->dims[m],
-               (size_t)ctx->dims[m] * sizeof *out);
+        const float *e = ctx->emb[m] + i * (size_t)ctx->dims[m];
+        float scale = m == 0 ? 1.0f : (float)weight;
+        for (int k = 0; k < ctx->dims[m]; k++)
+            out[at + (size_t)k] = e[k] * scale;
         at += (size_t)ctx->dims[m];
     }
     if (ctx->n_models == 1)
@@ -654,6 +664,11 @@ typedef struct vsummary {
     int threads;
     lfw_calibration cal;
     int have_cal;
+    /* The ensemble's dlib weight per fold (chosen on its training folds,
+     * or the fixed one) and for the calibration on all pairs. */
+    int have_weights, weights_chosen;
+    double fold_weight[LFW_MAX_FOLDS], fold_train_accuracy[LFW_MAX_FOLDS];
+    double cal_weight;
 } vsummary;
 
 static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pairs,
@@ -689,6 +704,12 @@ static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pa
     printf("  (%s distance)\n  as cosine:   ", metric_name(metric));
     for (int k = 0; k < r->folds; k++)
         printf(" %.3f", lfw_threshold_to_similarity(r->fold[k].threshold, metric));
+    if (s->have_weights) {
+        printf("\ndlib weight:   ");
+        for (int k = 0; k < r->folds; k++)
+            printf(" %.2f", s->fold_weight[k]);
+        printf("  (%s)", s->weights_chosen ? "chosen on each fold's training folds" : "fixed");
+    }
     printf("\nVAL@FAR=%g:  %.4f +- %.4f (FAR %.5f)\n", o->lfw.far_target, r->val_mean, r->val_std,
            r->far_mean);
     printf("AUC:            %.4f\n", r->auc);
@@ -699,6 +720,9 @@ static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pa
     if (s->have_cal) {
         printf("\nthreshold to use (fitted on all %zu pairs%s):\n", pairs->n,
                o->lfw.subtract_mean ? ", without mean subtraction" : "");
+        if (s->have_weights)
+            printf("  dlib weight %.2f (%s)\n", s->cal_weight,
+                   s->weights_chosen ? "chosen on all pairs like the per-fold ones" : "fixed");
         printf("  best accuracy %.4f at %s distance < %.2f = cosine similarity >= %.3f\n",
                s->cal.accuracy, metric_name(metric), s->cal.threshold_accuracy,
                lfw_threshold_to_similarity(s->cal.threshold_accuracy, metric));
@@ -723,13 +747,19 @@ static int write_json_report(const voptions *o, const vctx *ctx, const lfw_pairs
     json_t *thr = json_array(), *tpr = json_array(), *fpr = json_array();
     for (int k = 0; k < r->folds; k++) {
         const lfw_fold_result *f = &r->fold[k];
-        json_array_append_new(
-            folds, json_pack("{s:i,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "fold", k + 1, "first_pair",
+        json_t *fold = json_pack("{s:i,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "fold", k + 1, "first_pair",
                              (json_int_t)f->begin, "end_pair", (json_int_t)f->end, "threshold",
                              f->threshold, "threshold_cosine_similarity",
                              lfw_threshold_to_similarity(f->threshold, r->metric), "train_accuracy",
                              f->train_accuracy, "accuracy", f->accuracy, "val_threshold",
-                             f->val_threshold, "val", f->val, "far", f->far));
+                             f->val_threshold, "val", f->val, "far", f->far);
+        if (fold && s->have_weights) {
+            json_object_set_new(fold, "ensemble_weight", json_real(s->fold_weight[k]));
+            if (s->weights_chosen)
+                json_object_set_new(fold, "ensemble_weight_train_accuracy",
+                                    json_real(s->fold_train_accuracy[k]));
+        }
+        json_array_append_new(folds, fold);
     }
     for (size_t i = 0; i < ctx->n_images; i++)
         if (ctx->images[i].fallback)
@@ -757,6 +787,12 @@ static int write_json_report(const voptions *o, const vctx *ctx, const lfw_pairs
         json_number_or_null(r->eer), "per_fold", folds, "roc", roc);
     if (!doc)
         return CLI_EXIT_INTERNAL;
+    if (s->have_weights)
+        json_object_set_new(doc, "ensemble_weight",
+                            json_pack("{s:s,s:f}", "mode",
+                                      s->weights_chosen ? "per fold, on the training folds"
+                                                        : "fixed",
+                                      "calibration", s->cal_weight));
     if (s->have_cal)
         json_object_set_new(
             doc, "calibration",
@@ -804,6 +840,8 @@ static int write_calibration(const voptions *o, const char *model_dir, const lfw
     e.flip = o->flip;
     e.pairs = o->pairs;
     e.n_pairs = pairs->n;
+    e.has_weight = s->have_weights;
+    e.weight = s->cal_weight;
     /* A flipped run is its own entry: its scores are not the plain ones. */
     char key[128];
     snprintf(key, sizeof key, "%s%s", o->model, o->flip ? "+flip" : "");
@@ -839,12 +877,14 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
         {"thresholds", required_argument, NULL, 'T'}, {"threads", required_argument, NULL, 'j'},
         {"cache", required_argument, NULL, 'c'},    {"no-cache", no_argument, NULL, 'N'},
         {"model-dir", required_argument, NULL, 'M'}, {"help", no_argument, NULL, 'h'},
+        {"ensemble-weight", required_argument, NULL, 'W'},
         {NULL, 0, NULL, 0}};
     int c;
 
     memset(o, 0, sizeof *o);
     lfw_options_default(&o->lfw);
     o->model = "mobilefacenet";
+    o->ensemble_weight = -1;
     o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -881,6 +921,17 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
             }
             break;
         case 'c': o->cache_dir = optarg; break;
+        case 'W': {
+            char *end;
+            errno = 0;
+            o->ensemble_weight = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(o->ensemble_weight >= 0) ||
+                o->ensemble_weight > 10) {
+                fprintf(stderr, "facenet validate: --ensemble-weight must be a number in 0..10\n");
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        }
         case 'N': o->no_cache = 1; break;
         case 'M': o->model_dir_opt = optarg; break;
         case 'h': fputs(validate_usage, stdout); return -1;
@@ -895,6 +946,15 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
     }
     if (o->threads < 1)
         o->threads = 1;
+    if (o->ensemble_weight >= 0 && strcmp(o->model, "ensemble") != 0) {
+        fprintf(stderr, "facenet validate: --ensemble-weight needs --model ensemble\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(o->model, "ensemble") == 0 && o->ensemble_weight < 0 && o->lfw.subtract_mean) {
+        fprintf(stderr, "facenet validate: --subtract-mean with --model ensemble needs a fixed "
+                        "--ensemble-weight\n");
+        return CLI_EXIT_USAGE;
+    }
     if (o->calibrate && o->lfw.subtract_mean) {
         fprintf(stderr, "facenet validate: --calibrate cannot use --subtract-mean (the mean is "
                         "not known when comparing two faces)\n");
@@ -947,6 +1007,83 @@ static void free_ctx(vctx *ctx)
         free(ctx->emb[m]);
 }
 
+/* The ensemble's candidate dlib weights 0, 0.1, ..., 3 in order of
+ * preference: nearest to equal weights (1) first, and of two equally near
+ * the smaller, so that a tie in training accuracy moves least from the
+ * plain concatenation. The range reaches 3 because the dlib distances are
+ * about 6.7 times smaller than MobileFaceNet's at their thresholds (0.18
+ * vs 1.20 squared L2), so weight ~2.6 (6.7 = 2.6^2) gives both equal say.
+ * Returns the number of candidates. */
+#define WEIGHT_GRID_TENTHS 30
+static int weight_candidates(double *w)
+{
+    int n = 0;
+    w[n++] = 1.0;
+    for (int d = 1; d <= WEIGHT_GRID_TENTHS; d++) {
+        if (10 - d >= 0)
+            w[n++] = (10 - d) / 10.0;
+        if (10 + d <= WEIGHT_GRID_TENTHS)
+            w[n++] = (10 + d) / 10.0;
+    }
+    return n;
+}
+
+/* Distances of every pair, with the ensemble's dlib weight `weight`
+ * (ignored for a single model); e1/e2 receive the embeddings. */
+static void pair_distances(const vctx *ctx, const lfw_pairs *pairs, const size_t *pair_image,
+                           size_t dim, double weight, lfw_metric metric, float *e1, float *e2,
+                           double *dist)
+{
+    for (size_t i = 0; i < pairs->n; i++) {
+        image_embedding(ctx, pair_image[2 * i], weight, e1 + i * dim);
+        image_embedding(ctx, pair_image[2 * i + 1], weight, e2 + i * dim);
+        dist[i] = lfw_distance(e1 + i * dim, e2 + i * dim, dim, metric);
+    }
+}
+
+/* The ensemble with its dlib weight chosen inside the protocol: each fold
+ * takes the candidate with the best accuracy on its training folds (at the
+ * threshold the protocol would choose there) and is then evaluated like
+ * any fold. The calibration uses the weight chosen the same way on all
+ * pairs; its distances are left in `dist`. */
+static facenet_status evaluate_weight_search(const voptions *o, const vctx *ctx,
+                                             const lfw_pairs *pairs, const size_t *pair_image,
+                                             size_t dim, const unsigned char *same, float *e1,
+                                             float *e2, double *dist, lfw_result *r,
+                                             vsummary *s, facenet_error *err)
+{
+    double w[LFW_MAX_CANDIDATES];
+    int nc = weight_candidates(w), chosen[LFW_MAX_FOLDS], all_pairs_choice = 0;
+    const double *fold_dist[LFW_MAX_FOLDS];
+    size_t n = pairs->n;
+    facenet_status st;
+    double *all = malloc((size_t)nc * n * sizeof *all);
+
+    if (!all)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d x %zu distances", nc, n);
+    for (int j = 0; j < nc; j++)
+        pair_distances(ctx, pairs, pair_image, dim, w[j], o->lfw.metric, e1, e2,
+                       all + (size_t)j * n);
+    st = lfw_choose_per_fold(all, nc, same, n, o->lfw.folds, chosen, s->fold_train_accuracy,
+                             err);
+    if (st == FACENET_OK) {
+        for (int k = 0; k < o->lfw.folds; k++) {
+            fold_dist[k] = all + (size_t)chosen[k] * n;
+            s->fold_weight[k] = w[chosen[k]];
+        }
+        st = lfw_evaluate_fold_distances(fold_dist, same, n, &o->lfw, r, err);
+    }
+    if (st == FACENET_OK)
+        st = lfw_choose_per_fold(all, nc, same, n, 1, &all_pairs_choice, NULL, err);
+    if (st == FACENET_OK) {
+        s->cal_weight = w[all_pairs_choice];
+        memcpy(dist, all + (size_t)all_pairs_choice * n, n * sizeof *dist);
+        s->have_weights = s->weights_chosen = 1;
+    }
+    free(all);
+    return st;
+}
+
 /* Everything after the embeddings exist: evaluation and output. */
 static int evaluate_and_report(const voptions *o, const char *model_dir, const vctx *ctx,
                                const lfw_pairs *pairs, const size_t *pair_image, vsummary *s,
@@ -962,6 +1099,7 @@ static int evaluate_and_report(const voptions *o, const char *model_dir, const v
     double *dist = malloc(pairs->n * sizeof *dist);
     lfw_result *r = malloc(sizeof *r);
     facenet_error err;
+    facenet_status st;
     int rc = CLI_EXIT_OK;
 
     if (!e1 || !e2 || !same || !dist || !r) {
@@ -969,13 +1107,23 @@ static int evaluate_and_report(const voptions *o, const char *model_dir, const v
         rc = CLI_EXIT_INTERNAL;
         goto out;
     }
-    for (size_t i = 0; i < pairs->n; i++) {
-        image_embedding(ctx, pair_image[2 * i], e1 + i * dim);
-        image_embedding(ctx, pair_image[2 * i + 1], e2 + i * dim);
+    for (size_t i = 0; i < pairs->n; i++)
         same[i] = (unsigned char)pairs->pairs[i].same;
-        dist[i] = lfw_distance(e1 + i * dim, e2 + i * dim, dim, o->lfw.metric);
+    if (ctx->n_models > 1 && o->ensemble_weight < 0) {
+        st = evaluate_weight_search(o, ctx, pairs, pair_image, dim, same, e1, e2, dist, r, s,
+                                    &err);
+    } else {
+        double weight = o->ensemble_weight >= 0 ? o->ensemble_weight : 1.0;
+        pair_distances(ctx, pairs, pair_image, dim, weight, o->lfw.metric, e1, e2, dist);
+        st = lfw_evaluate(e1, e2, dim, same, pairs->n, &o->lfw, r, &err);
+        if (ctx->n_models > 1) {
+            s->have_weights = 1;
+            s->cal_weight = weight;
+            for (int k = 0; k < r->folds; k++)
+                s->fold_weight[k] = weight;
+        }
     }
-    if (lfw_evaluate(e1, e2, dim, same, pairs->n, &o->lfw, r, &err) != FACENET_OK) {
+    if (st != FACENET_OK) {
         rc = cli_report(&err);
         goto out;
     }

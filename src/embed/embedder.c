@@ -18,7 +18,11 @@
 #define EMBED_MAX_BATCH 32
 
 struct facenet_embedder {
-    const facenet_model_info *info;
+    const facenet_model_info *info; /* points at info_copy */
+    /* The manifest entry with the thresholds resolved for this model
+     * directory (thresholds.json overrides the compiled-in defaults). */
+    facenet_model_info info_copy;
+    facenet_thresholds thresholds;
     facenet_model *model;
     facenet_session *session;
     align_template tmpl;
@@ -44,7 +48,15 @@ facenet_status facenet_embedder_create(const char *model_dir,
     e = calloc(1, sizeof *e);
     if (!e)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for an embedder");
-    e->info = info;
+    st = facenet_model_thresholds(model_dir, info, 0, &e->thresholds, err);
+    if (st != FACENET_OK) {
+        free(e);
+        return st;
+    }
+    e->info_copy = *info;
+    e->info_copy.threshold = e->thresholds.threshold;
+    e->info_copy.threshold_strict = e->thresholds.threshold_strict;
+    e->info = &e->info_copy;
     e->dim = info->embedding_dim;
     if (!align_template_from_name(info->alignment, &e->tmpl)) {
         free(e);
@@ -81,6 +93,11 @@ void facenet_embedder_free(facenet_embedder *embedder)
 const facenet_model_info *facenet_embedder_info(const facenet_embedder *e)
 {
     return e ? e->info : NULL;
+}
+
+const char *facenet_embedder_threshold_source(const facenet_embedder *e)
+{
+    return e ? e->thresholds.source : NULL;
 }
 
 int facenet_embedder_dim(const facenet_embedder *embedder)

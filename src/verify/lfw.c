@@ -629,6 +629,78 @@ facenet_status lfw_evaluate_distances(const double *dist, const unsigned char *s
     return FACENET_OK;
 }
 
+facenet_status lfw_evaluate_fold_distances(const double *const *fold_dist,
+                                           const unsigned char *same, size_t n,
+                                           const lfw_options *options, lfw_result *out,
+                                           facenet_error *err)
+{
+    eval_scratch sc;
+    facenet_status st;
+
+    if (!fold_dist || !same || !out)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "distances, labels and out are required");
+    if ((st = check_options(options, n, err)) != FACENET_OK)
+        return st;
+    if (options->subtract_mean)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "subtract_mean needs embeddings, not distances");
+    for (int k = 0; k < options->folds; k++) {
+        if (!fold_dist[k])
+            return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "fold %d has no distances", k + 1);
+        if ((st = check_distances(fold_dist[k], n, err)) != FACENET_OK)
+            return st;
+    }
+    if ((st = scratch_alloc(&sc, n, err)) != FACENET_OK)
+        return st;
+    result_init(out, options);
+    for (int k = 0; k < options->folds; k++)
+        evaluate_fold(fold_dist[k], same, n, options, k, &sc, out);
+    finish(out);
+    scratch_free(&sc);
+    return FACENET_OK;
+}
+
+facenet_status lfw_choose_per_fold(const double *dist, int n_candidates, const unsigned char *same,
+                                   size_t n, int folds, int *chosen, double *train_accuracy,
+                                   facenet_error *err)
+{
+    eval_scratch sc;
+    facenet_status st;
+
+    if (!dist || !same || !chosen)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "distances, labels and out are required");
+    if (n_candidates < 1 || n_candidates > LFW_MAX_CANDIDATES)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "1..%d candidates, not %d",
+                       LFW_MAX_CANDIDATES, n_candidates);
+    if (folds < 1 || folds > LFW_MAX_FOLDS || n < (size_t)folds || n == 0)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "%zu pairs cannot be split into %d folds", n, folds);
+    if ((st = check_distances(dist, n * (size_t)n_candidates, err)) != FACENET_OK)
+        return st;
+    if ((st = scratch_alloc(&sc, n, err)) != FACENET_OK)
+        return st;
+    for (int k = 0; k < folds; k++) {
+        size_t begin = n, end = n; /* one "fold": every pair is training */
+        double best = -1;
+        if (folds > 1)
+            lfw_fold_range(n, folds, k, &begin, &end);
+        chosen[k] = 0;
+        for (int j = 0; j < n_candidates; j++) {
+            split_distances(dist + (size_t)j * n, same, n, begin, end, 0, &sc.train);
+            double acc = set_accuracy(&sc.train, lfw_roc_threshold(best_accuracy_index(&sc.train)));
+            /* Strictly better only: ties keep the earlier (preferred) one. */
+            if (acc > best) {
+                best = acc;
+                chosen[k] = j;
+            }
+        }
+        if (train_accuracy)
+            train_accuracy[k] = best;
+    }
+    scratch_free(&sc);
+    return FACENET_OK;
+}
+
 /* Distances of every pair after subtracting the mean embedding of the
  * pairs outside [begin, end) (both images of each). */
 static facenet_status distances_minus_mean(const float *emb1, const float *emb2, size_t dim,

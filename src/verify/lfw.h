@@ -160,6 +160,31 @@ facenet_status lfw_evaluate_distances(const double *dist,
                                       const lfw_options *options,
                                       lfw_result *out, facenet_error *err);
 
+/* The protocol when each fold may use its own distances: fold k chooses
+ * its thresholds on the other folds of fold_dist[k] (n values) and is
+ * measured on its own pairs of fold_dist[k]. With every fold_dist[k] the
+ * same array this is lfw_evaluate_distances. Used when something besides
+ * the threshold (an ensemble weight) is chosen per fold on the training
+ * folds, so that the test fold never influences its own distances. */
+facenet_status lfw_evaluate_fold_distances(const double *const *fold_dist,
+                                           const unsigned char *same, size_t n,
+                                           const lfw_options *options,
+                                           lfw_result *out, facenet_error *err);
+
+/* Choose, for each of `folds` folds, one of n_candidates distance vectors
+ * (candidate j is dist[j * n .. j * n + n)) on the training folds only:
+ * the candidate whose best training accuracy (threshold on the 0.01 grid,
+ * as in the protocol) is highest. Ties go to the candidate that comes
+ * first, so pass them in order of preference. chosen[k] receives the
+ * candidate index of fold k and train_accuracy[k] (may be NULL) its
+ * training accuracy. folds == 1 chooses on all pairs (for calibration). */
+#define LFW_MAX_CANDIDATES 64
+facenet_status lfw_choose_per_fold(const double *dist, int n_candidates,
+                                   const unsigned char *same, size_t n,
+                                   int folds, int *chosen,
+                                   double *train_accuracy,
+                                   facenet_error *err);
+
 /* Distance of one pair under a metric (no mean subtraction). */
 double lfw_distance(const float *a, const float *b, size_t dim,
                     lfw_metric metric);

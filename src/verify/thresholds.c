@@ -101,6 +101,11 @@ facenet_status thresholds_write(const char *path, const char *model,
                               "far_target", e->far_target, "accuracy", e->accuracy, "val", e->val,
                               "far", e->far, "flip", e->flip, "pairs", e->pairs ? e->pairs : "",
                               "n_pairs", (json_int_t)e->n_pairs);
+    if (entry && e->has_weight &&
+        json_object_set_new(entry, "ensemble_weight", json_real(e->weight)) != 0) {
+        json_decref(entry);
+        entry = NULL;
+    }
     if (!entry || json_object_set_new(json_object_get(doc, "models"), model, entry) != 0) {
         json_decref(doc);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory");
@@ -116,6 +121,68 @@ facenet_status thresholds_write(const char *path, const char *model,
         unlink(tmp);
         return fn_fail(err, FACENET_ERR_IO, "cannot write %s: %s", path,
                        rc != 0 ? "write failed" : strerror(e2));
+    }
+    return FACENET_OK;
+}
+
+/* The entry `key` of a loaded thresholds file into *out; 0 when found, 1
+ * when the file has no such entry, or a status (format error). */
+static int entry_from_doc(json_t *doc, const char *path, const char *key,
+                          facenet_thresholds *out, facenet_error *err)
+{
+    json_t *entry = json_object_get(json_object_get(doc, "models"), key);
+    if (!entry)
+        return 1;
+    json_t *t = json_object_get(entry, "threshold"), *tf = json_object_get(entry, "threshold_far");
+    json_t *pairs = json_object_get(entry, "pairs"), *n_pairs = json_object_get(entry, "n_pairs");
+    /* threshold_far is -1 when the calibration never reached its FAR. */
+    if (!json_is_object(entry) || !valid_similarity(t) || (tf && !valid_similarity(tf))) {
+        fn_fail(err, FACENET_ERR_FORMAT,
+                "%s: entry '%s': thresholds must be cosine similarities in [-1, 1]", path, key);
+        return -1;
+    }
+    out->threshold = (float)json_number_value(t);
+    out->threshold_strict = tf && json_number_value(tf) > -1 ? (float)json_number_value(tf) : 0;
+    snprintf(out->source, sizeof out->source, "%s, entry '%s' (%lld pairs from %s)", path, key,
+             json_is_integer(n_pairs) ? (long long)json_integer_value(n_pairs) : -1LL,
+             json_is_string(pairs) ? json_string_value(pairs) : "?");
+    return 0;
+}
+
+facenet_status facenet_model_thresholds(const char *model_dir, const facenet_model_info *info,
+                                        int flip, facenet_thresholds *out, facenet_error *err)
+{
+    char path[4096], key[256];
+    json_t *doc = NULL;
+    facenet_status st;
+
+    if (!info || !out)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "info and out are required");
+    memset(out, 0, sizeof *out);
+    out->threshold = info->threshold;
+    out->threshold_strict = info->threshold_strict;
+    snprintf(out->source, sizeof out->source, "manifest");
+    if (!model_dir || info->embedding_dim <= 0)
+        return FACENET_OK;
+    if (snprintf(path, sizeof path, "%s/%s", model_dir, FACENET_THRESHOLDS_FILE) >=
+            (int)sizeof path ||
+        snprintf(key, sizeof key, "%s+flip", info->name) >= (int)sizeof key)
+        return fn_fail(err, FACENET_ERR_LIMIT, "model directory or name too long");
+    st = load_doc(path, &doc, err);
+    if (st == FACENET_ERR_NOT_FOUND)
+        return FACENET_OK; /* no calibration file: the manifest's values */
+    int r = st == FACENET_OK ? 1 : -1;
+    if (r == 1 && flip)
+        r = entry_from_doc(doc, path, key, out, err);
+    if (r == 1)
+        r = entry_from_doc(doc, path, info->name, out, err);
+    json_decref(doc);
+    if (r < 0) {
+        /* Leave no usable value behind: the caller must not match faces
+         * with a threshold the file was meant to replace. */
+        out->threshold = out->threshold_strict = 0;
+        snprintf(out->source, sizeof out->source, "none (unusable %s)", path);
+        return st != FACENET_OK ? st : FACENET_ERR_FORMAT;
     }
     return FACENET_OK;
 }

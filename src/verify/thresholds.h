@@ -33,6 +33,11 @@ typedef struct thresholds_entry {
     int flip;
     const char *pairs;    /* the pairs file used (informational) */
     size_t n_pairs;
+    /* The ensemble's dlib weight the thresholds belong to (written as
+     * "ensemble_weight" when has_weight): without it an ensemble
+     * threshold cannot be reproduced. */
+    int has_weight;
+    double weight;
 } thresholds_entry;
 
 /* Add or replace `model`'s entry in the file at `path` (created when

@@ -51,6 +51,56 @@ expect "different people differ" grep -q "sample1.jpg vs .*sample3.jpg: .* diffe
 "$bin" compare --json "$demo/sample1.jpg" "$demo/sample2.jpg" > "$tmp/c.json"; check "compare --json" 0 $?
 expect "json states the metric" grep -q '"metric": "cosine"' "$tmp/c.json"
 
+# compare with calibrated thresholds: MODEL_DIR/thresholds.json overrides
+# the manifest's default and the output names it; a broken file is an
+# error naming it (exit 4) and is left as it was. The model directory is a
+# copy made of links, so the real one is never touched.
+mdir=$tmp/models
+mkdir -p "$mdir"
+for f in "$("$bin" models path)"/*; do ln -s "$f" "$mdir/"; done
+rm -f "$mdir/thresholds.json"
+"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c0.txt"
+check "compare, manifest threshold" 0 $?
+expect "manifest source named" grep -q "threshold from: manifest (strict: FAR 1e-3)" "$tmp/c0.txt"
+expect "strict by default" grep -q "match when >= 0.4435" "$tmp/c0.txt"
+"$bin" compare --best-accuracy --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c0b.txt"
+check "compare --best-accuracy" 0 $?
+expect "--best-accuracy uses 0.40" grep -q "match when >= 0.4000" "$tmp/c0b.txt"
+expect "--best-accuracy source named" grep -q "threshold from: manifest (best accuracy)" "$tmp/c0b.txt"
+expect "manifest verdict: different" grep -q "sample3.jpg: .* different" "$tmp/c0.txt"
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999, "pairs": "mine.txt", "n_pairs": 42}}}\n' > "$mdir/thresholds.json"
+"$bin" compare --best-accuracy --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c1.txt"
+check "compare, calibrated threshold" 0 $?
+expect "file source named" grep -q "threshold from: $mdir/thresholds.json, entry 'mobilefacenet' (42 pairs from mine.txt)" "$tmp/c1.txt"
+expect "calibrated verdict: SAME at 0.05" grep -q "sample3.jpg: .* SAME" "$tmp/c1.txt"
+"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2.txt"
+check "compare (strict), calibrated" 0 $?
+expect "strict threshold from the file" grep -q "match when >= 0.9990" "$tmp/c2.txt"
+expect "strict verdict: different" grep -q "sample3.jpg: .* different" "$tmp/c2.txt"
+"$bin" compare --strict --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2s.txt"
+expect "--strict is the default" cmp -s "$tmp/c2.txt" "$tmp/c2s.txt"
+# an entry without a strict threshold: no strict verdicts, fail closed
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.4, "threshold_far": -1}}}\n' > "$mdir/thresholds.json"
+"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c2n.txt" 2> "$tmp/c2n.err"
+check "compare without a strict threshold" 2 $?
+expect "says how to proceed" grep -q "no calibrated strict threshold; pass --threshold or --best-accuracy" "$tmp/c2n.err"
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999, "pairs": "mine.txt", "n_pairs": 42}}}\n' > "$mdir/thresholds.json"
+"$bin" models list --dir "$mdir" > "$tmp/ml.txt"; check "models list --dir" 0 $?
+expect "models list shows the source" grep -q "from         $mdir/thresholds.json, entry 'mobilefacenet'" "$tmp/ml.txt"
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 7}}}' > "$mdir/thresholds.json"
+cp "$mdir/thresholds.json" "$tmp/broken.json"
+"$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c3.txt" 2> "$tmp/c3.err"
+check "compare, broken thresholds file" 4 $?
+expect "broken file named" grep -q "$mdir/thresholds.json" "$tmp/c3.err"
+expect "no verdicts from a broken file" test ! -s "$tmp/c3.txt"
+expect "broken file unchanged" cmp -s "$mdir/thresholds.json" "$tmp/broken.json"
+"$bin" models list --dir "$mdir" > /dev/null 2> "$tmp/ml.err"; check "models list, broken file" 4 $?
+expect "models list names the broken file" grep -q "$mdir/thresholds.json" "$tmp/ml.err"
+# the TF.js dlib ResNet has a calibrated threshold of its own now
+"$bin" compare --model dlib-resnet-tfjs "$demo/sample1.jpg" "$demo/sample1.jpg" > "$tmp/c4.txt"
+check "compare --model dlib-resnet-tfjs" 0 $?
+expect "tfjs self-comparison is SAME" grep -q "sample1.jpg vs .*sample1.jpg: 1.0000 SAME" "$tmp/c4.txt"
+
 # embed: csv header + one row per face; npy + index
 "$bin" embed --all-faces --format csv "$demo/sample1.jpg" > "$tmp/e.csv"; check "embed csv" 0 $?
 expect "csv has 3 rows and a header" test "$(wc -l < "$tmp/e.csv")" = 4

@@ -34,6 +34,14 @@ run 2 --lfw-dir "$tmp" --model mtcnn-pnet
 has "not an embedding model"
 run 2 --lfw-dir "$tmp" --threads 0
 run 2 --lfw-dir "$tmp" --calibrate --subtract-mean
+run 2 --lfw-dir "$tmp" --ensemble-weight 1
+has "--ensemble-weight needs --model ensemble"
+for w in -1 11 abc 1x nan; do
+  run 2 --lfw-dir "$tmp" --model ensemble --ensemble-weight "$w"
+  has "--ensemble-weight must be a number in 0..10"
+done
+run 2 --lfw-dir "$tmp" --model ensemble --subtract-mean
+has "needs a fixed --ensemble-weight"
 run 4 --lfw-dir "$tmp/nowhere"
 has "is not a directory"
 
@@ -116,6 +124,34 @@ PY
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --metric cosine
   has "from the cache"
   has "metric cosine"
+  # the ensemble: its dlib weight chosen per fold on the training folds,
+  # reported per fold; a fixed weight is used as given
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
+    --out "$tmp/e.json"
+  has "dlib weight:"
+  has "(chosen on each fold's training folds)"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
+    --ensemble-weight 0.5 --out "$tmp/e05.json"
+  has "dlib weight:    0.50 0.50  (fixed)"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
+    --ensemble-weight 0.5 --calibrate --thresholds "$tmp/thr.json"
+  has "calibration: wrote ensemble thresholds"
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/e.json" "$tmp/e05.json" "$tmp/thr.json" <<'PY' && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: ensemble report check"; }
+import json, sys
+r, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for fold in r["per_fold"]:
+    w = fold["ensemble_weight"]
+    assert 0 <= w <= 3 and abs(w * 10 - round(w * 10)) < 1e-9, fold
+    assert 0 <= fold["ensemble_weight_train_accuracy"] <= 1, fold
+assert r["ensemble_weight"]["mode"].startswith("per fold"), r["ensemble_weight"]
+assert all(fold["ensemble_weight"] == 0.5 for fold in f["per_fold"]), f["per_fold"]
+assert f["ensemble_weight"] == {"mode": "fixed", "calibration": 0.5}, f["ensemble_weight"]
+m = json.load(open(sys.argv[3]))["models"]
+assert m["ensemble"]["ensemble_weight"] == 0.5, m["ensemble"]
+assert "ensemble_weight" not in m["mobilefacenet"], m["mobilefacenet"]
+PY
+  fi
   # a damaged cache file is set aside, said so, and rewritten
   printf 'garbage' >"$cache/mobilefacenet.bin"
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache"
