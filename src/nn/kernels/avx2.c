@@ -705,28 +705,26 @@ typedef struct pool_job {
 } pool_job;
 
 /* Channels [c0, c0 + 32) of one output pixel; lanes past `valid` are
- * neither read nor written. */
+ * neither read nor written, and vectors past it not even computed (P-Net's
+ * first pooling has 10 channels: 2 vectors, not 4). */
 AVX2_TARGET static inline __attribute__((always_inline)) void
 pool_pixel(const int is_max, const float *xr0, size_t row_stride, int c, int ky_n, int kx_n,
            int valid, __m256 scale, nn_activation act, float *yp)
 {
-    __m256i m[4];
-    __m256 acc[4];
-    for (int v = 0; v < 4; v++) {
-        m[v] = lane_mask(valid - 8 * v);
-        acc[v] = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
-    }
-    for (int ky = 0; ky < ky_n; ky++) {
-        const float *xr = xr0 + (size_t)ky * row_stride;
-        for (int kx = 0; kx < kx_n; kx++, xr += c)
-            for (int v = 0; v < 4; v++) {
-                const __m256 x = valid >= 8 * v + 8 ? _mm256_loadu_ps(xr + 8 * v)
-                                                    : _mm256_maskload_ps(xr + 8 * v, m[v]);
-                acc[v] = is_max ? _mm256_max_ps(acc[v], x) : _mm256_add_ps(acc[v], x);
+    const int nv = (valid + 7) / 8, full = valid / 8;
+    const __m256i tail = lane_mask(valid - 8 * full);
+    /* One vector at a time, so its accumulator stays in a register (gcc
+     * keeps an array of them in memory). */
+    for (int v = 0; v < nv; v++) {
+        __m256 acc = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+        for (int ky = 0; ky < ky_n; ky++) {
+            const float *xr = xr0 + (size_t)ky * row_stride + 8 * v;
+            for (int kx = 0; kx < kx_n; kx++, xr += c) {
+                const __m256 x = v < full ? _mm256_loadu_ps(xr) : _mm256_maskload_ps(xr, tail);
+                acc = is_max ? _mm256_max_ps(acc, x) : _mm256_add_ps(acc, x);
             }
-    }
-    for (int v = 0; v < 4 && 8 * v < valid; v++) {
-        __m256 o = ky_n > 0 && kx_n > 0 ? acc[v] : _mm256_setzero_ps();
+        }
+        __m256 o = ky_n > 0 && kx_n > 0 ? acc : _mm256_setzero_ps();
         if (!is_max)
             o = _mm256_mul_ps(o, scale);
         o = finish(o, act, NULL);
