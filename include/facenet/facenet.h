@@ -28,8 +28,8 @@
  *                    "reference" (portable C, the numeric oracle) or "avx2"
  *                    (x86-64 with AVX2 + FMA). Default: the best one this
  *                    CPU can run. A name that cannot run fails the load.
- *   FACENET_THREADS  threads per session when the caller does not say
- *                    (1..256). Default: 1.
+ *   FACENET_THREADS  threads per session, and per detector, when the
+ *                    caller does not say (1..256). Default: 1.
  */
 #ifndef FACENET_FACENET_H
 #define FACENET_FACENET_H
