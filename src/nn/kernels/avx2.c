@@ -492,11 +492,15 @@ static void run_gemm(gemm_job *j, nn_pool *pool)
     nn_pool_run(pool, blocks * j->groups, gemm_task, j);
 }
 
-/* A KxK convolution: tiles of up to 6 consecutive output pixels of one
- * output row. A tile whose windows all lie inside the input reads them in
- * place (a_panel segments); one that touches the padding is copied into a
- * zero-padded im2col tile first. Panels are the outer loop so a panel of B
- * is reused from cache by every tile of the task. */
+/* A KxK convolution: tiles of up to 6 consecutive output pixels (in NHWC
+ * order, so a tile may run from the end of one output row into the next:
+ * narrow outputs such as R-Net's 9 and 3 pixels would otherwise leave
+ * 3-row tiles that run at half speed). A tile of one output row whose
+ * windows all lie inside the input reads them in place (a_panel segments);
+ * any other is copied into an im2col tile first. Both read K in the same
+ * order, so the result does not depend on which one a pixel gets. Panels
+ * are the outer loop so a panel of B is reused from cache by every tile of
+ * the task. */
 typedef struct conv_job {
     const avx_layer *l;
     const nn_conv_geom *g;
@@ -507,6 +511,28 @@ typedef struct conv_job {
     int out_rows_per_task, groups;
 } conv_job;
 
+/* Point ap at the windows of output pixels m .. m+mr-1 if they are one
+ * run of one output row lying inside the input; returns 0 otherwise. */
+static int in_place_tile(const nn_conv_geom *g, const float *x, int m, int mr, a_panel *ap)
+{
+    const int plane = g->out_h * g->out_w;
+    const int b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
+    const int iy0 = oy * g->stride_h - g->pad_top;
+    const int ix_first = ox * g->stride_w - g->pad_left;
+    const int ix_last = (ox + mr - 1) * g->stride_w - g->pad_left;
+    const size_t in_c = (size_t)g->in_c;
+    if (ox + mr > g->out_w || iy0 < 0 || iy0 + g->kernel_h > g->in_h || ix_first < 0 ||
+        ix_last + g->kernel_w > g->in_w)
+        return 0;
+    ap->a = x + (size_t)b * g->in_h * g->in_w * in_c +
+            ((size_t)iy0 * g->in_w + (size_t)ix_first) * in_c;
+    ap->lda = (size_t)g->stride_w * in_c;
+    ap->segment_stride = (size_t)g->in_w * in_c;
+    ap->segments = g->kernel_h;
+    ap->segment_len = g->kernel_w * g->in_c;
+    return 1;
+}
+
 static void conv_task(void *ctx, int task, int thread)
 {
     const conv_job *j = ctx;
@@ -515,7 +541,8 @@ static void conv_task(void *ctx, int task, int thread)
     const int tb = task / j->groups, pg = task % j->groups;
     const int total_rows = g->n * g->out_h;
     const int r0 = tb * j->out_rows_per_task, r1 = min_int(total_rows, r0 + j->out_rows_per_task);
-    const size_t in_c = (size_t)g->in_c, ldc = (size_t)l->out_c;
+    const int m0 = r0 * g->out_w, m1 = r1 * g->out_w;
+    const size_t ldc = (size_t)l->out_c;
     float *cols = j->scratch + (size_t)thread * j->scratch_per_thread;
     int p0, p1;
 
@@ -525,33 +552,19 @@ static void conv_task(void *ctx, int task, int thread)
         const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
         const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
                              g->act};
-        for (int r = r0; r < r1; r++) {
-            const int b = r / g->out_h, oy = r % g->out_h;
-            const int iy0 = oy * g->stride_h - g->pad_top;
-            const int rows_inside = iy0 >= 0 && iy0 + g->kernel_h <= g->in_h;
-            const float *image = j->x + (size_t)b * g->in_h * g->in_w * in_c;
-            for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
-                const int mr = min_int(GEMM_MR, g->out_w - ox);
-                const int ix_first = ox * g->stride_w - g->pad_left;
-                const int ix_last = (ox + mr - 1) * g->stride_w - g->pad_left;
-                float *c = j->y + ((size_t)r * g->out_w + (size_t)ox) * ldc + (size_t)p * GEMM_NR;
-                a_panel ap;
-                if (rows_inside && ix_first >= 0 && ix_last + g->kernel_w <= g->in_w) {
-                    ap.a = image + ((size_t)iy0 * g->in_w + (size_t)ix_first) * in_c;
-                    ap.lda = (size_t)g->stride_w * in_c;
-                    ap.segment_stride = (size_t)g->in_w * in_c;
-                    ap.segments = g->kernel_h;
-                    ap.segment_len = g->kernel_w * g->in_c;
-                } else {
-                    im2col(g, j->x, r * g->out_w + ox, mr, cols);
-                    ap.a = cols;
-                    ap.lda = (size_t)l->k_dim;
-                    ap.segment_stride = 0;
-                    ap.segments = 1;
-                    ap.segment_len = l->k_dim;
-                }
-                micro(mr, nr, &ap, bp, c, ldc, 1, 1, &ep);
+        for (int m = m0; m < m1; m += GEMM_MR) {
+            const int mr = min_int(GEMM_MR, m1 - m);
+            float *c = j->y + (size_t)m * ldc + (size_t)p * GEMM_NR;
+            a_panel ap;
+            if (!in_place_tile(g, j->x, m, mr, &ap)) {
+                im2col(g, j->x, m, mr, cols);
+                ap.a = cols;
+                ap.lda = (size_t)l->k_dim;
+                ap.segment_stride = 0;
+                ap.segments = 1;
+                ap.segment_len = l->k_dim;
             }
+            micro(mr, nr, &ap, bp, c, ldc, 1, 1, &ep);
         }
     }
 }
