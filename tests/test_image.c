@@ -1150,6 +1150,37 @@ static void test_resize_simd_matches_scalar(void **state)
             free(b);
             img_f32_free(src);
         }
+    /* Random sizes and crop boxes, RGB (the AVX2 row loop): each image is
+     * its own allocation, so under the sanitizer a read past the last
+     * pixel would be caught. */
+    uint32_t seed = 12345;
+    for (int t = 0; t < 300; t++) {
+        int v[8];
+        for (int k = 0; k < 8; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            v[k] = (int)(seed >> 16);
+        }
+        const int sw = 1 + v[0] % 40, sh = 1 + v[1] % 40, ow = 1 + v[2] % 50, oh = 1 + v[3] % 50;
+        const int x1 = v[4] % 60 - 20, y1 = v[5] % 60 - 20;
+        const int x2 = x1 + v[6] % 50, y2 = y1 + v[7] % 50;
+        img_f32 *img = noise_f32(sw, sh, 3, seed);
+        const size_t n = (size_t)ow * oh * 3;
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(img_crop_resize_into_impl(img, x1, y1, x2, y2, ow, oh, a,
+                                                   IMG_RESIZE_BEST, NULL),
+                         FACENET_OK);
+        assert_int_equal(img_crop_resize_into_impl(img, x1, y1, x2, y2, ow, oh, b,
+                                                   IMG_RESIZE_SCALAR, NULL),
+                         FACENET_OK);
+        if (!bits_equal(a, b, n))
+            fail_msg("case %d: %dx%d box [%d %d %d %d] -> %dx%d: SIMD differs", t, sw, sh, x1,
+                     y1, x2, y2, ow, oh);
+        free(a);
+        free(b);
+        img_f32_free(img);
+    }
     img_f32 *src = noise_f32(31, 23, 3, 7);
     for (size_t i = 0; i < sizeof boxes / sizeof boxes[0]; i++)
         for (int size = 12; size <= 48; size += 12) {
