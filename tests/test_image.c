@@ -24,6 +24,7 @@
 #include <webp/encode.h>
 
 #include "image/image.h"
+#include "image/resize_internal.h"
 #include "support/testutil.h"
 
 /* ------------------------------------------------------------------------ */
@@ -1092,6 +1093,113 @@ static void test_crop_resize_matches_materialised_crop(void **state)
     img_f32_free(src);
 }
 
+/* Pseudo-random pixels 0..255 with fractions, so that rounding differences
+ * between two implementations would show. */
+static img_f32 *noise_f32(int w, int h, int channels, uint32_t seed)
+{
+    img_f32 *img = NULL;
+    assert_int_equal(img_f32_new(w, h, channels, &img, NULL), FACENET_OK);
+    for (size_t i = 0; i < (size_t)w * h * channels; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        img->data[i] = (float)(seed >> 8) / (float)(1u << 24) * 255.0f;
+    }
+    return img;
+}
+
+static int bits_equal(const float *a, const float *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof *a) == 0;
+}
+
+/* The AVX2 resize loops must give the scalar oracle's bytes exactly: for
+ * shrinking and growing, odd sizes (the 8-, 2- and 1-row paths), crops
+ * hanging over every edge, and 1- and 4-channel images. */
+static void test_resize_simd_matches_scalar(void **state)
+{
+    static const int sizes[][4] = {
+        /* src w, h -> out w, h */
+        {250, 250, 150, 150}, {250, 250, 13, 13}, {640, 480, 192, 144},
+        {31, 23, 17, 11},     {9, 7, 24, 24},     {1, 1, 5, 3},
+        {40, 30, 41, 12},     {3, 17, 1, 1},      {100, 9, 7, 9},
+    };
+    static const int boxes[][4] = {
+        {1, 1, 31, 23}, {-5, -3, 20, 18}, {10, 8, 45, 40}, {-10, -10, 50, 40},
+        {7, 9, 7, 9},   {40, 30, 60, 50}, {31, 23, 31, 23}, {2, 22, 30, 23},
+    };
+    (void)state;
+    if (!img_resize_have_avx2())
+        skip();
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int c = 0; c < 3; c++) {
+            const int ow = sizes[i][2], oh = sizes[i][3];
+            const int channels = c == 0 ? 3 : c == 1 ? 1 : 4;
+            img_f32 *src = noise_f32(sizes[i][0], sizes[i][1], channels, (uint32_t)(i + 1));
+            size_t n = (size_t)ow * oh * channels;
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+            assert_non_null(a);
+            assert_non_null(b);
+            assert_int_equal(img_resize_into_impl(src, ow, oh, a, IMG_RESIZE_BEST, NULL),
+                             FACENET_OK);
+            assert_int_equal(img_resize_into_impl(src, ow, oh, b, IMG_RESIZE_SCALAR, NULL),
+                             FACENET_OK);
+            if (!bits_equal(a, b, n))
+                fail_msg("%dx%d -> %dx%d, %d channels: SIMD differs from scalar (max %g)",
+                         sizes[i][0], sizes[i][1], ow, oh, channels,
+                         (double)tu_max_abs_diff(a, b, n));
+            free(a);
+            free(b);
+            img_f32_free(src);
+        }
+    /* Random sizes and crop boxes, RGB (the AVX2 row loop): each image is
+     * its own allocation, so under the sanitizer a read past the last
+     * pixel would be caught. */
+    uint32_t seed = 12345;
+    for (int t = 0; t < 300; t++) {
+        int v[8];
+        for (int k = 0; k < 8; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            v[k] = (int)(seed >> 16);
+        }
+        const int sw = 1 + v[0] % 40, sh = 1 + v[1] % 40, ow = 1 + v[2] % 50, oh = 1 + v[3] % 50;
+        const int x1 = v[4] % 60 - 20, y1 = v[5] % 60 - 20;
+        const int x2 = x1 + v[6] % 50, y2 = y1 + v[7] % 50;
+        img_f32 *img = noise_f32(sw, sh, 3, seed);
+        const size_t n = (size_t)ow * oh * 3;
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(img_crop_resize_into_impl(img, x1, y1, x2, y2, ow, oh, a,
+                                                   IMG_RESIZE_BEST, NULL),
+                         FACENET_OK);
+        assert_int_equal(img_crop_resize_into_impl(img, x1, y1, x2, y2, ow, oh, b,
+                                                   IMG_RESIZE_SCALAR, NULL),
+                         FACENET_OK);
+        if (!bits_equal(a, b, n))
+            fail_msg("case %d: %dx%d box [%d %d %d %d] -> %dx%d: SIMD differs", t, sw, sh, x1,
+                     y1, x2, y2, ow, oh);
+        free(a);
+        free(b);
+        img_f32_free(img);
+    }
+    img_f32 *src = noise_f32(31, 23, 3, 7);
+    for (size_t i = 0; i < sizeof boxes / sizeof boxes[0]; i++)
+        for (int size = 12; size <= 48; size += 12) {
+            float a[48 * 48 * 3], b[48 * 48 * 3];
+            const size_t n = (size_t)size * size * 3;
+            assert_int_equal(img_crop_resize_into_impl(src, boxes[i][0], boxes[i][1],
+                                                       boxes[i][2], boxes[i][3], size, size, a,
+                                                       IMG_RESIZE_BEST, NULL),
+                             FACENET_OK);
+            assert_int_equal(img_crop_resize_into_impl(src, boxes[i][0], boxes[i][1],
+                                                       boxes[i][2], boxes[i][3], size, size, b,
+                                                       IMG_RESIZE_SCALAR, NULL),
+                             FACENET_OK);
+            if (!bits_equal(a, b, n))
+                fail_msg("box %zu -> %d: SIMD differs from scalar", i, size);
+        }
+    img_f32_free(src);
+}
+
 static void test_warp(void **state)
 {
     img_f32 *src = pattern_f32(9, 7, 3), *out;
@@ -1290,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_exif_orientation_applied),
         cmocka_unit_test(test_resize_properties),
         cmocka_unit_test(test_crop_resize_matches_materialised_crop),
+        cmocka_unit_test(test_resize_simd_matches_scalar),
         cmocka_unit_test(test_warp),
         cmocka_unit_test(test_mirror_and_conversions),
         cmocka_unit_test(test_png_writer_round_trip),

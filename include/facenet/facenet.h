@@ -28,8 +28,8 @@
  *                    "reference" (portable C, the numeric oracle) or "avx2"
  *                    (x86-64 with AVX2 + FMA). Default: the best one this
  *                    CPU can run. A name that cannot run fails the load.
- *   FACENET_THREADS  threads per session when the caller does not say
- *                    (1..256). Default: 1.
+ *   FACENET_THREADS  threads per session, and per detector, when the
+ *                    caller does not say (1..256). Default: 1.
  */
 #ifndef FACENET_FACENET_H
 #define FACENET_FACENET_H
@@ -295,6 +295,14 @@ facenet_status facenet_detector_create(const char *model_dir,
                                        facenet_detector **out,
                                        facenet_error *err);
 void facenet_detector_free(facenet_detector *detector);
+
+/* Threads one detection runs on, the calling thread included (0: read
+ * $FACENET_THREADS again, default 1; what a new detector starts with).
+ * Pyramid levels and batches of face crops are spread over them; results
+ * do not depend on the count. On failure the detector keeps its threads. */
+facenet_status facenet_detector_set_threads(facenet_detector *detector,
+                                            int threads, facenet_error *err);
+int facenet_detector_threads(const facenet_detector *detector);
 
 /* Find faces. On success *faces is a new array of *n_faces faces in
  * descending score order (NULL when none), freed with free(). `options`

@@ -209,7 +209,9 @@ static void *worker(void *arg)
     facenet_error err;
     float *crop = malloc((size_t)ctx->size * ctx->size * 3 * sizeof *crop);
 
-    if (!crop || facenet_detector_create(ctx->model_dir, &det, &err) != FACENET_OK) {
+    /* One thread per detector: the workers already fill the cores. */
+    if (!crop || facenet_detector_create(ctx->model_dir, &det, &err) != FACENET_OK ||
+        facenet_detector_set_threads(det, 1, &err) != FACENET_OK) {
         if (atomic_exchange(&ctx->fatal, 1) == 0)
             snprintf(ctx->fatal_message, sizeof ctx->fatal_message, "%s",
                      crop ? err.message : "out of memory");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
@@ -253,6 +254,12 @@ int cmd_embed(int argc, char **argv)
         cli_paths_free(&paths);
         return open_rc;
     }
+    /* Detection, the larger half of the work, runs its pyramid levels and
+     * crops on every core unless $FACENET_THREADS says otherwise. */
+    const char *env_threads = getenv("FACENET_THREADS");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if ((!env_threads || !*env_threads) && cpus > 1)
+        facenet_detector_set_threads(det, cpus > 256 ? 256 : (int)cpus, NULL);
     out.dim = facenet_embedder_dim(emb);
     for (size_t i = 0; i < paths.n; i++) {
         int r = embed_image(det, emb, paths.items[i], all_faces, flip, &out);

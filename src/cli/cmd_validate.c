@@ -458,7 +458,9 @@ static void process_image(vctx *ctx, vworker *w, size_t i)
     if (st != FACENET_OK)
         goto fail;
     if (!im->have_det) {
-        if (!w->det && facenet_detector_create(ctx->model_dir, &w->det, &err) != FACENET_OK)
+        /* One thread per detector: the workers already fill the cores. */
+        if (!w->det && (facenet_detector_create(ctx->model_dir, &w->det, &err) != FACENET_OK ||
+                        facenet_detector_set_threads(w->det, 1, &err) != FACENET_OK))
             goto fatal;
         if (facenet_detect(w->det, img, NULL, &faces, &n, &err) != FACENET_OK)
             goto fail;

@@ -1,17 +1,32 @@
 /*
- * detector.c - the public MTCNN detector: three verified networks, their
- * sessions, and the conversion from a decoded image.
+ * detector.c - the public MTCNN detector: three verified networks, one
+ * thread pool, a set of sessions per thread of the pool, and the
+ * conversion from a decoded image.
+ *
+ * The detector's threads ($FACENET_THREADS, default 1, or
+ * facenet_detector_set_threads) work on whole pyramid levels and whole
+ * batches of crops, each on its own single-threaded sessions: coarse
+ * pieces that need no synchronisation between layers.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "detect/mtcnn.h"
 #include "image/handle.h"
+#include "nn/pool.h"
 
 struct facenet_detector {
     facenet_model *models[3];
-    mtcnn_nets nets;
+    mtcnn_worker *workers; /* [threads], owned */
+    int threads;
+    nn_pool *pool;         /* owned; NULL for one thread */
+    mtcnn_nets nets;       /* views of the three fields above */
+    /* The float copy of the last image, kept so that the next call of the
+     * same size neither allocates nor page-faults it in again. */
+    float *pixels;         /* owned; pixels_floats floats */
+    size_t pixels_floats;
 };
 
 static const char *const net_names[3] = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"};
@@ -26,12 +41,87 @@ void facenet_detect_options_default(facenet_detect_options *options)
     options->max_level_pixels = o.max_level_pixels;
 }
 
+static void free_workers(mtcnn_worker *workers, int n)
+{
+    for (int t = 0; workers && t < n; t++) {
+        facenet_session_free(workers[t].pnet);
+        facenet_session_free(workers[t].rnet);
+        facenet_session_free(workers[t].onet);
+        free(workers[t].scratch);
+    }
+    free(workers);
+}
+
+/* One single-threaded session of `model` (whatever $FACENET_THREADS says:
+ * the detector's own threads are the parallelism). */
+static facenet_status single_session(const facenet_model *model, facenet_session **out,
+                                     facenet_error *err)
+{
+    facenet_status st = facenet_session_create(model, out, err);
+    if (st == FACENET_OK && facenet_session_threads(*out) != 1) {
+        st = facenet_session_set_threads(*out, 1, err);
+        if (st != FACENET_OK) {
+            facenet_session_free(*out);
+            *out = NULL;
+        }
+    }
+    return st;
+}
+
+facenet_status facenet_detector_set_threads(facenet_detector *detector, int threads,
+                                            facenet_error *err)
+{
+    mtcnn_worker *workers;
+    nn_pool *pool = NULL;
+    facenet_status st = FACENET_OK;
+
+    if (!detector)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "detector is NULL");
+    if (threads < 0 || threads > NN_POOL_MAX_THREADS)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "thread count %d is not in 0..%d",
+                       threads, NN_POOL_MAX_THREADS);
+    if (threads == 0)
+        threads = nn_threads_from_env(1);
+    if (threads == detector->threads)
+        return FACENET_OK;
+    workers = calloc((size_t)threads, sizeof *workers);
+    if (!workers)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d detector threads",
+                       threads);
+    for (int t = 0; t < threads && st == FACENET_OK; t++) {
+        st = single_session(detector->models[0], &workers[t].pnet, err);
+        if (st == FACENET_OK)
+            st = single_session(detector->models[1], &workers[t].rnet, err);
+        if (st == FACENET_OK)
+            st = single_session(detector->models[2], &workers[t].onet, err);
+    }
+    if (st == FACENET_OK && threads > 1)
+        st = nn_pool_create(threads, &pool, err);
+    if (st != FACENET_OK) {
+        free_workers(workers, threads);
+        return st; /* the detector keeps its old threads */
+    }
+    free_workers(detector->workers, detector->threads);
+    nn_pool_free(detector->pool);
+    detector->workers = workers;
+    detector->threads = threads;
+    detector->pool = pool;
+    detector->nets.workers = workers;
+    detector->nets.threads = threads;
+    detector->nets.pool = pool;
+    return FACENET_OK;
+}
+
+int facenet_detector_threads(const facenet_detector *detector)
+{
+    return detector ? detector->threads : 0;
+}
+
 facenet_status facenet_detector_create(const char *model_dir,
                                        facenet_detector **out,
                                        facenet_error *err)
 {
     facenet_detector *d;
-    facenet_session **sessions[3];
     facenet_status st = FACENET_OK;
 
     if (!out)
@@ -40,9 +130,6 @@ facenet_status facenet_detector_create(const char *model_dir,
     d = calloc(1, sizeof *d);
     if (!d)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for a detector");
-    sessions[0] = &d->nets.pnet;
-    sessions[1] = &d->nets.rnet;
-    sessions[2] = &d->nets.onet;
     for (int i = 0; i < 3 && st == FACENET_OK; i++) {
         const facenet_model_info *info = facenet_model_find(net_names[i]);
         if (!info)
@@ -50,9 +137,9 @@ facenet_status facenet_detector_create(const char *model_dir,
                          net_names[i]);
         if (st == FACENET_OK)
             st = facenet_model_load(model_dir, info, &d->models[i], err);
-        if (st == FACENET_OK)
-            st = facenet_session_create(d->models[i], sessions[i], err);
     }
+    if (st == FACENET_OK)
+        st = facenet_detector_set_threads(d, 0, err);
     if (st != FACENET_OK) {
         facenet_detector_free(d);
         return st;
@@ -65,12 +152,40 @@ void facenet_detector_free(facenet_detector *detector)
 {
     if (!detector)
         return;
-    facenet_session_free(detector->nets.pnet);
-    facenet_session_free(detector->nets.rnet);
-    facenet_session_free(detector->nets.onet);
+    free_workers(detector->workers, detector->threads);
+    nn_pool_free(detector->pool);
+    free(detector->pixels);
     for (int i = 0; i < 3; i++)
         facenet_model_free(detector->models[i]);
     free(detector);
+}
+
+/* The image as floats 0..255 in the detector's buffer (a view: *f must
+ * not be freed). */
+static facenet_status float_view(facenet_detector *d, const img_rgb8 *src, img_f32 *f,
+                                 facenet_error *err)
+{
+    const size_t floats = (size_t)src->width * src->height * 3;
+    if (floats > d->pixels_floats) {
+        float *p = malloc(floats * sizeof *p);
+        if (!p)
+            return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for a %dx%d image",
+                           src->width, src->height);
+        free(d->pixels);
+        d->pixels = p;
+        d->pixels_floats = floats;
+    }
+    float *out = d->pixels;
+    for (int y = 0; y < src->height; y++) {
+        const uint8_t *row = src->pixels + (size_t)y * src->stride;
+        for (int i = 0; i < src->width * 3; i++)
+            *out++ = (float)row[i];
+    }
+    f->width = src->width;
+    f->height = src->height;
+    f->channels = 3;
+    f->data = d->pixels;
+    return FACENET_OK;
 }
 
 facenet_status facenet_detect(facenet_detector *detector,
@@ -80,7 +195,7 @@ facenet_status facenet_detect(facenet_detector *detector,
                               facenet_error *err)
 {
     mtcnn_options opt;
-    img_f32 *f = NULL;
+    img_f32 f;
     mtcnn_face *found = NULL;
     int n = 0;
     facenet_status st;
@@ -98,10 +213,9 @@ facenet_status facenet_detect(facenet_detector *detector,
         opt.factor = options->factor;
         opt.max_level_pixels = options->max_level_pixels;
     }
-    st = img_rgb8_to_f32(fn_image_rgb(image), &f, err);
+    st = float_view(detector, fn_image_rgb(image), &f, err);
     if (st == FACENET_OK)
-        st = mtcnn_detect(&detector->nets, f, &opt, &found, &n, err);
-    img_f32_free(f);
+        st = mtcnn_detect(&detector->nets, &f, &opt, &found, &n, err);
     if (st != FACENET_OK)
         return st;
     if (n > 0) {

@@ -15,6 +15,7 @@
 
 #include "facenet/facenet.h"
 #include "image/image.h"
+#include "nn/pool.h"
 
 typedef struct mtcnn_options {
     int min_size;         /* smallest face side in pixels (default 20)  */
@@ -36,14 +37,30 @@ typedef struct mtcnn_face {
                                right mouth corner: (x, y), 0-based   */
 } mtcnn_face;
 
-/* The three networks, as sessions (one set per thread). */
-typedef struct mtcnn_nets {
+/* What one thread of a detector owns: a session of each network (running
+ * on that thread alone) and scratch memory that only grows, so repeated
+ * detections allocate nothing for pyramid levels and crops. */
+typedef struct mtcnn_worker {
     facenet_session *pnet, *rnet, *onet;
+    float *scratch;        /* owned; scratch_floats floats */
+    size_t scratch_floats;
+} mtcnn_worker;
+
+/* The networks of a detector, `threads` sets of them, and the pool that
+ * runs them: pyramid levels are spread over the threads (each level whole,
+ * on one thread's P-Net session) and the R-Net and O-Net crops are cut
+ * into one batch per thread. Results do not depend on the thread count:
+ * every level and every crop is computed the same way wherever it runs. */
+typedef struct mtcnn_nets {
+    mtcnn_worker *workers; /* [threads]; borrowed */
+    int threads;           /* >= 1 */
+    nn_pool *pool;         /* borrowed; NULL when threads == 1 */
 } mtcnn_nets;
 
 /* Detect faces in a float RGB image (values 0..255). On success *faces is
  * a malloc'd array of *n_faces faces (caller frees; NULL when none), in
- * descending O-Net score order. */
+ * descending O-Net score order. Uses the workers' scratch: one call at a
+ * time per mtcnn_nets. */
 facenet_status mtcnn_detect(const mtcnn_nets *nets, const img_f32 *image,
                             const mtcnn_options *opt, mtcnn_face **faces,
                             int *n_faces, facenet_error *err);

@@ -10,6 +10,10 @@
  * image anywhere; pixels outside read as 0. A tap that would read outside
  * is simply left out, since it would add 0. So a crop box is never copied
  * out, and the tables are no bigger than the image plus the output.
+ *
+ * The two passes have AVX2 versions (resize_avx2.c), chosen at run time,
+ * that give bit-identical results; the scalar loops here are the oracle
+ * (img_resize_into_impl with IMG_RESIZE_SCALAR) and the fallback.
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,16 +22,11 @@
 
 #include "common/error.h"
 #include "image/image.h"
+#include "image/resize_internal.h"
 
 /* Boxes come from a detector's regression and can be silly; keep region
  * sides where double arithmetic on indices is exact. */
 #define REGION_MAX_SIDE ((int64_t)1 << 40)
-
-typedef struct axis_taps {
-    int *first;    /* out_len + 1 entries: taps of j are first[j]..first[j+1] */
-    int *src;      /* image index of each tap */
-    float *weight; /* weight of each tap */
-} axis_taps;
 
 typedef struct axis_spec {
     int64_t offset; /* image index of region index 0 */
@@ -188,10 +187,21 @@ static void horizontal_row(const float *in, const axis_taps *tx, int out_w,
 }
 
 static void horizontal_pass(const img_f32 *src, const axis_taps *tx,
-                            int out_w, int row_lo, int row_hi, float *tmp)
+                            int out_w, int row_lo, int row_hi, int simd,
+                            float *tmp)
 {
     int ch = src->channels;
-    for (int y = row_lo; y < row_hi; y++) {
+    int y = row_lo;
+    if (simd && ch == 3) {
+        /* Every row but the image's last, whose last pixel the AVX2 loop
+         * would read one float past. */
+        int end = row_hi < src->height - 1 ? row_hi : src->height - 1;
+        if (end > y) {
+            img_resize_rows_rgb_avx2(src->data, src->width, y, end, tx, out_w, tmp);
+            y = end;
+        }
+    }
+    for (; y < row_hi; y++) {
         const float *in = src->data + (size_t)y * src->width * ch;
         float *out = tmp + (size_t)(y - row_lo) * out_w * ch;
         if (ch == 3)
@@ -220,8 +230,9 @@ static void vertical_pass(const float *tmp, const axis_taps *ty, int row_lo,
 static facenet_status resize_region(const img_f32 *src, int64_t ox,
                                     int64_t oy, int64_t in_w, int64_t in_h,
                                     int out_w, int out_h, float *dst,
-                                    facenet_error *err)
+                                    img_resize_impl impl, facenet_error *err)
 {
+    const int simd = impl == IMG_RESIZE_BEST && img_resize_have_avx2();
     axis_spec ax = {ox, in_w, src->width, out_w};
     axis_spec ay = {oy, in_h, src->height, out_h};
     axis_taps tx = {NULL, NULL, NULL}, ty = {NULL, NULL, NULL};
@@ -255,8 +266,12 @@ static facenet_status resize_region(const img_f32 *src, int64_t ox,
                      "resize: cannot allocate %d intermediate rows",
                      row_hi - row_lo);
     } else {
-        horizontal_pass(src, &tx, out_w, row_lo, row_hi, tmp);
-        vertical_pass(tmp, &ty, row_lo, out_w, out_h, src->channels, dst);
+        horizontal_pass(src, &tx, out_w, row_lo, row_hi, simd, tmp);
+        if (simd)
+            img_resize_vertical_avx2(tmp, &ty, row_lo,
+                                     (size_t)out_w * src->channels, out_h, dst);
+        else
+            vertical_pass(tmp, &ty, row_lo, out_w, out_h, src->channels, dst);
     }
     free(tmp);
     axis_taps_free(&tx);
@@ -264,11 +279,18 @@ static facenet_status resize_region(const img_f32 *src, int64_t ox,
     return st;
 }
 
+facenet_status img_resize_into_impl(const img_f32 *src, int out_w, int out_h,
+                                    float *dst, img_resize_impl impl,
+                                    facenet_error *err)
+{
+    return resize_region(src, 0, 0, src->width, src->height, out_w, out_h,
+                         dst, impl, err);
+}
+
 facenet_status img_resize_into(const img_f32 *src, int out_w, int out_h,
                                float *dst, facenet_error *err)
 {
-    return resize_region(src, 0, 0, src->width, src->height, out_w, out_h,
-                         dst, err);
+    return img_resize_into_impl(src, out_w, out_h, dst, IMG_RESIZE_BEST, err);
 }
 
 facenet_status img_resize(const img_f32 *src, int out_w, int out_h,
@@ -285,9 +307,10 @@ facenet_status img_resize(const img_f32 *src, int out_w, int out_h,
     return st;
 }
 
-facenet_status img_crop_resize_into(const img_f32 *src, int x1, int y1,
-                                    int x2, int y2, int out_w, int out_h,
-                                    float *dst, facenet_error *err)
+facenet_status img_crop_resize_into_impl(const img_f32 *src, int x1, int y1,
+                                         int x2, int y2, int out_w, int out_h,
+                                         float *dst, img_resize_impl impl,
+                                         facenet_error *err)
 {
     if (x2 < x1 || y2 < y1)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
@@ -295,5 +318,13 @@ facenet_status img_crop_resize_into(const img_f32 *src, int x1, int y1,
     /* MATLAB convention: the box covers 0-based pixels x1-1 .. x2-1. */
     return resize_region(src, (int64_t)x1 - 1, (int64_t)y1 - 1,
                          (int64_t)x2 - x1 + 1, (int64_t)y2 - y1 + 1, out_w,
-                         out_h, dst, err);
+                         out_h, dst, impl, err);
+}
+
+facenet_status img_crop_resize_into(const img_f32 *src, int x1, int y1,
+                                    int x2, int y2, int out_w, int out_h,
+                                    float *dst, facenet_error *err)
+{
+    return img_crop_resize_into_impl(src, x1, y1, x2, y2, out_w, out_h, dst,
+                                     IMG_RESIZE_BEST, err);
 }

@@ -492,11 +492,15 @@ static void run_gemm(gemm_job *j, nn_pool *pool)
     nn_pool_run(pool, blocks * j->groups, gemm_task, j);
 }
 
-/* A KxK convolution: tiles of up to 6 consecutive output pixels of one
- * output row. A tile whose windows all lie inside the input reads them in
- * place (a_panel segments); one that touches the padding is copied into a
- * zero-padded im2col tile first. Panels are the outer loop so a panel of B
- * is reused from cache by every tile of the task. */
+/* A KxK convolution: tiles of up to 6 consecutive output pixels (in NHWC
+ * order, so a tile may run from the end of one output row into the next:
+ * narrow outputs such as R-Net's 9 and 3 pixels would otherwise leave
+ * 3-row tiles that run at half speed). A tile of one output row whose
+ * windows all lie inside the input reads them in place (a_panel segments);
+ * any other is copied into an im2col tile first. Both read K in the same
+ * order, so the result does not depend on which one a pixel gets. Panels
+ * are the outer loop so a panel of B is reused from cache by every tile of
+ * the task. */
 typedef struct conv_job {
     const avx_layer *l;
     const nn_conv_geom *g;
@@ -507,6 +511,28 @@ typedef struct conv_job {
     int out_rows_per_task, groups;
 } conv_job;
 
+/* Point ap at the windows of output pixels m .. m+mr-1 if they are one
+ * run of one output row lying inside the input; returns 0 otherwise. */
+static int in_place_tile(const nn_conv_geom *g, const float *x, int m, int mr, a_panel *ap)
+{
+    const int plane = g->out_h * g->out_w;
+    const int b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
+    const int iy0 = oy * g->stride_h - g->pad_top;
+    const int ix_first = ox * g->stride_w - g->pad_left;
+    const int ix_last = (ox + mr - 1) * g->stride_w - g->pad_left;
+    const size_t in_c = (size_t)g->in_c;
+    if (ox + mr > g->out_w || iy0 < 0 || iy0 + g->kernel_h > g->in_h || ix_first < 0 ||
+        ix_last + g->kernel_w > g->in_w)
+        return 0;
+    ap->a = x + (size_t)b * g->in_h * g->in_w * in_c +
+            ((size_t)iy0 * g->in_w + (size_t)ix_first) * in_c;
+    ap->lda = (size_t)g->stride_w * in_c;
+    ap->segment_stride = (size_t)g->in_w * in_c;
+    ap->segments = g->kernel_h;
+    ap->segment_len = g->kernel_w * g->in_c;
+    return 1;
+}
+
 static void conv_task(void *ctx, int task, int thread)
 {
     const conv_job *j = ctx;
@@ -515,7 +541,8 @@ static void conv_task(void *ctx, int task, int thread)
     const int tb = task / j->groups, pg = task % j->groups;
     const int total_rows = g->n * g->out_h;
     const int r0 = tb * j->out_rows_per_task, r1 = min_int(total_rows, r0 + j->out_rows_per_task);
-    const size_t in_c = (size_t)g->in_c, ldc = (size_t)l->out_c;
+    const int m0 = r0 * g->out_w, m1 = r1 * g->out_w;
+    const size_t ldc = (size_t)l->out_c;
     float *cols = j->scratch + (size_t)thread * j->scratch_per_thread;
     int p0, p1;
 
@@ -525,33 +552,19 @@ static void conv_task(void *ctx, int task, int thread)
         const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
         const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
                              g->act};
-        for (int r = r0; r < r1; r++) {
-            const int b = r / g->out_h, oy = r % g->out_h;
-            const int iy0 = oy * g->stride_h - g->pad_top;
-            const int rows_inside = iy0 >= 0 && iy0 + g->kernel_h <= g->in_h;
-            const float *image = j->x + (size_t)b * g->in_h * g->in_w * in_c;
-            for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
-                const int mr = min_int(GEMM_MR, g->out_w - ox);
-                const int ix_first = ox * g->stride_w - g->pad_left;
-                const int ix_last = (ox + mr - 1) * g->stride_w - g->pad_left;
-                float *c = j->y + ((size_t)r * g->out_w + (size_t)ox) * ldc + (size_t)p * GEMM_NR;
-                a_panel ap;
-                if (rows_inside && ix_first >= 0 && ix_last + g->kernel_w <= g->in_w) {
-                    ap.a = image + ((size_t)iy0 * g->in_w + (size_t)ix_first) * in_c;
-                    ap.lda = (size_t)g->stride_w * in_c;
-                    ap.segment_stride = (size_t)g->in_w * in_c;
-                    ap.segments = g->kernel_h;
-                    ap.segment_len = g->kernel_w * g->in_c;
-                } else {
-                    im2col(g, j->x, r * g->out_w + ox, mr, cols);
-                    ap.a = cols;
-                    ap.lda = (size_t)l->k_dim;
-                    ap.segment_stride = 0;
-                    ap.segments = 1;
-                    ap.segment_len = l->k_dim;
-                }
-                micro(mr, nr, &ap, bp, c, ldc, 1, 1, &ep);
+        for (int m = m0; m < m1; m += GEMM_MR) {
+            const int mr = min_int(GEMM_MR, m1 - m);
+            float *c = j->y + (size_t)m * ldc + (size_t)p * GEMM_NR;
+            a_panel ap;
+            if (!in_place_tile(g, j->x, m, mr, &ap)) {
+                im2col(g, j->x, m, mr, cols);
+                ap.a = cols;
+                ap.lda = (size_t)l->k_dim;
+                ap.segment_stride = 0;
+                ap.segments = 1;
+                ap.segment_len = l->k_dim;
             }
+            micro(mr, nr, &ap, bp, c, ldc, 1, 1, &ep);
         }
     }
 }
@@ -705,28 +718,26 @@ typedef struct pool_job {
 } pool_job;
 
 /* Channels [c0, c0 + 32) of one output pixel; lanes past `valid` are
- * neither read nor written. */
+ * neither read nor written, and vectors past it not even computed (P-Net's
+ * first pooling has 10 channels: 2 vectors, not 4). */
 AVX2_TARGET static inline __attribute__((always_inline)) void
 pool_pixel(const int is_max, const float *xr0, size_t row_stride, int c, int ky_n, int kx_n,
            int valid, __m256 scale, nn_activation act, float *yp)
 {
-    __m256i m[4];
-    __m256 acc[4];
-    for (int v = 0; v < 4; v++) {
-        m[v] = lane_mask(valid - 8 * v);
-        acc[v] = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
-    }
-    for (int ky = 0; ky < ky_n; ky++) {
-        const float *xr = xr0 + (size_t)ky * row_stride;
-        for (int kx = 0; kx < kx_n; kx++, xr += c)
-            for (int v = 0; v < 4; v++) {
-                const __m256 x = valid >= 8 * v + 8 ? _mm256_loadu_ps(xr + 8 * v)
-                                                    : _mm256_maskload_ps(xr + 8 * v, m[v]);
-                acc[v] = is_max ? _mm256_max_ps(acc[v], x) : _mm256_add_ps(acc[v], x);
+    const int nv = (valid + 7) / 8, full = valid / 8;
+    const __m256i tail = lane_mask(valid - 8 * full);
+    /* One vector at a time, so its accumulator stays in a register (gcc
+     * keeps an array of them in memory). */
+    for (int v = 0; v < nv; v++) {
+        __m256 acc = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+        for (int ky = 0; ky < ky_n; ky++) {
+            const float *xr = xr0 + (size_t)ky * row_stride + 8 * v;
+            for (int kx = 0; kx < kx_n; kx++, xr += c) {
+                const __m256 x = v < full ? _mm256_loadu_ps(xr) : _mm256_maskload_ps(xr, tail);
+                acc = is_max ? _mm256_max_ps(acc, x) : _mm256_add_ps(acc, x);
             }
-    }
-    for (int v = 0; v < 4 && 8 * v < valid; v++) {
-        __m256 o = ky_n > 0 && kx_n > 0 ? acc[v] : _mm256_setzero_ps();
+        }
+        __m256 o = ky_n > 0 && kx_n > 0 ? acc : _mm256_setzero_ps();
         if (!is_max)
             o = _mm256_mul_ps(o, scale);
         o = finish(o, act, NULL);

@@ -1,0 +1,52 @@
+/*
+ * resize_internal.h - the inner loops of resize.c, shared with their AVX2
+ * versions in resize_avx2.c, and a way for tests to pick the scalar ones.
+ *
+ * The AVX2 loops compute every output with the same operations in the same
+ * order as the scalar loops (a multiply, then an add, tap by tap, never a
+ * fused multiply-add), only for several rows or columns at once, so both
+ * give bit-identical results; the scalar loops are the oracle.
+ */
+#ifndef FACENET_IMAGE_RESIZE_INTERNAL_H
+#define FACENET_IMAGE_RESIZE_INTERNAL_H
+
+#include "image/image.h"
+
+/* For every output index j of one axis, the source indices it reads and
+ * their weights: taps first[j] .. first[j+1]-1. */
+typedef struct axis_taps {
+    int *first;    /* out_len + 1 entries */
+    int *src;      /* image index of each tap */
+    float *weight; /* weight of each tap */
+} axis_taps;
+
+typedef enum img_resize_impl {
+    IMG_RESIZE_BEST,  /* AVX2 when the CPU has it, else scalar */
+    IMG_RESIZE_SCALAR /* the portable loops only (the oracle)  */
+} img_resize_impl;
+
+/* img_resize_into and img_crop_resize_into with the implementation named. */
+facenet_status img_resize_into_impl(const img_f32 *src, int out_w, int out_h,
+                                    float *dst, img_resize_impl impl,
+                                    facenet_error *err);
+facenet_status img_crop_resize_into_impl(const img_f32 *src, int x1, int y1,
+                                         int x2, int y2, int out_w, int out_h,
+                                         float *dst, img_resize_impl impl,
+                                         facenet_error *err);
+
+/* 1 if this build and CPU run the AVX2 loops. */
+int img_resize_have_avx2(void);
+
+/* Horizontal pass of an RGB image over image rows [y0, y1): row y of
+ * `src` (src_w pixels) becomes row y - y0 of `tmp` (out_w pixels). The
+ * AVX2 version reads 4 floats per pixel, so the caller must not pass the
+ * image's last row (its last pixel has no float after it). */
+void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
+                              const axis_taps *tx, int out_w, float *tmp);
+
+/* Vertical pass: out_h rows of row_len floats from `tmp`, whose row 0 is
+ * image row row_lo. */
+void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
+                              size_t row_len, int out_h, float *dst);
+
+#endif
