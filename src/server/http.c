@@ -1,0 +1,217 @@
+/*
+ * http.c - what every route of `facenet serve` shares: JSON responses with
+ * the security headers, API key and scope checks with per-key token
+ * buckets, and the Prometheus counters behind /metrics.
+ *
+ * Error bodies are {"error": {"code": ..., "message": ...}} with static
+ * strings only: nothing from the request is ever echoed back or logged.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server/server_int.h"
+
+static const int tracked_statuses[N_STATUSES] = {200, 400, 401, 403, 404, 405, 413,
+                                                 415, 422, 429, 500, 503};
+static const double latency_buckets[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                  0.5,   1,    2.5,   5,    10};
+
+/* ---- responses --------------------------------------------------------- */
+
+/* Queue `text` (malloc'd, taken) with the security headers every response
+ * carries. */
+enum MHD_Result fn_respond_text(struct MHD_Connection *conn, request *req, int status,
+                                    const char *content_type, char *text,
+                                    const char *retry_after)
+{
+    char id[32];
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    enum MHD_Result ret;
+
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    snprintf(id, sizeof id, "%llu", req->id);
+    MHD_add_response_header(response, "Content-Type", content_type);
+    MHD_add_response_header(response, "X-Request-Id", id);
+    MHD_add_response_header(response, "Cache-Control", "no-store");
+    MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+    if (retry_after)
+        MHD_add_response_header(response, "Retry-After", retry_after);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(response, "WWW-Authenticate", "Bearer");
+    ret = MHD_queue_response(conn, (unsigned)status, response);
+    MHD_destroy_response(response);
+    req->status = status;
+    return ret;
+}
+
+enum MHD_Result fn_respond_json(struct MHD_Connection *conn, request *req, int status,
+                                    json_t *body, const char *retry_after)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+    json_decref(body);
+    if (!text)
+        return MHD_NO;
+    return fn_respond_text(conn, req, status, "application/json", text, retry_after);
+}
+
+/* `code` and `message` must be static text, never request data. */
+enum MHD_Result fn_respond_error(struct MHD_Connection *conn, request *req, int status,
+                                     const char *code, const char *message,
+                                     const char *retry_after)
+{
+    return fn_respond_json(conn, req, status,
+                        json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message),
+                        retry_after);
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+void fn_metrics_record(fn_server *s, const request *req, double seconds)
+{
+    size_t si = N_STATUSES, bi = N_BUCKETS;
+
+    for (size_t i = 0; i < N_STATUSES; i++)
+        if (tracked_statuses[i] == req->status)
+            si = i;
+    for (size_t i = 0; i < N_BUCKETS; i++)
+        if (seconds <= latency_buckets[i]) {
+            bi = i;
+            break;
+        }
+    s->stats.requests[req->route][si]++;
+    s->stats.latency[req->route][bi]++;
+    s->stats.latency_sum[req->route] += seconds;
+}
+
+char *fn_metrics_text(fn_server *s)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    metrics m;
+    long in_flight;
+    int busy = 0;
+
+    if (!f)
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    m = s->stats;
+    in_flight = s->in_flight;
+    for (int i = 0; i < s->n_pipelines; i++)
+        busy += s->pipelines[i].busy;
+    pthread_mutex_unlock(&s->lock);
+
+    fprintf(f, "# HELP facenet_http_requests_total HTTP requests by route and status.\n"
+               "# TYPE facenet_http_requests_total counter\n");
+    for (int r = 0; r < N_ROUTES; r++)
+        for (size_t i = 0; i <= N_STATUSES; i++) {
+            if (m.requests[r][i] == 0)
+                continue;
+            if (i < N_STATUSES)
+                fprintf(f, "facenet_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                        fn_routes[r].path, tracked_statuses[i], m.requests[r][i]);
+            else
+                fprintf(f, "facenet_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                        fn_routes[r].path, m.requests[r][i]);
+        }
+    fprintf(f, "# HELP facenet_http_request_duration_seconds Request latency by route.\n"
+               "# TYPE facenet_http_request_duration_seconds histogram\n");
+    for (int r = 0; r < N_ROUTES; r++) {
+        unsigned long long cumulative = 0;
+        for (size_t b = 0; b < N_BUCKETS; b++) {
+            cumulative += m.latency[r][b];
+            fprintf(f, "facenet_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                    fn_routes[r].path, latency_buckets[b], cumulative);
+        }
+        cumulative += m.latency[r][N_BUCKETS];
+        fprintf(f, "facenet_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                fn_routes[r].path, cumulative);
+        fprintf(f, "facenet_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+                fn_routes[r].path, m.latency_sum[r]);
+        fprintf(f, "facenet_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                fn_routes[r].path, cumulative);
+    }
+    fprintf(f, "# HELP facenet_rate_limited_total Requests refused by a key's token bucket.\n"
+               "# TYPE facenet_rate_limited_total counter\n"
+               "facenet_rate_limited_total %llu\n"
+               "# HELP facenet_overloaded_total Requests refused because every pipeline was busy.\n"
+               "# TYPE facenet_overloaded_total counter\n"
+               "facenet_overloaded_total %llu\n"
+               "# HELP facenet_requests_in_flight Requests being received or processed.\n"
+               "# TYPE facenet_requests_in_flight gauge\n"
+               "facenet_requests_in_flight %ld\n"
+               "# HELP facenet_pipelines_busy Pipelines running an inference.\n"
+               "# TYPE facenet_pipelines_busy gauge\n"
+               "facenet_pipelines_busy %d\n"
+               "# HELP facenet_pipelines Pipelines (the cap on concurrent inferences).\n"
+               "# TYPE facenet_pipelines gauge\n"
+               "facenet_pipelines %d\n",
+            m.rate_limited, m.overloaded, in_flight, busy, s->n_pipelines);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* ---- authentication and rate limiting ----------------------------------- */
+
+/* 0 when the request may proceed; otherwise a response has been queued. */
+int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req,
+                     enum MHD_Result *ret)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const fn_api_key *key;
+    size_t index;
+    double retry = 0;
+    int allowed;
+
+    if (s->keys.n == 0) { /* --dev on loopback, checked at start */
+        snprintf(req->key_id, sizeof req->key_id, "dev");
+        return 0;
+    }
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
+        !(key = fn_keyring_check(&s->keys, auth + 7, strlen(auth + 7)))) {
+        *ret = fn_respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                             "a valid API key is required (Authorization: Bearer)", NULL);
+        return -1;
+    }
+    memcpy(req->key_id, key->id, sizeof req->key_id);
+    if (!(key->scopes & fn_routes[req->route].scope)) {
+        *ret = fn_respond_error(conn, req, MHD_HTTP_FORBIDDEN, "forbidden_scope",
+                             "this API key lacks the scope this endpoint needs", NULL);
+        return -1;
+    }
+    index = (size_t)(key - s->keys.keys);
+    pthread_mutex_lock(&s->lock);
+    {
+        bucket *b = &s->buckets[index];
+        double now = fn_now_seconds();
+        b->tokens = fmin(key->burst, b->tokens + (now - b->last) * key->rate);
+        b->last = now;
+        allowed = b->tokens >= 1;
+        if (allowed)
+            b->tokens -= 1;
+        else {
+            retry = (1 - b->tokens) / key->rate;
+            s->stats.rate_limited++;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!allowed) {
+        char after[32];
+        snprintf(after, sizeof after, "%.0f", ceil(retry));
+        *ret = fn_respond_error(conn, req, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                             "rate limit exceeded for this API key", after);
+        return -1;
+    }
+    return 0;
+}

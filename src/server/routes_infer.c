@@ -1,0 +1,244 @@
+/*
+ * routes_infer.c - POST /v1/detect, /v1/embed and /v1/verify: decode the
+ * body's images, run them through a free pipeline, answer in JSON.
+ *
+ * A request that finds every pipeline busy gets 503 at once rather than
+ * queueing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "server/server_int.h"
+
+/* ---- inference ----------------------------------------------------------- */
+
+static pipeline *pipeline_acquire(fn_server *s)
+{
+    pipeline *p = NULL;
+
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n_pipelines && !p; i++)
+        if (!s->pipelines[i].busy) {
+            p = &s->pipelines[i];
+            p->busy = 1;
+        }
+    if (!p)
+        s->stats.overloaded++;
+    pthread_mutex_unlock(&s->lock);
+    return p;
+}
+
+static void pipeline_release(fn_server *s, pipeline *p)
+{
+    pthread_mutex_lock(&s->lock);
+    p->busy = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* An HTTP status and stable code for a failed decode/detect/embed. */
+typedef struct failure {
+    int status;
+    const char *code;
+    const char *message;
+} failure;
+
+static failure failure_of(facenet_status st)
+{
+    switch (st) {
+    case FACENET_ERR_LIMIT:
+        return (failure){413, "image_too_large", "the image exceeds the size or pixel limit"};
+    case FACENET_ERR_UNSUPPORTED:
+        return (failure){415, "unsupported_image_format",
+                         "the image is not JPEG, PNG, WebP or PNM"};
+    case FACENET_ERR_FORMAT:
+        return (failure){422, "image_corrupt", "the image is corrupt or truncated"};
+    case FACENET_ERR_NO_MEMORY:
+        return (failure){503, "out_of_memory", "the server is out of memory"};
+    default:
+        return (failure){500, "internal", "internal error"};
+    }
+}
+
+static json_t *face_json(const facenet_face *f)
+{
+    json_t *landmarks = json_array();
+
+    for (int i = 0; i < 5; i++)
+        json_array_append_new(landmarks, json_pack("[f, f]", (double)f->landmarks[i][0],
+                                                   (double)f->landmarks[i][1]));
+    return json_pack("{s:[f, f, f, f], s:f, s:o}", "box", (double)f->box[0], (double)f->box[1],
+                     (double)f->box[2], (double)f->box[3], "score", (double)f->score,
+                     "landmarks", landmarks);
+}
+
+static json_t *floats_json(const float *v, int n)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_real((double)v[i]));
+    return a;
+}
+
+/* Decode and detect. On failure fills *fail and returns -1. */
+static int decode_detect(fn_server *s, pipeline *p, const fn_blob *blob, facenet_image **img,
+                         facenet_face **faces, size_t *n, failure *fail)
+{
+    facenet_error err;
+    facenet_status st = facenet_image_decode(blob->data, blob->len, &s->limits, img, &err);
+
+    if (st == FACENET_OK)
+        st = facenet_detect(p->detector, *img, NULL, faces, n, &err);
+    if (st != FACENET_OK) {
+        *fail = failure_of(st);
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result run_detect(fn_server *s, struct MHD_Connection *conn, request *req,
+                                  pipeline *p, const fn_blob *blob, int with_embeddings)
+{
+    facenet_image *img = NULL;
+    facenet_face *faces = NULL;
+    size_t n = 0, shown;
+    failure fail;
+    json_t *list, *body;
+    float *embeddings = NULL;
+
+    if (decode_detect(s, p, blob, &img, &faces, &n, &fail) != 0)
+        return fn_respond_error(conn, req, fail.status, fail.code, fail.message, NULL);
+    shown = n < (size_t)s->config.max_faces ? n : (size_t)s->config.max_faces;
+    if (with_embeddings && shown > 0) {
+        facenet_error err;
+        facenet_status st;
+        embeddings = malloc(shown * (size_t)s->dim * sizeof *embeddings);
+        st = embeddings ? facenet_embed(p->embedder, img, faces, shown, 0, embeddings, &err)
+                        : FACENET_ERR_NO_MEMORY;
+        if (st != FACENET_OK) {
+            fail = failure_of(st);
+            free(embeddings);
+            free(faces);
+            facenet_image_free(img);
+            return fn_respond_error(conn, req, fail.status, fail.code, fail.message, NULL);
+        }
+    }
+    list = json_array();
+    for (size_t i = 0; i < shown; i++) {
+        json_t *face = face_json(&faces[i]);
+        if (embeddings)
+            json_object_set_new(face, "embedding",
+                                floats_json(embeddings + i * (size_t)s->dim, s->dim));
+        json_array_append_new(list, face);
+    }
+    body = json_pack("{s:i, s:i, s:I, s:b, s:o}", "width", facenet_image_width(img), "height",
+                     facenet_image_height(img), "count", (json_int_t)n, "truncated", shown < n,
+                     "faces", list);
+    if (with_embeddings && body) {
+        json_object_set_new(body, "model", json_string(s->embed_info->name));
+        json_object_set_new(body, "dim", json_integer(s->dim));
+    }
+    req->faces = (long)n;
+    free(embeddings);
+    free(faces);
+    facenet_image_free(img);
+    return fn_respond_json(conn, req, MHD_HTTP_OK, body, NULL);
+}
+
+/* The embedding of the face align_dataset_mtcnn would pick. */
+static int embed_picked(fn_server *s, pipeline *p, const fn_blob *blob, float *embedding,
+                        long *faces_seen, failure *fail)
+{
+    facenet_image *img = NULL;
+    facenet_face *faces = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    if (decode_detect(s, p, blob, &img, &faces, &n, fail) != 0)
+        return -1;
+    *faces_seen += (long)n;
+    if (n == 0) {
+        *fail = (failure){422, "no_face", "no face was found in one of the images"};
+        rc = -1;
+    } else {
+        facenet_error err;
+        int pick = facenet_pick_face(faces, n, facenet_image_width(img), facenet_image_height(img));
+        facenet_status st = facenet_embed(p->embedder, img, &faces[pick], 1, 0, embedding, &err);
+        if (st != FACENET_OK) {
+            *fail = failure_of(st);
+            rc = -1;
+        }
+    }
+    free(faces);
+    facenet_image_free(img);
+    return rc;
+}
+
+static enum MHD_Result run_verify(fn_server *s, struct MHD_Connection *conn, request *req,
+                                  pipeline *p, const fn_blob *blobs)
+{
+    float *a = malloc(2 * (size_t)s->dim * sizeof *a), *b;
+    failure fail;
+    float similarity;
+    long seen = 0;
+
+    if (!a)
+        return fn_respond_error(conn, req, 503, "out_of_memory", "the server is out of memory", NULL);
+    b = a + s->dim;
+    if (embed_picked(s, p, &blobs[0], a, &seen, &fail) != 0 ||
+        embed_picked(s, p, &blobs[1], b, &seen, &fail) != 0) {
+        free(a);
+        req->faces = seen;
+        return fn_respond_error(conn, req, fail.status, fail.code, fail.message, NULL);
+    }
+    similarity = facenet_similarity(a, b, s->dim);
+    free(a);
+    req->faces = seen;
+    return fn_respond_json(conn, req, MHD_HTTP_OK,
+                        json_pack("{s:f, s:f, s:f, s:b, s:s}", "similarity", (double)similarity,
+                                  "distance", 2.0 - 2.0 * (double)similarity, "threshold",
+                                  (double)s->threshold, "same", similarity >= s->threshold,
+                                  "model", s->embed_info->name),
+                        NULL);
+}
+
+enum MHD_Result fn_route_infer(fn_server *s, struct MHD_Connection *conn, request *req)
+{
+    static const char *const one[] = {"image"};
+    static const char *const two[] = {"image1", "image2"};
+    const char *const *names = req->route == R_VERIFY ? two : one;
+    size_t n_names = req->route == R_VERIFY ? 2 : 1;
+    fn_blob blobs[2];
+    const char *code;
+    pipeline *p;
+    enum MHD_Result ret;
+
+    if (req->too_large)
+        return fn_respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                             "the request body exceeds the size limit", NULL);
+    code = fn_body_images(req->body, req->len, names, n_names, blobs);
+    free(req->body);
+    req->body = NULL;
+    if (code && strcmp(code, "out_of_memory") == 0)
+        return fn_respond_error(conn, req, 503, code, "the server is out of memory", NULL);
+    if (code)
+        return fn_respond_error(conn, req, MHD_HTTP_BAD_REQUEST, code,
+                             req->route == R_VERIFY
+                                 ? "expected a JSON object with base64 strings image1 and image2"
+                                 : "expected a JSON object with a base64 string image",
+                             NULL);
+    p = pipeline_acquire(s);
+    if (!p) {
+        fn_blobs_free(blobs, n_names);
+        return fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                             "every inference slot is busy; retry shortly", "1");
+    }
+    if (req->route == R_VERIFY)
+        ret = run_verify(s, conn, req, p, blobs);
+    else
+        ret = run_detect(s, conn, req, p, &blobs[0], req->route == R_EMBED);
+    pipeline_release(s, p);
+    fn_blobs_free(blobs, n_names);
+    return ret;
+}
