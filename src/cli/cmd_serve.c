@@ -33,7 +33,14 @@ static void usage(FILE *out)
             "  --drain S           shutdown wait for in-flight requests (default 30)\n"
             "  --model NAME        embedder (default mobilefacenet)\n"
             "  --model-dir DIR     model directory\n"
-            "  --dev               allow running with no keys (only on 127.0.0.1)\n");
+            "  --dev               allow running with no keys (only on 127.0.0.1)\n"
+            "  --gallery FILE      serve /v1/identify, /v1/verify against a subject and\n"
+            "                      /v1/collections/... from this gallery (created when\n"
+            "                      missing)\n"
+            "  --gallery-key-file K  its key file, mode 0600 (default:\n"
+            "                      $FACENET_GALLERY_KEY); never the key itself\n"
+            "  --gallery-refresh S pick up other processes' gallery writes every S\n"
+            "                      seconds (default 2)\n");
 }
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
@@ -59,6 +66,8 @@ int cmd_serve(int argc, char **argv)
         {"timeout", required_argument, NULL, 'T'},    {"drain", required_argument, NULL, 'd'},
         {"model", required_argument, NULL, 'm'},      {"model-dir", required_argument, NULL, 'M'},
         {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
+        {"gallery", required_argument, NULL, 'g'},    {"gallery-key-file", required_argument, NULL, 'K'},
+        {"gallery-refresh", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     fn_server_config config;
     const char *keys_path = NULL, *model_dir_opt = NULL;
@@ -79,6 +88,12 @@ int cmd_serve(int argc, char **argv)
         case 'm': config.embed_model = optarg; break;
         case 'M': model_dir_opt = optarg; break;
         case 'D': config.dev = 1; break;
+        case 'g': config.gallery = optarg; break;
+        case 'K': config.gallery_key_file = optarg; break;
+        case 'R':
+            if (parse_long("--gallery-refresh", optarg, 1, 3600, &v) != 0) return CLI_EXIT_USAGE;
+            config.gallery_refresh_s = (int)v;
+            break;
         case 'p':
             if (parse_long("--port", optarg, 0, 65535, &v) != 0) return CLI_EXIT_USAGE;
             config.port = (int)v;

@@ -14,8 +14,8 @@
 
 #include "server/server_int.h"
 
-static const int tracked_statuses[N_STATUSES] = {200, 400, 401, 403, 404, 405, 413,
-                                                 415, 422, 429, 500, 503};
+static const int tracked_statuses[N_STATUSES] = {200, 201, 400, 401, 403, 404, 405, 413,
+                                                 415, 422, 429, 500, 503, 504};
 static const double latency_buckets[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                   0.5,   1,    2.5,   5,    10};
 
@@ -97,11 +97,15 @@ char *fn_metrics_text(fn_server *s)
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
     metrics m;
+    char labels[N_ROUTES][128]; /* method="GET",route="/v1/..." */
     long in_flight;
     int busy = 0;
 
     if (!f)
         return NULL;
+    for (int r = 0; r < N_ROUTES; r++)
+        snprintf(labels[r], sizeof labels[r], "method=\"%s\",route=\"%s\"",
+                 r == R_OTHER ? "*" : fn_routes[r].method, fn_routes[r].path);
     pthread_mutex_lock(&s->lock);
     m = s->stats;
     in_flight = s->in_flight;
@@ -116,11 +120,11 @@ char *fn_metrics_text(fn_server *s)
             if (m.requests[r][i] == 0)
                 continue;
             if (i < N_STATUSES)
-                fprintf(f, "facenet_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                        fn_routes[r].path, tracked_statuses[i], m.requests[r][i]);
+                fprintf(f, "facenet_http_requests_total{%s,status=\"%d\"} %llu\n", labels[r],
+                        tracked_statuses[i], m.requests[r][i]);
             else
-                fprintf(f, "facenet_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                        fn_routes[r].path, m.requests[r][i]);
+                fprintf(f, "facenet_http_requests_total{%s,status=\"other\"} %llu\n", labels[r],
+                        m.requests[r][i]);
         }
     fprintf(f, "# HELP facenet_http_request_duration_seconds Request latency by route.\n"
                "# TYPE facenet_http_request_duration_seconds histogram\n");
@@ -128,16 +132,16 @@ char *fn_metrics_text(fn_server *s)
         unsigned long long cumulative = 0;
         for (size_t b = 0; b < N_BUCKETS; b++) {
             cumulative += m.latency[r][b];
-            fprintf(f, "facenet_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                    fn_routes[r].path, latency_buckets[b], cumulative);
+            fprintf(f, "facenet_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
+                    labels[r], latency_buckets[b], cumulative);
         }
         cumulative += m.latency[r][N_BUCKETS];
-        fprintf(f, "facenet_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-                fn_routes[r].path, cumulative);
-        fprintf(f, "facenet_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-                fn_routes[r].path, m.latency_sum[r]);
-        fprintf(f, "facenet_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                fn_routes[r].path, cumulative);
+        fprintf(f, "facenet_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
+                labels[r], cumulative);
+        fprintf(f, "facenet_http_request_duration_seconds_sum{%s} %.6f\n", labels[r],
+                m.latency_sum[r]);
+        fprintf(f, "facenet_http_request_duration_seconds_count{%s} %llu\n", labels[r],
+                cumulative);
     }
     fprintf(f, "# HELP facenet_rate_limited_total Requests refused by a key's token bucket.\n"
                "# TYPE facenet_rate_limited_total counter\n"
@@ -185,7 +189,7 @@ int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req,
         return -1;
     }
     memcpy(req->key_id, key->id, sizeof req->key_id);
-    if (!(key->scopes & fn_routes[req->route].scope)) {
+    if (!(key->scopes & fn_routes[req->route].scopes)) {
         *ret = fn_respond_error(conn, req, MHD_HTTP_FORBIDDEN, "forbidden_scope",
                              "this API key lacks the scope this endpoint needs", NULL);
         return -1;

@@ -3,7 +3,8 @@
  * body's images, run them through a free pipeline, answer in JSON.
  *
  * A request that finds every pipeline busy gets 503 at once rather than
- * queueing.
+ * queueing. fn_embed_picked and the pipeline pool serve the gallery routes
+ * too.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,8 @@
 
 /* ---- inference ----------------------------------------------------------- */
 
-static pipeline *pipeline_acquire(fn_server *s)
+pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request *req,
+                              enum MHD_Result *ret)
 {
     pipeline *p = NULL;
 
@@ -26,22 +28,18 @@ static pipeline *pipeline_acquire(fn_server *s)
     if (!p)
         s->stats.overloaded++;
     pthread_mutex_unlock(&s->lock);
+    if (!p)
+        *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                                "every inference slot is busy; retry shortly", "1");
     return p;
 }
 
-static void pipeline_release(fn_server *s, pipeline *p)
+void fn_pipeline_release(fn_server *s, pipeline *p)
 {
     pthread_mutex_lock(&s->lock);
     p->busy = 0;
     pthread_mutex_unlock(&s->lock);
 }
-
-/* An HTTP status and stable code for a failed decode/detect/embed. */
-typedef struct failure {
-    int status;
-    const char *code;
-    const char *message;
-} failure;
 
 static failure failure_of(facenet_status st)
 {
@@ -60,7 +58,7 @@ static failure failure_of(facenet_status st)
     }
 }
 
-static json_t *face_json(const facenet_face *f)
+json_t *fn_face_json(const facenet_face *f)
 {
     json_t *landmarks = json_array();
 
@@ -126,7 +124,7 @@ static enum MHD_Result run_detect(fn_server *s, struct MHD_Connection *conn, req
     }
     list = json_array();
     for (size_t i = 0; i < shown; i++) {
-        json_t *face = face_json(&faces[i]);
+        json_t *face = fn_face_json(&faces[i]);
         if (embeddings)
             json_object_set_new(face, "embedding",
                                 floats_json(embeddings + i * (size_t)s->dim, s->dim));
@@ -147,8 +145,8 @@ static enum MHD_Result run_detect(fn_server *s, struct MHD_Connection *conn, req
 }
 
 /* The embedding of the face align_dataset_mtcnn would pick. */
-static int embed_picked(fn_server *s, pipeline *p, const fn_blob *blob, float *embedding,
-                        long *faces_seen, failure *fail)
+int fn_embed_picked(fn_server *s, pipeline *p, const fn_blob *blob, float *embedding,
+                    facenet_face *face, long *faces_seen, failure *fail)
 {
     facenet_image *img = NULL;
     facenet_face *faces = NULL;
@@ -164,6 +162,8 @@ static int embed_picked(fn_server *s, pipeline *p, const fn_blob *blob, float *e
     } else {
         facenet_error err;
         int pick = facenet_pick_face(faces, n, facenet_image_width(img), facenet_image_height(img));
+        if (face)
+            *face = faces[pick];
         facenet_status st = facenet_embed(p->embedder, img, &faces[pick], 1, 0, embedding, &err);
         if (st != FACENET_OK) {
             *fail = failure_of(st);
@@ -186,8 +186,8 @@ static enum MHD_Result run_verify(fn_server *s, struct MHD_Connection *conn, req
     if (!a)
         return fn_respond_error(conn, req, 503, "out_of_memory", "the server is out of memory", NULL);
     b = a + s->dim;
-    if (embed_picked(s, p, &blobs[0], a, &seen, &fail) != 0 ||
-        embed_picked(s, p, &blobs[1], b, &seen, &fail) != 0) {
+    if (fn_embed_picked(s, p, &blobs[0], a, NULL, &seen, &fail) != 0 ||
+        fn_embed_picked(s, p, &blobs[1], b, NULL, &seen, &fail) != 0) {
         free(a);
         req->faces = seen;
         return fn_respond_error(conn, req, fail.status, fail.code, fail.message, NULL);
@@ -203,42 +203,101 @@ static enum MHD_Result run_verify(fn_server *s, struct MHD_Connection *conn, req
                         NULL);
 }
 
-enum MHD_Result fn_route_infer(fn_server *s, struct MHD_Connection *conn, request *req)
+int fn_read_body(struct MHD_Connection *conn, request *req, const fn_body_spec *spec,
+                 const char *usage, fn_body *out, enum MHD_Result *ret)
 {
-    static const char *const one[] = {"image"};
-    static const char *const two[] = {"image1", "image2"};
-    const char *const *names = req->route == R_VERIFY ? two : one;
-    size_t n_names = req->route == R_VERIFY ? 2 : 1;
-    fn_blob blobs[2];
     const char *code;
+
+    if (req->too_large) {
+        *ret = fn_respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                "the request body exceeds the size limit", NULL);
+        return -1;
+    }
+    code = fn_body_parse_json(req->body, req->len, spec, out);
+    free(req->body);
+    req->body = NULL;
+    if (!code)
+        return 0;
+    if (strcmp(code, "out_of_memory") == 0)
+        *ret = fn_respond_error(conn, req, 503, code, "the server is out of memory", NULL);
+    else
+        *ret = fn_respond_error(conn, req, MHD_HTTP_BAD_REQUEST, code, usage, NULL);
+    return -1;
+}
+
+static const char *const image_field[] = {"image"};
+static const fn_body_spec image_spec = {image_field, 1, NULL, 0};
+
+/* detect and embed: one image, faces with or without embeddings. */
+static enum MHD_Result detect_or_embed(fn_server *s, struct MHD_Connection *conn, request *req,
+                                       int with_embeddings)
+{
+    static const char usage[] = "expected a JSON object with a base64 string image";
+    fn_body body;
     pipeline *p;
     enum MHD_Result ret;
 
-    if (req->too_large)
-        return fn_respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                             "the request body exceeds the size limit", NULL);
-    code = fn_body_images(req->body, req->len, names, n_names, blobs);
-    free(req->body);
-    req->body = NULL;
-    if (code && strcmp(code, "out_of_memory") == 0)
-        return fn_respond_error(conn, req, 503, code, "the server is out of memory", NULL);
-    if (code)
-        return fn_respond_error(conn, req, MHD_HTTP_BAD_REQUEST, code,
-                             req->route == R_VERIFY
-                                 ? "expected a JSON object with base64 strings image1 and image2"
-                                 : "expected a JSON object with a base64 string image",
-                             NULL);
-    p = pipeline_acquire(s);
-    if (!p) {
-        fn_blobs_free(blobs, n_names);
-        return fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
-                             "every inference slot is busy; retry shortly", "1");
+    if (fn_read_body(conn, req, &image_spec, usage, &body, &ret) != 0)
+        return ret;
+    if (fn_body_count(&body, 0) != 1) {
+        fn_body_free(&body);
+        return fn_respond_error(conn, req, MHD_HTTP_BAD_REQUEST, "missing_field", usage, NULL);
     }
-    if (req->route == R_VERIFY)
+    p = fn_pipeline_acquire(s, conn, req, &ret);
+    if (p) {
+        ret = run_detect(s, conn, req, p, fn_body_image(&body, 0, 0), with_embeddings);
+        fn_pipeline_release(s, p);
+    }
+    fn_body_free(&body);
+    return ret;
+}
+
+enum MHD_Result fn_route_detect(fn_server *s, struct MHD_Connection *conn, request *req)
+{
+    return detect_or_embed(s, conn, req, 0);
+}
+
+enum MHD_Result fn_route_embed(fn_server *s, struct MHD_Connection *conn, request *req)
+{
+    return detect_or_embed(s, conn, req, 1);
+}
+
+/* Two images (image1, image2), or with a gallery one image and a subject
+ * (in collection, default "default"). */
+enum MHD_Result fn_route_verify(fn_server *s, struct MHD_Connection *conn, request *req)
+{
+    static const char *const images[] = {"image1", "image2", "image"};
+    static const char *const texts[] = {"subject", "collection"};
+    static const fn_body_spec spec = {images, 3, texts, 2};
+    static const char usage[] =
+        "expected a JSON object with base64 strings image1 and image2, or image and subject";
+    fn_body body;
+    pipeline *p;
+    enum MHD_Result ret;
+    int pair, against_subject;
+
+    if (fn_read_body(conn, req, &spec, usage, &body, &ret) != 0)
+        return ret;
+    pair = fn_body_count(&body, 0) == 1 && fn_body_count(&body, 1) == 1 &&
+           fn_body_count(&body, 2) == 0 && !body.texts[0];
+    against_subject = fn_body_count(&body, 2) == 1 && body.n_images == 1 && body.texts[0];
+    if (!pair && !against_subject) {
+        fn_body_free(&body);
+        return fn_respond_error(conn, req, MHD_HTTP_BAD_REQUEST, "missing_field", usage, NULL);
+    }
+    if (against_subject && !s->gallery) {
+        fn_body_free(&body);
+        return fn_respond_error(conn, req, MHD_HTTP_NOT_FOUND, "no_gallery",
+                                "this server has no gallery (start it with --gallery)", NULL);
+    }
+    if (against_subject) {
+        ret = fn_verify_subject(s, conn, req, fn_body_image(&body, 2, 0), body.texts[1],
+                                body.texts[0]);
+    } else if ((p = fn_pipeline_acquire(s, conn, req, &ret))) {
+        fn_blob blobs[2] = {*fn_body_image(&body, 0, 0), *fn_body_image(&body, 1, 0)};
         ret = run_verify(s, conn, req, p, blobs);
-    else
-        ret = run_detect(s, conn, req, p, &blobs[0], req->route == R_EMBED);
-    pipeline_release(s, p);
-    fn_blobs_free(blobs, n_names);
+        fn_pipeline_release(s, p);
+    }
+    fn_body_free(&body);
     return ret;
 }

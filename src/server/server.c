@@ -2,11 +2,15 @@
  * server.c - `facenet serve`: the daemon: routing, body buffering, the
  * access log, start, drain and stop (libmicrohttpd thread-pool mode).
  *
- * Order of checks on a POST, all before a byte of body is read: route and
- * method, API key (401), scope (403), token bucket (429), Content-Type
- * (415), Content-Length against the body cap (413). The body is then
- * buffered up to the cap (413 past it, checked while streaming), parsed,
- * and handed to a free pipeline (503 at once when none is free).
+ * Order of checks, all before a byte of body is read: route (404) and
+ * method (405), API key (401), scope (403), token bucket (429), and for
+ * routes with a body Content-Type (415) and Content-Length against the
+ * body cap (413). The body is then buffered up to the cap (413 past it,
+ * checked while streaming), parsed, and handed to the route.
+ *
+ * Paths are matched on their raw (still percent-encoded) segments, which
+ * are decoded one by one afterwards: a subject named "a/b" is the single
+ * segment "a%2Fb", never two.
  *
  * Error bodies are {"error": {"code": ..., "message": ...}} with static
  * strings only: nothing from the request is ever echoed back or logged.
@@ -25,15 +29,31 @@
 #include "server/openapi.h"
 #include "server/server_int.h"
 
+static enum MHD_Result serve_get(fn_server *s, struct MHD_Connection *conn, request *req);
+
+#define READ_SCOPES (FN_SCOPE_IDENTIFY | FN_SCOPE_ADMIN)
+
 const route_def fn_routes[N_ROUTES] = {
-    [R_HEALTHZ] = {"/healthz", 0, 0},
-    [R_READYZ] = {"/readyz", 0, 0},
-    [R_METRICS] = {"/metrics", 0, 0},
-    [R_OPENAPI] = {"/openapi.json", 0, 0},
-    [R_DETECT] = {"/v1/detect", 1, FN_SCOPE_DETECT},
-    [R_VERIFY] = {"/v1/verify", 1, FN_SCOPE_VERIFY},
-    [R_EMBED] = {"/v1/embed", 1, FN_SCOPE_EMBED},
-    [R_OTHER] = {"other", 0, 0},
+    [R_HEALTHZ] = {"/healthz", "GET", 0, 0, 0, serve_get},
+    [R_READYZ] = {"/readyz", "GET", 0, 0, 0, serve_get},
+    [R_METRICS] = {"/metrics", "GET", 0, 0, 0, serve_get},
+    [R_OPENAPI] = {"/openapi.json", "GET", 0, 0, 0, serve_get},
+    [R_DETECT] = {"/v1/detect", "POST", FN_SCOPE_DETECT, 1, 0, fn_route_detect},
+    [R_VERIFY] = {"/v1/verify", "POST", FN_SCOPE_VERIFY, 1, 0, fn_route_verify},
+    [R_EMBED] = {"/v1/embed", "POST", FN_SCOPE_EMBED, 1, 0, fn_route_embed},
+    [R_IDENTIFY] = {"/v1/identify", "POST", FN_SCOPE_IDENTIFY, 1, 1, fn_route_identify},
+    [R_COLLECTIONS] = {"/v1/collections", "GET", READ_SCOPES, 0, 1, fn_route_collections},
+    [R_SUBJECTS] = {"/v1/collections/{collection}/subjects", "GET", READ_SCOPES, 0, 1,
+                    fn_route_subjects},
+    [R_SUBJECT_DELETE] = {"/v1/collections/{collection}/subjects/{subject}", "DELETE",
+                          FN_SCOPE_ENROLL, 0, 1, fn_route_subject_delete},
+    [R_FACES_LIST] = {"/v1/collections/{collection}/subjects/{subject}/faces", "GET",
+                      READ_SCOPES, 0, 1, fn_route_faces_list},
+    [R_FACES_ENROLL] = {"/v1/collections/{collection}/subjects/{subject}/faces", "POST",
+                        FN_SCOPE_ENROLL, 1, 1, fn_route_faces_enroll},
+    [R_FACE_DELETE] = {"/v1/collections/{collection}/subjects/{subject}/faces/{face_id}",
+                       "DELETE", FN_SCOPE_ENROLL, 0, 1, fn_route_face_delete},
+    [R_OTHER] = {"other", "", 0, 0, 0, NULL},
 };
 
 double fn_now_seconds(void)
@@ -55,50 +75,174 @@ void fn_server_config_default(fn_server_config *config)
     config->max_faces = 64;
     config->timeout_s = 30;
     config->drain_s = 30;
+    config->gallery_refresh_s = 2;
 }
 
 /* ---- routing ------------------------------------------------------------- */
 
-static enum MHD_Result serve_get(fn_server *s, struct MHD_Connection *conn, request *req);
-
-static int find_route(const char *url)
+static int hex_value(char c)
 {
-    for (int i = 0; i < R_OTHER; i++)
-        if (strcmp(url, fn_routes[i].path) == 0)
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode one path segment [seg, seg+len) into out (PARAM_MAX).
+ * -1 on a malformed escape, an encoded NUL, or a result too long. */
+static int decode_segment(const char *seg, size_t len, char *out)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)seg[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -1;
+            hi = hex_value(seg[i + 1]);
+            lo = hex_value(seg[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (n + 1 >= PARAM_MAX)
+            return -1;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+typedef enum match_result { MATCH_NONE, MATCH_PATH, MATCH_BAD_ESCAPE } match_result;
+
+/* Does the raw path `url` fit `pattern`? Parameters are decoded into
+ * params[0..) as they are met. */
+static match_result match_path(const char *pattern, const char *url,
+                               char params[N_PARAMS][PARAM_MAX])
+{
+    size_t n_params = 0;
+    const char *p = pattern, *u = url;
+
+    for (;;) {
+        const char *pe, *ue;
+        size_t plen, ulen;
+        if (*p != '/' || *u != '/')
+            return MATCH_NONE;
+        p++;
+        u++;
+        pe = strchr(p, '/');
+        ue = strchr(u, '/');
+        plen = pe ? (size_t)(pe - p) : strlen(p);
+        ulen = ue ? (size_t)(ue - u) : strlen(u);
+        if (plen > 0 && p[0] == '{') {
+            if (ulen == 0 || n_params == N_PARAMS)
+                return MATCH_NONE;
+            if (decode_segment(u, ulen, params[n_params++]) != 0)
+                return MATCH_BAD_ESCAPE;
+        } else if (plen != ulen || memcmp(p, u, plen) != 0) {
+            return MATCH_NONE;
+        }
+        if (!pe && !ue)
+            return MATCH_PATH;
+        if (!pe || !ue)
+            return MATCH_NONE;
+        p = pe;
+        u = ue;
+    }
+}
+
+/* The route for this path and method; *status is 0, or 404/405/400 when
+ * nothing fits. */
+static int find_route(const char *url, const char *method, request *req, int *status)
+{
+    int path_seen = 0;
+
+    *status = 0;
+    for (int i = 0; i < R_OTHER; i++) {
+        match_result m = match_path(fn_routes[i].path, url, req->params);
+        if (m == MATCH_BAD_ESCAPE) {
+            *status = MHD_HTTP_BAD_REQUEST;
+            return R_OTHER;
+        }
+        if (m != MATCH_PATH)
+            continue;
+        if (strcmp(method, fn_routes[i].method) == 0)
             return i;
+        path_seen = 1;
+    }
+    *status = path_seen ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND;
     return R_OTHER;
+}
+
+/* libmicrohttpd would percent-decode the whole path before routing; keep
+ * it raw so that segments are decoded one at a time (match_path). */
+static size_t keep_raw(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(uri);
+}
+
+/* Content types a body route accepts. */
+static int acceptable_type(const char *type)
+{
+    static const char *const types[] = {"application/json"};
+
+    if (!type)
+        return 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        size_t n = strlen(types[i]);
+        if (strncasecmp(type, types[i], n) == 0 && (type[n] == '\0' || type[n] == ';'))
+            return 1;
+    }
+    return 0;
 }
 
 /* First call for a request: headers are in, no body read yet. */
 static enum MHD_Result begin_request(fn_server *s, struct MHD_Connection *conn, request *req,
-                                     const char *method)
+                                     int status)
 {
     enum MHD_Result ret = MHD_NO;
+    const route_def *route = &fn_routes[req->route];
     const char *type, *length;
 
-    if (req->route == R_OTHER)
+    if (status == MHD_HTTP_BAD_REQUEST)
+        return fn_respond_error(conn, req, status, "invalid_path",
+                                "a path segment has a malformed percent escape", NULL);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        return fn_respond_error(conn, req, status, "method_not_allowed",
+                                "method not allowed on this endpoint", NULL);
+    if (status)
         return fn_respond_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint",
-                             NULL);
-    if (strcmp(method, fn_routes[req->route].post ? "POST" : "GET") != 0)
-        return fn_respond_error(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                             "method not allowed on this endpoint", NULL);
-    if (!fn_routes[req->route].post)
-        return serve_get(s, conn, req);
+                                NULL);
+    if (route->gallery && !s->gallery)
+        return fn_respond_error(conn, req, MHD_HTTP_NOT_FOUND, "no_gallery",
+                                "this server has no gallery (start it with --gallery)", NULL);
+    if (route->scopes == 0)
+        return route->handler(s, conn, req);
     if (fn_authorize(s, conn, req, &ret) != 0)
         return ret;
+    if (!route->body)
+        return route->handler(s, conn, req);
     type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    if (!type || strncasecmp(type, "application/json", 16) != 0 ||
-        (type[16] != '\0' && type[16] != ';'))
+    if (!acceptable_type(type) || strlen(type) >= sizeof req->content_type)
         return fn_respond_error(conn, req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                             "unsupported_media_type", "send Content-Type: application/json",
-                             NULL);
+                                "unsupported_media_type",
+                                "send Content-Type: application/json",
+                                NULL);
+    memcpy(req->content_type, type, strlen(type) + 1);
     length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (length) {
         char *end;
         unsigned long long n = strtoull(length, &end, 10);
         if (*end != '\0' || n > s->config.max_body)
             return fn_respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                                 "the request body exceeds the size limit", NULL);
+                                    "the request body exceeds the size limit", NULL);
     }
     return MHD_YES;
 }
@@ -141,6 +285,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     fn_server *s = cls;
     request *req = *con_cls;
+    int status;
 
     (void)version;
     if (!req) {
@@ -148,7 +293,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->start = fn_now_seconds();
-        req->route = find_route(url);
+        req->route = find_route(url, method, req, &status);
         req->faces = -1;
         snprintf(req->key_id, sizeof req->key_id, "-");
         pthread_mutex_lock(&s->lock);
@@ -156,7 +301,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         s->in_flight++;
         pthread_mutex_unlock(&s->lock);
         *con_cls = req;
-        return begin_request(s, conn, req, method);
+        return begin_request(s, conn, req, status);
     }
     if (*upload_data_size > 0) {
         if (!req->status)
@@ -166,7 +311,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->status)
         return MHD_YES;
-    return fn_route_infer(s, conn, req);
+    return fn_routes[req->route].handler(s, conn, req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -199,6 +344,26 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- GET endpoints ------------------------------------------------------- */
 
+/* ---- GET endpoints ------------------------------------------------------- */
+
+/* Models loaded, and the gallery open (without its path: not the
+ * client's business). */
+static json_t *readiness(fn_server *s)
+{
+    json_t *body = json_pack("{s:s, s:s, s:s, s:i, s:f}", "status", "ready", "detector",
+                             "mtcnn", "embedder", s->embed_info->name, "pipelines",
+                             s->n_pipelines, "threshold", (double)s->threshold);
+
+    if (body && s->gallery)
+        json_object_set_new(body, "gallery",
+                            json_pack("{s:b, s:s, s:I, s:f}", "open", 1, "model",
+                                      facenet_gallery_model(s->gallery), "templates",
+                                      (json_int_t)facenet_gallery_size(s->gallery),
+                                      "threshold",
+                                      (double)facenet_gallery_threshold(s->gallery)));
+    return body;
+}
+
 static enum MHD_Result serve_get(fn_server *s, struct MHD_Connection *conn, request *req)
 {
     char *text;
@@ -207,12 +372,7 @@ static enum MHD_Result serve_get(fn_server *s, struct MHD_Connection *conn, requ
     case R_HEALTHZ:
         return fn_respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"), NULL);
     case R_READYZ:
-        return fn_respond_json(conn, req, MHD_HTTP_OK,
-                            json_pack("{s:s, s:s, s:s, s:i, s:f}", "status", "ready",
-                                      "detector", "mtcnn", "embedder", s->embed_info->name,
-                                      "pipelines", s->n_pipelines, "threshold",
-                                      (double)s->threshold),
-                            NULL);
+        return fn_respond_json(conn, req, MHD_HTTP_OK, readiness(s), NULL);
     case R_METRICS:
         text = fn_metrics_text(s);
         if (!text)
@@ -231,8 +391,49 @@ static enum MHD_Result serve_get(fn_server *s, struct MHD_Connection *conn, requ
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* Picks up other processes' writes to the gallery (enrollments by the CLI
+ * or another server) every gallery_refresh_s seconds. Writes through this
+ * server are in the snapshot at once (the gallery mirrors its own). */
+static void *refresh_gallery(void *arg)
+{
+    fn_server *s = arg;
+
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += s->config.gallery_refresh_s;
+        pthread_cond_timedwait(&s->stop_cond, &s->lock, &until);
+        if (s->stopping)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        {
+            facenet_error err;
+            if (facenet_gallery_refresh(s->gallery, NULL, &err) != FACENET_OK)
+                fprintf(stderr, "facenet serve: gallery refresh failed: %s\n", err.message);
+        }
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void stop_refresher(fn_server *s)
+{
+    if (!s->refresher_running)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->stop_cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->refresher, NULL);
+    s->refresher_running = 0;
+}
+
 static void free_server(fn_server *s)
 {
+    stop_refresher(s);
+    facenet_gallery_close(s->gallery); /* after every request has finished */
     for (int i = 0; i < s->n_pipelines; i++) {
         facenet_detector_free(s->pipelines[i].detector);
         facenet_embedder_free(s->pipelines[i].embedder);
@@ -240,8 +441,36 @@ static void free_server(fn_server *s)
     free(s->pipelines);
     free(s->buckets);
     fn_keyring_free(&s->keys);
+    pthread_cond_destroy(&s->stop_cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+/* Open (creating when missing) the gallery for the served model. The key
+ * comes from the key file or $FACENET_GALLERY_KEY and is wiped at once. */
+static facenet_status open_gallery(fn_server *s, facenet_error *err)
+{
+    uint8_t key[FACENET_GALLERY_KEY_BYTES];
+    facenet_status st;
+
+    if (!s->config.gallery)
+        return FACENET_OK;
+    st = facenet_gallery_model_id(s->embed_info, s->model_id, sizeof s->model_id, err);
+    if (st != FACENET_OK)
+        return st;
+    snprintf(s->preprocess, sizeof s->preprocess, "mtcnn/%s", s->embed_info->alignment);
+    st = facenet_gallery_key_load(s->config.gallery_key_file, key, err);
+    if (st != FACENET_OK)
+        return st;
+    st = facenet_gallery_open(s->config.gallery, key, s->model_id, s->dim,
+                              FACENET_GALLERY_CREATE | FACENET_GALLERY_INT4, &s->gallery, err);
+    sodium_memzero(key, sizeof key);
+    if (st != FACENET_OK)
+        return st;
+    if (pthread_create(&s->refresher, NULL, refresh_gallery, s) != 0)
+        return fn_fail(err, FACENET_ERR_INTERNAL, "cannot start the gallery refresh thread");
+    s->refresher_running = 1;
+    return FACENET_OK;
 }
 
 static facenet_status load_pipelines(fn_server *s, facenet_error *err)
@@ -287,7 +516,7 @@ static facenet_status check_config(const fn_server_config *c, const fn_keyring *
     addr->sin_port = htons((uint16_t)c->port);
     if (c->threads < 1 || c->threads > 256 || c->pipelines < 1 || c->pipelines > 64 ||
         c->max_body < 1024 || c->max_faces < 1 || c->timeout_s < 1 || c->drain_s < 0 ||
-        c->max_pixels < 1)
+        c->max_pixels < 1 || c->gallery_refresh_s < 1)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "a server limit is out of range");
     if (live == 0 && !(c->dev && strcmp(c->bind, "127.0.0.1") == 0))
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
@@ -313,6 +542,7 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
     if (!s)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->stop_cond, NULL);
     s->config = *config;
     s->keys = *keys; /* taken over */
     keys->keys = NULL;
@@ -329,6 +559,8 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         }
     }
     st = load_pipelines(s, err);
+    if (st == FACENET_OK)
+        st = open_gallery(s, err);
     if (st != FACENET_OK) {
         free_server(s);
         return st;
@@ -343,7 +575,8 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config->threads,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config->timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw,
+        NULL, MHD_OPTION_END);
     if (!s->daemon) {
         free_server(s);
         return fn_fail(err, FACENET_ERR_IO, "cannot listen on %s:%d", config->bind,
@@ -360,6 +593,10 @@ int fn_server_port(const fn_server *server)
     return server->port;
 }
 
+/* The gallery is closed (free_server) only after the daemon has stopped,
+ * that is after every request thread has returned: an enrollment that was
+ * answered 2xx was durable before its answer, and one still running when
+ * the drain deadline passes finishes before the close. */
 void fn_server_stop(fn_server *s)
 {
     double deadline = fn_now_seconds() + s->config.drain_s;

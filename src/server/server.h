@@ -27,6 +27,11 @@ typedef struct fn_server_config {
     const char *model_dir;
     const char *embed_model; /* NULL: the default embedder               */
     int dev;                 /* no keys: allowed only on 127.0.0.1        */
+    const char *gallery;     /* gallery file (created when missing); NULL:
+                                no gallery endpoints                     */
+    const char *gallery_key_file; /* NULL: $FACENET_GALLERY_KEY          */
+    int gallery_refresh_s;   /* pick up other processes' gallery writes
+                                this often; default 2                    */
 } fn_server_config;
 
 void fn_server_config_default(fn_server_config *config);

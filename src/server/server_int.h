@@ -5,7 +5,9 @@
  *
  * Files: server.c runs the daemon (start, per-request callbacks, drain and
  * stop); http.c writes responses, checks keys and keeps /metrics;
- * routes_infer.c serves detect, verify and embed.
+ * routes_infer.c serves detect, verify and embed; routes_gallery.c serves
+ * identify, verify against a subject and the collections/subjects/faces
+ * resources.
  */
 #ifndef FACENET_SERVER_SERVER_INT_H
 #define FACENET_SERVER_SERVER_INT_H
@@ -17,19 +19,46 @@
 #include "server/body.h"
 #include "server/server.h"
 
-enum route_id { R_HEALTHZ, R_READYZ, R_METRICS, R_OPENAPI, R_DETECT, R_VERIFY, R_EMBED, R_OTHER };
+enum route_id {
+    R_HEALTHZ,
+    R_READYZ,
+    R_METRICS,
+    R_OPENAPI,
+    R_DETECT,
+    R_VERIFY,
+    R_EMBED,
+    R_IDENTIFY,
+    R_COLLECTIONS,
+    R_SUBJECTS,
+    R_SUBJECT_DELETE,
+    R_FACES_LIST,
+    R_FACES_ENROLL,
+    R_FACE_DELETE,
+    R_OTHER
+};
 #define N_ROUTES (R_OTHER + 1)
 
+/* Path parameters, in the order they appear in a route's path. */
+enum { P_COLLECTION, P_SUBJECT, P_FACE, N_PARAMS };
+#define PARAM_MAX 256 /* FACENET_GALLERY_NAME_MAX: a name and its NUL */
+
+typedef struct request request;
+typedef enum MHD_Result (*route_handler)(fn_server *s, struct MHD_Connection *conn,
+                                         request *req);
+
 typedef struct route_def {
-    const char *path;
-    int post;        /* POST (authenticated) or GET (open) */
-    unsigned scope;  /* required key scope for POST routes */
+    const char *path;   /* "{...}" segments are parameters; also the metrics label */
+    const char *method;
+    unsigned scopes;    /* any of these scopes; 0: open (no key needed) */
+    int body;           /* reads a request body (JSON or multipart) */
+    int gallery;        /* needs --gallery */
+    route_handler handler;
 } route_def;
 
 extern const route_def fn_routes[N_ROUTES];
 
 /* Statuses counted in /metrics; anything else is counted as "other". */
-#define N_STATUSES 12
+#define N_STATUSES 14
 #define N_BUCKETS 11
 
 typedef struct pipeline {
@@ -67,9 +96,16 @@ struct fn_server {
     unsigned long long next_request_id;
     long in_flight;
     metrics stats;
+    facenet_gallery *gallery; /* NULL without --gallery */
+    char model_id[FACENET_GALLERY_MODEL_ID_MAX];
+    char preprocess[64];
+    pthread_t refresher;
+    int refresher_running;
+    int stopping;              /* under lock; wakes the refresher */
+    pthread_cond_t stop_cond;  /* with lock */
 };
 
-typedef struct request {
+struct request {
     unsigned long long id;
     double start;
     int route;
@@ -79,7 +115,9 @@ typedef struct request {
     char *body;
     size_t len, cap;
     int too_large;
-} request;
+    char params[N_PARAMS][PARAM_MAX]; /* decoded path parameters */
+    char content_type[256];           /* the header, for the multipart boundary */
+};
 
 double fn_now_seconds(void);
 
@@ -106,9 +144,45 @@ char *fn_metrics_text(fn_server *s);
  * and *ret is what the access handler must return. */
 int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req, enum MHD_Result *ret);
 
-/* ---- routes_infer.c ------------------------------------------------------ */
+/* ---- routes_infer.c: pipelines and handlers ----------------------------- */
 
-/* Detect, embed or verify once the whole body is in req->body. */
-enum MHD_Result fn_route_infer(fn_server *s, struct MHD_Connection *conn, request *req);
+/* An HTTP status and stable code for a failed step. */
+typedef struct failure {
+    int status;
+    const char *code;
+    const char *message;
+} failure;
+
+/* A free pipeline, or NULL (a response has been queued) when none is. */
+pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request *req,
+                              enum MHD_Result *ret);
+void fn_pipeline_release(fn_server *s, pipeline *p);
+/* Decode the image, detect, and embed the face facenet's aligner picks
+ * (into `embedding`, s->dim floats; *face gets its box when not NULL). */
+int fn_embed_picked(fn_server *s, pipeline *p, const fn_blob *blob, float *embedding,
+                    facenet_face *face, long *faces_seen, failure *fail);
+json_t *fn_face_json(const facenet_face *f);
+/* Parse req->body (JSON or multipart) by `spec`; on failure queues a 400
+ * (or 413/503) with `usage` as its message and returns -1. */
+int fn_read_body(struct MHD_Connection *conn, request *req, const fn_body_spec *spec,
+                 const char *usage, fn_body *out, enum MHD_Result *ret);
+
+enum MHD_Result fn_route_detect(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_embed(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_verify(fn_server *s, struct MHD_Connection *conn, request *req);
+
+/* ---- routes_gallery.c --------------------------------------------------- */
+
+enum MHD_Result fn_route_identify(fn_server *s, struct MHD_Connection *conn, request *req);
+/* /v1/verify with an image and a subject instead of two images. */
+enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, request *req,
+                                  const fn_blob *image, const char *collection,
+                                  const char *subject);
+enum MHD_Result fn_route_collections(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_subjects(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_subject_delete(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_faces_list(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_faces_enroll(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_face_delete(fn_server *s, struct MHD_Connection *conn, request *req);
 
 #endif

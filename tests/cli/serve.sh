@@ -136,9 +136,9 @@ exec 3<&-
 expect "slow client cut off by the timeout (rc $rc after $((SECONDS - start)) s)" [ "$rc" = 0 ]
 
 expect "metrics" [ "$(status "$url/metrics")" = 200 ]
-expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{route="/v1/detect",status="401"} [1-9]' "$tmp/body"
+expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{method="POST",route="/v1/detect",status="401"} [1-9]' "$tmp/body"
 expect "metrics: rate limit counted" grep -q '^facenet_rate_limited_total [1-9]' "$tmp/body"
-expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucket{route="/v1/detect",le="+Inf"}' "$tmp/body"
+expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucket{method="POST",route="/v1/detect",le="+Inf"}' "$tmp/body"
 
 # wait_busy: until the one pipeline runs an inference (seen in /metrics).
 wait_busy() {
