@@ -1,6 +1,8 @@
 /*
  * fuzz_server_body.c - libFuzzer target for the request body parsers of
- * `facenet serve` (src/server/body.c: JSON with base64 images) and for the
+ * `facenet serve` (src/server/body.c: JSON with base64 images;
+ * src/server/multipart.c: multipart/form-data, with the input's first line
+ * as the Content-Type header and the rest as the body) and for the
  * API key check on the Authorization header's value.
  *
  * Contract checked besides crashes and leaks: a failure is one of the
@@ -62,6 +64,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fn_keyring ring = {&key, 1};
 
     check_result(fn_body_parse_json((const char *)data, size, &spec, &body), &body, size);
+
+    /* Multipart: the first line is the Content-Type header (it carries
+     * the boundary), the rest the body. */
+    {
+        const uint8_t *newline = memchr(data, '\n', size);
+        if (newline && (size_t)(newline - data) < 256) {
+            char content_type[256];
+            size_t n = (size_t)(newline - data);
+            memcpy(content_type, data, n);
+            content_type[n] = '\0';
+            if (strlen(content_type) == n)
+                check_result(fn_body_parse_multipart((const char *)newline + 1, size - n - 1,
+                                                     content_type, &spec, &body),
+                             &body, size);
+        }
+    }
 
     /* The same bytes as a presented key: never accepted by a ring whose
      * one key has an all-zero hash no input hashes to in practice. */

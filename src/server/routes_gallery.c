@@ -115,8 +115,8 @@ enum MHD_Result fn_route_identify(fn_server *s, struct MHD_Connection *conn, req
     static const char *const images[] = {"image"};
     static const char *const texts[] = {"collection", "k"};
     static const fn_body_spec spec = {images, 1, texts, 2};
-    static const char usage[] = "expected a JSON object with a base64 string image, and "
-                                "optionally collection and k (1-100)";
+    static const char usage[] = "expected one image (base64 in JSON, or a file part in "
+                                "multipart/form-data), and optionally collection and k (1-100)";
     facenet_gallery_search_options options;
     facenet_gallery_match matches[IDENTIFY_MAX_K];
     size_t n = 0;
@@ -450,8 +450,9 @@ enum MHD_Result fn_route_faces_enroll(fn_server *s, struct MHD_Connection *conn,
     static const char *const images[] = {"image"};
     static const char *const texts[] = {"metadata"};
     static const fn_body_spec spec = {images, 1, texts, 1};
-    static const char usage[] = "expected a JSON object with image: a base64 string or an "
-                                "array of 1-8, and optionally metadata: a JSON object";
+    static const char usage[] = "expected 1-8 images (JSON: image as a base64 string or an "
+                                "array; multipart: image file parts), and optionally "
+                                "metadata: a JSON object";
     facenet_gallery_enrollment e;
     facenet_error err;
     facenet_status st;

@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/error.h"
 #include "server/server_int.h"
@@ -213,7 +214,10 @@ int fn_read_body(struct MHD_Connection *conn, request *req, const fn_body_spec *
                                 "the request body exceeds the size limit", NULL);
         return -1;
     }
-    code = fn_body_parse_json(req->body, req->len, spec, out);
+    if (strncasecmp(req->content_type, "multipart/form-data", 19) == 0)
+        code = fn_body_parse_multipart(req->body, req->len, req->content_type, spec, out);
+    else
+        code = fn_body_parse_json(req->body, req->len, spec, out);
     free(req->body);
     req->body = NULL;
     if (!code)
@@ -232,7 +236,8 @@ static const fn_body_spec image_spec = {image_field, 1, NULL, 0};
 static enum MHD_Result detect_or_embed(fn_server *s, struct MHD_Connection *conn, request *req,
                                        int with_embeddings)
 {
-    static const char usage[] = "expected a JSON object with a base64 string image";
+    static const char usage[] =
+        "expected one image: a base64 string in JSON, or a file part in multipart/form-data";
     fn_body body;
     pipeline *p;
     enum MHD_Result ret;
@@ -269,8 +274,8 @@ enum MHD_Result fn_route_verify(fn_server *s, struct MHD_Connection *conn, reque
     static const char *const images[] = {"image1", "image2", "image"};
     static const char *const texts[] = {"subject", "collection"};
     static const fn_body_spec spec = {images, 3, texts, 2};
-    static const char usage[] =
-        "expected a JSON object with base64 strings image1 and image2, or image and subject";
+    static const char usage[] = "expected image1 and image2, or image and subject (base64 "
+                                "strings in JSON, or parts in multipart/form-data)";
     fn_body body;
     pipeline *p;
     enum MHD_Result ret;

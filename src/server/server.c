@@ -191,7 +191,7 @@ static size_t keep_raw(void *cls, struct MHD_Connection *conn, char *uri)
 /* Content types a body route accepts. */
 static int acceptable_type(const char *type)
 {
-    static const char *const types[] = {"application/json"};
+    static const char *const types[] = {"application/json", "multipart/form-data"};
 
     if (!type)
         return 0;
@@ -233,7 +233,7 @@ static enum MHD_Result begin_request(fn_server *s, struct MHD_Connection *conn, 
     if (!acceptable_type(type) || strlen(type) >= sizeof req->content_type)
         return fn_respond_error(conn, req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                 "unsupported_media_type",
-                                "send Content-Type: application/json",
+                                "send Content-Type: application/json or multipart/form-data",
                                 NULL);
     memcpy(req->content_type, type, strlen(type) + 1);
     length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");

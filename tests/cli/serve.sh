@@ -2,7 +2,8 @@
 # `facenet serve` and `facenet keys`: the real server on a loopback port,
 # driven with curl. Covers keys (missing, wrong, revoked, out of scope),
 # rate limits that trigger and recover, malformed and oversized bodies, a
-# truncated JPEG, detect, embed and verify on a demo photo, overload (503),
+# truncated JPEG, detect, embed and verify on a demo photo (JSON and
+# multipart), malformed multipart bodies, overload (503),
 # metrics, the access log and SIGTERM with a request in flight.
 set -uo pipefail
 bin=${FACENET_BIN:?FACENET_BIN is not set}
@@ -115,6 +116,32 @@ printf '{"image1":"%s","image2":"%s"}' "$(base64 -w0 "$demo/sample1.jpg")" \
   "$(base64 -w0 "$demo/sample1.jpg")" >"$tmp/same.json"
 expect "verify 200" [ "$(post "$full" /v1/verify --data-binary @"$tmp/same.json")" = 200 ]
 expect "verify: same photo is the same person" grep -q '"same":true' "$tmp/body"
+
+# multipart/form-data next to JSON: the same answers, and strict parsing.
+mp() { local key=$1 route=$2; shift 2
+  status -H "Authorization: Bearer $key" "$@" "$url$route"; }
+expect "multipart detect 200" [ "$(mp "$full" /v1/detect -F "image=@$demo/sample1.jpg")" = 200 ]
+expect "multipart detect: 3 faces" grep -q '"count":3,' "$tmp/body"
+expect "multipart verify 200" [ "$(mp "$full" /v1/verify -F "image1=@$demo/sample1.jpg" -F "image2=@$demo/sample1.jpg")" = 200 ]
+expect "multipart verify: same" grep -q '"same":true' "$tmp/body"
+expect "multipart: unknown parts are ignored" [ "$(mp "$full" /v1/detect -F note=hello -F "image=@$demo/sample1.jpg")" = 200 ]
+expect "multipart: no image part 400" [ "$(mp "$full" /v1/detect -F note=hello)" = 400 ]
+expect "multipart: no image part: stable code" code_is missing_field
+expect "multipart: two images where one is expected 400" [ "$(mp "$full" /v1/detect -F "image=@$demo/sample1.jpg" -F "image=@$demo/sample2.jpg")" = 400 ]
+bad_mp() { mp "$full" /v1/detect -H "Content-Type: $1" --data-binary "$2"; }
+expect "multipart: no boundary 400" [ "$(bad_mp 'multipart/form-data' x)" = 400 ]
+expect "multipart: no boundary: stable code" code_is invalid_multipart
+expect "multipart: boundary too long 400" [ "$(bad_mp "multipart/form-data; boundary=$(printf 'b%.0s' $(seq 71))" x)" = 400 ]
+expect "multipart: unterminated part 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\nabc')" = 400 ]
+expect "multipart: unterminated: stable code" code_is invalid_multipart
+expect "multipart: no Content-Disposition 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Type: image/jpeg\r\n\r\nabc\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: preamble refused 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'junk\r\n--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\nabc\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: folded header 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Disposition: form-data;\r\n name="image"\r\n\r\nabc\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: empty image part 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: empty image: stable code" code_is invalid_field
+expect "multipart: well-formed, not an image 415" [ "$(bad_mp 'multipart/form-data; boundary="a b"' $'--a b\r\nContent-Disposition: form-data; name="image"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\nSECRET-INPUT\r\n--a b--\r\n')" = 415 ]
+expect "multipart: errors do not echo input" bash -c "! grep -q SECRET '$tmp/body'"
+expect "multipart: oversized 413" [ "$(mp "$full" /v1/detect -F "image=@$tmp/big")" = 413 ]
 
 # Token bucket: burst 2 at 1/s, so the third quick request is refused.
 post "$detect_only" /v1/detect -d '{}' >/dev/null

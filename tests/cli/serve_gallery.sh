@@ -3,7 +3,7 @@
 # curl. Enroll a face from a demo photo, identify it from a rescaled,
 # re-encoded copy made here, a stranger is "unknown", verify against a
 # subject, the collections/subjects/faces resources with their scopes and
-# bad input, other processes' writes picked up, and SIGTERM while enroll
+# bad input, JSON and multipart bodies, other processes' writes picked up, and SIGTERM while enroll
 # requests are in flight: every enrollment answered 2xx is in the gallery.
 set -uo pipefail
 bin=${FACENET_BIN:?FACENET_BIN is not set}
@@ -127,9 +127,23 @@ expect "enroll two images for bob 201" [ "$(json "$enroller" POST /v1/collection
 printf '{"image":"%s"}' "$(b64 "$demo/sample3.jpg")" >"$tmp/enroll3.json"
 expect "enroll into another collection 201" [ "$(json "$enroller" POST /v1/collections/guests/subjects/carol/faces "$tmp/enroll3.json")" = 201 ]
 
+# The same through multipart/form-data.
+mp() { local key=$1 method=$2 path=$3; shift 3
+  status -X "$method" -H "Authorization: Bearer $key" "$@" "$url$path"; }
+expect "multipart enroll 201" [ "$(mp "$enroller" POST /v1/collections/guests/subjects/erin/faces -F "image=@$demo/sample6.jpg" -F 'metadata={"badge":7}')" = 201 ]
+expect "multipart enroll: bad metadata 400" [ "$(mp "$enroller" POST /v1/collections/guests/subjects/fay/faces -F "image=@$demo/sample6.jpg" -F 'metadata=not json')" = 400 ]
+expect "multipart enroll: malformed body 400" [ "$(mp "$enroller" POST /v1/collections/guests/subjects/fay/faces -H 'Content-Type: multipart/form-data; boundary=q' --data-binary $'--q\r\nContent-Disposition: form-data; name="image"\r\n\r\nxx')" = 400 ]
+expect "multipart enroll: malformed: stable code" code_is invalid_multipart
+expect "fay was never created" [ "$(call "$admin" GET /v1/collections/guests/subjects/fay/faces)" = 404 ]
+expect "multipart identify 200" [ "$(mp "$identifier" POST /v1/identify -F "image=@$tmp/probe.png" -F k=2 -F collection=staff)" = 200 ]
+expect "multipart identify: Ada" body_has '"identity":{"collection":"staff","subject":"Ada Lovelace"'
+expect "multipart identify: bad k 400" [ "$(mp "$identifier" POST /v1/identify -F "image=@$tmp/probe.png" -F k=x)" = 400 ]
+expect "multipart verify against a subject 200" [ "$(mp "$verifier" POST /v1/verify -F "image=@$tmp/probe.png" -F 'subject=Ada Lovelace' -F collection=staff)" = 200 ]
+expect "multipart verify: same" body_has '"same":true'
+
 expect "list collections 200" [ "$(call "$identifier" GET /v1/collections)" = 200 ]
 expect "collections: staff with 2 subjects, 3 faces" body_has '{"name":"staff","subjects":2,"faces":3}'
-expect "collections: guests" body_has '{"name":"guests","subjects":1,"faces":1}'
+expect "collections: guests" body_has '{"name":"guests","subjects":2,"faces":2}'
 expect "admin may list too" [ "$(call "$admin" GET /v1/collections)" = 200 ]
 expect "list subjects 200" [ "$(call "$identifier" GET /v1/collections/staff/subjects)" = 200 ]
 expect "subjects: Ada with metadata" body_has '"name":"Ada Lovelace","faces":1,.*"metadata":{"team":"blue"}'
