@@ -40,7 +40,14 @@ static void usage(FILE *out)
             "  --gallery-key-file K  its key file, mode 0600 (default:\n"
             "                      $FACENET_GALLERY_KEY); never the key itself\n"
             "  --gallery-refresh S pick up other processes' gallery writes every S\n"
-            "                      seconds (default 2)\n");
+            "                      seconds (default 2)\n"
+            "  --max-inflight-per-key N  concurrent requests per API key; more get\n"
+            "                      429 (default 8; 0: no cap)\n"
+            "  --deadline-ms MS    per-request deadline: wait up to it for a busy\n"
+            "                      pipeline (503 past it), 504 for an answer later\n"
+            "                      than it (default 0: none, a busy server 503s at once)\n"
+            "  --max-queue N       requests that may wait for a pipeline under\n"
+            "                      --deadline-ms; more get 503 at once (default 16)\n");
 }
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
@@ -68,6 +75,9 @@ int cmd_serve(int argc, char **argv)
         {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
         {"gallery", required_argument, NULL, 'g'},    {"gallery-key-file", required_argument, NULL, 'K'},
         {"gallery-refresh", required_argument, NULL, 'R'},
+        {"max-inflight-per-key", required_argument, NULL, 'I'},
+        {"deadline-ms", required_argument, NULL, 'L'},
+        {"max-queue", required_argument, NULL, 'Q'},
         {NULL, 0, NULL, 0}};
     fn_server_config config;
     const char *keys_path = NULL, *model_dir_opt = NULL;
@@ -93,6 +103,18 @@ int cmd_serve(int argc, char **argv)
         case 'R':
             if (parse_long("--gallery-refresh", optarg, 1, 3600, &v) != 0) return CLI_EXIT_USAGE;
             config.gallery_refresh_s = (int)v;
+            break;
+        case 'I':
+            if (parse_long("--max-inflight-per-key", optarg, 0, 100000, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_inflight_per_key = (int)v;
+            break;
+        case 'L':
+            if (parse_long("--deadline-ms", optarg, 0, 3600000, &v) != 0) return CLI_EXIT_USAGE;
+            config.deadline_ms = (int)v;
+            break;
+        case 'Q':
+            if (parse_long("--max-queue", optarg, 0, 100000, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_queue = (int)v;
             break;
         case 'p':
             if (parse_long("--port", optarg, 0, 65535, &v) != 0) return CLI_EXIT_USAGE;

@@ -54,6 +54,16 @@ enum MHD_Result fn_respond_text(struct MHD_Connection *conn, request *req, int s
 enum MHD_Result fn_respond_json(struct MHD_Connection *conn, request *req, int status,
                                     json_t *body, const char *retry_after)
 {
+    /* An answer that would leave after the request's deadline is a 504
+     * instead, unless it reports a write that has been committed. */
+    if (status < 300 && req->deadline > 0 && !req->committed &&
+        fn_now_seconds() > req->deadline) {
+        json_decref(body);
+        body = json_pack("{s:{s:s, s:s}}", "error", "code", "deadline_exceeded", "message",
+                         "the request ran past its deadline (--deadline-ms)");
+        status = MHD_HTTP_GATEWAY_TIMEOUT;
+        retry_after = NULL;
+    }
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
     json_decref(body);
@@ -98,7 +108,7 @@ char *fn_metrics_text(fn_server *s)
     FILE *f = open_memstream(&text, &size);
     metrics m;
     char labels[N_ROUTES][128]; /* method="GET",route="/v1/..." */
-    long in_flight;
+    long in_flight, queued;
     int busy = 0;
 
     if (!f)
@@ -109,6 +119,7 @@ char *fn_metrics_text(fn_server *s)
     pthread_mutex_lock(&s->lock);
     m = s->stats;
     in_flight = s->in_flight;
+    queued = s->queued;
     for (int i = 0; i < s->n_pipelines; i++)
         busy += s->pipelines[i].busy;
     pthread_mutex_unlock(&s->lock);
@@ -159,6 +170,17 @@ char *fn_metrics_text(fn_server *s)
                "# TYPE facenet_pipelines gauge\n"
                "facenet_pipelines %d\n",
             m.rate_limited, m.overloaded, in_flight, busy, s->n_pipelines);
+    fprintf(f, "# HELP facenet_inflight_limited_total Requests refused by a key's concurrency cap.\n"
+               "# TYPE facenet_inflight_limited_total counter\n"
+               "facenet_inflight_limited_total %llu\n"
+               "# HELP facenet_queue_timeouts_total Requests whose deadline passed while they "
+               "waited for a pipeline.\n"
+               "# TYPE facenet_queue_timeouts_total counter\n"
+               "facenet_queue_timeouts_total %llu\n"
+               "# HELP facenet_queue_depth Requests waiting for a pipeline (--deadline-ms).\n"
+               "# TYPE facenet_queue_depth gauge\n"
+               "facenet_queue_depth %ld\n",
+            m.inflight_limited, m.queue_timeouts, queued);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -169,53 +191,90 @@ char *fn_metrics_text(fn_server *s)
 /* ---- authentication and rate limiting ----------------------------------- */
 
 /* 0 when the request may proceed; otherwise a response has been queued. */
-int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req,
-                     enum MHD_Result *ret)
+typedef enum auth_result { AUTH_OK, AUTH_NO_KEY, AUTH_SCOPE, AUTH_RATE, AUTH_INFLIGHT } auth_result;
+
+/* The key check, scope, concurrency cap and token bucket, under s->lock
+ * (the ring may be swapped by a reload). Copies the key's id into req. */
+static auth_result check_key(fn_server *s, const char *auth, request *req, double *retry)
+{
+    const fn_api_key *key;
+    bucket *b;
+    double now;
+
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
+        !(key = fn_keyring_check(&s->keys, auth + 7, strlen(auth + 7))))
+        return AUTH_NO_KEY;
+    memcpy(req->key_id, key->id, sizeof req->key_id);
+    if (!(key->scopes & fn_routes[req->route].scopes))
+        return AUTH_SCOPE;
+    b = &s->buckets[key - s->keys.keys];
+    if (s->config.max_inflight_per_key > 0 && b->in_flight >= s->config.max_inflight_per_key) {
+        s->stats.inflight_limited++;
+        return AUTH_INFLIGHT;
+    }
+    now = fn_now_seconds();
+    b->tokens = fmin(key->burst, b->tokens + (now - b->last) * key->rate);
+    b->last = now;
+    if (b->tokens < 1) {
+        *retry = (1 - b->tokens) / key->rate;
+        s->stats.rate_limited++;
+        return AUTH_RATE;
+    }
+    b->tokens -= 1;
+    b->in_flight++;
+    req->holds_slot = 1;
+    return AUTH_OK;
+}
+
+int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req, enum MHD_Result *ret)
 {
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    const fn_api_key *key;
-    size_t index;
     double retry = 0;
-    int allowed;
+    char after[32];
+    auth_result result;
 
-    if (s->keys.n == 0) { /* --dev on loopback, checked at start */
+    if (s->open_access) { /* --dev on loopback, checked at start */
         snprintf(req->key_id, sizeof req->key_id, "dev");
         return 0;
     }
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
-        !(key = fn_keyring_check(&s->keys, auth + 7, strlen(auth + 7)))) {
-        *ret = fn_respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-                             "a valid API key is required (Authorization: Bearer)", NULL);
-        return -1;
-    }
-    memcpy(req->key_id, key->id, sizeof req->key_id);
-    if (!(key->scopes & fn_routes[req->route].scopes)) {
-        *ret = fn_respond_error(conn, req, MHD_HTTP_FORBIDDEN, "forbidden_scope",
-                             "this API key lacks the scope this endpoint needs", NULL);
-        return -1;
-    }
-    index = (size_t)(key - s->keys.keys);
     pthread_mutex_lock(&s->lock);
-    {
-        bucket *b = &s->buckets[index];
-        double now = fn_now_seconds();
-        b->tokens = fmin(key->burst, b->tokens + (now - b->last) * key->rate);
-        b->last = now;
-        allowed = b->tokens >= 1;
-        if (allowed)
-            b->tokens -= 1;
-        else {
-            retry = (1 - b->tokens) / key->rate;
-            s->stats.rate_limited++;
-        }
-    }
+    result = check_key(s, auth, req, &retry);
     pthread_mutex_unlock(&s->lock);
-    if (!allowed) {
-        char after[32];
+    switch (result) {
+    case AUTH_OK:
+        return 0;
+    case AUTH_NO_KEY:
+        *ret = fn_respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                "a valid API key is required (Authorization: Bearer)", NULL);
+        return -1;
+    case AUTH_SCOPE:
+        *ret = fn_respond_error(conn, req, MHD_HTTP_FORBIDDEN, "forbidden_scope",
+                                "this API key lacks the scope this endpoint needs", NULL);
+        return -1;
+    case AUTH_INFLIGHT:
+        *ret = fn_respond_error(conn, req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_in_flight",
+                                "this API key has too many requests in flight "
+                                "(--max-inflight-per-key)",
+                                "1");
+        return -1;
+    default:
         snprintf(after, sizeof after, "%.0f", ceil(retry));
         *ret = fn_respond_error(conn, req, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
-                             "rate limit exceeded for this API key", after);
+                                "rate limit exceeded for this API key", after);
         return -1;
     }
-    return 0;
+}
+
+void fn_release_slot(fn_server *s, request *req)
+{
+    long index;
+
+    if (!req->holds_slot)
+        return;
+    pthread_mutex_lock(&s->lock);
+    index = fn_keyring_find(&s->keys, req->key_id);
+    if (index >= 0 && s->buckets[index].in_flight > 0)
+        s->buckets[index].in_flight--;
+    pthread_mutex_unlock(&s->lock);
+    req->holds_slot = 0;
 }

@@ -480,6 +480,15 @@ enum MHD_Result fn_route_faces_enroll(fn_server *s, struct MHD_Connection *conn,
         fn_body_free(&body);
         return ret;
     }
+    if (req->deadline > 0 && fn_now_seconds() > req->deadline) {
+        /* Out of time: refuse before the write, never after it. */
+        free(w.embeddings);
+        fn_body_free(&body);
+        return fn_respond_error(conn, req, MHD_HTTP_GATEWAY_TIMEOUT, "deadline_exceeded",
+                                "the request ran past its deadline (--deadline-ms); nothing "
+                                "was enrolled",
+                                NULL);
+    }
     memset(&e, 0, sizeof e);
     e.collection = req->params[P_COLLECTION];
     e.subject = req->params[P_SUBJECT];
@@ -496,6 +505,7 @@ enum MHD_Result fn_route_faces_enroll(fn_server *s, struct MHD_Connection *conn,
     fn_body_free(&body);
     if (st != FACENET_OK)
         return gallery_error(conn, req, st, "not_found", "not found");
+    req->committed = 1;
     list = json_array();
     for (size_t i = 0; i < w.n; i++) {
         json_t *face = fn_face_json(&w.faces[i]);
@@ -531,6 +541,7 @@ enum MHD_Result fn_route_face_delete(fn_server *s, struct MHD_Connection *conn, 
     st = facenet_gallery_remove_template(s->gallery, id, &err);
     if (st != FACENET_OK)
         return gallery_error(conn, req, st, "face_not_found", "no such face");
+    req->committed = 1;
     return fn_respond_json(conn, req, MHD_HTTP_OK,
                            json_pack("{s:s, s:s, s:I}", "collection", req->params[P_COLLECTION],
                                      "subject", req->params[P_SUBJECT], "deleted_face",
@@ -548,6 +559,7 @@ enum MHD_Result fn_route_subject_delete(fn_server *s, struct MHD_Connection *con
 
     if (st != FACENET_OK)
         return gallery_error(conn, req, st, "subject_not_found", "no such subject");
+    req->committed = 1;
     return fn_respond_json(conn, req, MHD_HTTP_OK,
                            json_pack("{s:s, s:s, s:I}", "collection", req->params[P_COLLECTION],
                                      "subject", req->params[P_SUBJECT], "deleted_faces",

@@ -2,10 +2,11 @@
  * routes_infer.c - POST /v1/detect, /v1/embed and /v1/verify: decode the
  * body's images, run them through a free pipeline, answer in JSON.
  *
- * A request that finds every pipeline busy gets 503 at once rather than
- * queueing. fn_embed_picked and the pipeline pool serve the gallery routes
+ * A request that finds every pipeline busy gets 503 at once, or with
+ * --deadline-ms waits in a bounded queue until its deadline. fn_embed_picked and the pipeline pool serve the gallery routes
  * too.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,21 +16,58 @@
 
 /* ---- inference ----------------------------------------------------------- */
 
+static pipeline *free_pipeline(fn_server *s)
+{
+    for (int i = 0; i < s->n_pipelines; i++)
+        if (!s->pipelines[i].busy) {
+            s->pipelines[i].busy = 1;
+            return &s->pipelines[i];
+        }
+    return NULL;
+}
+
 pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request *req,
                               enum MHD_Result *ret)
 {
     pipeline *p = NULL;
+    int queued = 0, expired = 0;
 
+    if (req->deadline > 0 && fn_now_seconds() >= req->deadline) {
+        /* A slow upload used up the time: no inference at all. */
+        *ret = fn_respond_error(conn, req, MHD_HTTP_GATEWAY_TIMEOUT, "deadline_exceeded",
+                                "the request ran past its deadline (--deadline-ms)", NULL);
+        return NULL;
+    }
     pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < s->n_pipelines && !p; i++)
-        if (!s->pipelines[i].busy) {
-            p = &s->pipelines[i];
-            p->busy = 1;
+    while (!(p = free_pipeline(s)) && req->deadline > 0) {
+        struct timespec until;
+        double whole;
+        if (!queued) {
+            if (s->queued >= s->config.max_queue)
+                break; /* the queue is full: refuse at once */
+            s->queued++;
+            queued = 1;
         }
-    if (!p)
+        if (fn_now_seconds() >= req->deadline) {
+            expired = 1;
+            break;
+        }
+        until.tv_nsec = (long)(modf(req->deadline, &whole) * 1e9);
+        until.tv_sec = (time_t)whole;
+        pthread_cond_timedwait(&s->pipeline_freed, &s->lock, &until);
+    }
+    if (queued)
+        s->queued--;
+    if (!p && expired)
+        s->stats.queue_timeouts++;
+    else if (!p)
         s->stats.overloaded++;
     pthread_mutex_unlock(&s->lock);
-    if (!p)
+    if (!p && expired)
+        *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_timeout",
+                                "no inference slot freed up before the request's deadline",
+                                "1");
+    else if (!p)
         *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
                                 "every inference slot is busy; retry shortly", "1");
     return p;
@@ -39,6 +77,7 @@ void fn_pipeline_release(fn_server *s, pipeline *p)
 {
     pthread_mutex_lock(&s->lock);
     p->busy = 0;
+    pthread_cond_signal(&s->pipeline_freed);
     pthread_mutex_unlock(&s->lock);
 }
 

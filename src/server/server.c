@@ -76,6 +76,8 @@ void fn_server_config_default(fn_server_config *config)
     config->timeout_s = 30;
     config->drain_s = 30;
     config->gallery_refresh_s = 2;
+    config->max_inflight_per_key = 8;
+    config->max_queue = 16;
 }
 
 /* ---- routing ------------------------------------------------------------- */
@@ -293,6 +295,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->start = fn_now_seconds();
+        if (s->config.deadline_ms > 0)
+            req->deadline = req->start + s->config.deadline_ms / 1000.0;
         req->route = find_route(url, method, req, &status);
         req->faces = -1;
         snprintf(req->key_id, sizeof req->key_id, "-");
@@ -325,6 +329,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (!req)
         return;
+    fn_release_slot(s, req);
     seconds = fn_now_seconds() - req->start;
     pthread_mutex_lock(&s->lock);
     fn_metrics_record(s, req, seconds);
@@ -442,6 +447,7 @@ static void free_server(fn_server *s)
     free(s->buckets);
     fn_keyring_free(&s->keys);
     pthread_cond_destroy(&s->stop_cond);
+    pthread_cond_destroy(&s->pipeline_freed);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -516,7 +522,8 @@ static facenet_status check_config(const fn_server_config *c, const fn_keyring *
     addr->sin_port = htons((uint16_t)c->port);
     if (c->threads < 1 || c->threads > 256 || c->pipelines < 1 || c->pipelines > 64 ||
         c->max_body < 1024 || c->max_faces < 1 || c->timeout_s < 1 || c->drain_s < 0 ||
-        c->max_pixels < 1 || c->gallery_refresh_s < 1)
+        c->max_pixels < 1 || c->gallery_refresh_s < 1 || c->max_inflight_per_key < 0 ||
+        c->deadline_ms < 0 || c->max_queue < 0)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "a server limit is out of range");
     if (live == 0 && !(c->dev && strcmp(c->bind, "127.0.0.1") == 0))
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
@@ -543,6 +550,15 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
+    {
+        /* Deadlines are monotonic; so must the queue's waits be. */
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->pipeline_freed, &attr);
+        pthread_condattr_destroy(&attr);
+    }
+    s->open_access = keys->n == 0;
     s->config = *config;
     s->keys = *keys; /* taken over */
     keys->keys = NULL;

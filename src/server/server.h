@@ -32,6 +32,13 @@ typedef struct fn_server_config {
     const char *gallery_key_file; /* NULL: $FACENET_GALLERY_KEY          */
     int gallery_refresh_s;   /* pick up other processes' gallery writes
                                 this often; default 2                    */
+    int max_inflight_per_key; /* concurrent requests per key (429 past
+                                 it); 0: no cap; default 8               */
+    int deadline_ms;         /* per request, from its first byte: waiting
+                                for a pipeline past it gives 503, an answer
+                                past it 504; 0: none (no waiting at all) */
+    int max_queue;           /* requests that may wait for a pipeline when
+                                deadline_ms is set; default 16           */
 } fn_server_config;
 
 void fn_server_config_default(fn_server_config *config);

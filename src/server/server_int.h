@@ -70,6 +70,7 @@ typedef struct pipeline {
 typedef struct bucket {
     double tokens;
     double last;
+    long in_flight; /* requests of this key being served */
 } bucket;
 
 typedef struct metrics {
@@ -78,12 +79,15 @@ typedef struct metrics {
     double latency_sum[N_ROUTES];
     unsigned long long rate_limited;
     unsigned long long overloaded;
+    unsigned long long inflight_limited;
+    unsigned long long queue_timeouts;
 } metrics;
 
 struct fn_server {
     fn_server_config config;
-    fn_keyring keys;
-    bucket *buckets; /* parallel to keys.keys */
+    fn_keyring keys;  /* under lock: a reload swaps it */
+    bucket *buckets;  /* parallel to keys.keys, under lock */
+    int open_access;  /* started without keys (--dev on loopback) */
     pipeline *pipelines;
     int n_pipelines;
     const facenet_model_info *embed_info;
@@ -95,6 +99,8 @@ struct fn_server {
     pthread_mutex_t lock; /* buckets, pipelines' busy flags, metrics, counters */
     unsigned long long next_request_id;
     long in_flight;
+    long queued;                   /* waiting for a pipeline */
+    pthread_cond_t pipeline_freed; /* with lock; CLOCK_MONOTONIC */
     metrics stats;
     facenet_gallery *gallery; /* NULL without --gallery */
     char model_id[FACENET_GALLERY_MODEL_ID_MAX];
@@ -108,6 +114,7 @@ struct fn_server {
 struct request {
     unsigned long long id;
     double start;
+    double deadline; /* monotonic seconds; 0: none */
     int route;
     char key_id[FN_KEY_ID_LEN + 1];
     int status; /* set once a response is queued */
@@ -115,6 +122,8 @@ struct request {
     char *body;
     size_t len, cap;
     int too_large;
+    int holds_slot; /* counted in its key's in_flight */
+    int committed;  /* a write is durable: never answer it with a 504 */
     char params[N_PARAMS][PARAM_MAX]; /* decoded path parameters */
     char content_type[256];           /* the header, for the multipart boundary */
 };
@@ -143,6 +152,8 @@ char *fn_metrics_text(fn_server *s);
 /* 0 when the request may proceed; otherwise a response has been queued
  * and *ret is what the access handler must return. */
 int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req, enum MHD_Result *ret);
+/* Give back the key's concurrency slot taken by fn_authorize. */
+void fn_release_slot(fn_server *s, request *req);
 
 /* ---- routes_infer.c: pipelines and handlers ----------------------------- */
 
@@ -153,7 +164,10 @@ typedef struct failure {
     const char *message;
 } failure;
 
-/* A free pipeline, or NULL (a response has been queued) when none is. */
+/* A free pipeline, or NULL (a response has been queued) when none is:
+ * without a deadline at once (503 overloaded); with one, after waiting in
+ * a queue of at most max_queue requests until the deadline (503
+ * queue_timeout), or at once when the queue is full (503 overloaded). */
 pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request *req,
                               enum MHD_Result *ret);
 void fn_pipeline_release(fn_server *s, pipeline *p);

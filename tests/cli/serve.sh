@@ -4,7 +4,9 @@
 # rate limits that trigger and recover, malformed and oversized bodies, a
 # truncated JPEG, detect, embed and verify on a demo photo (JSON and
 # multipart), malformed multipart bodies, overload (503),
-# metrics, the access log and SIGTERM with a request in flight.
+# metrics, the access log, SIGTERM with a request in flight, and the
+# limits: per-key concurrency (429), deadlines (503 queue_timeout, 504)
+# and the bounded queue.
 set -uo pipefail
 bin=${FACENET_BIN:?FACENET_BIN is not set}
 demo=${FACENET_DEMO_DIR:-}
@@ -201,6 +203,73 @@ expect "access log has key ids" grep -q "\"key_id\":\"${full:4:12}\"" "$tmp/log"
 expect "access log has face counts" grep -q '"route":"/v1/detect","status":200,.*"faces":3' "$tmp/log"
 expect "access log never holds a key" bash -c "! grep -q -- '${full:17}' '$tmp/log'"
 expect "access log never holds image data" bash -c "! grep -q '/9j/' '$tmp/log'"
+
+# --- limits: per-key concurrency, deadlines, the bounded queue ------------------
+k2=$("$bin" keys create --keys "$keys" --scope detect,verify --rate 100 --burst 100 2>/dev/null)
+k3=$("$bin" keys create --keys "$keys" --scope detect,verify --rate 100 --burst 100 2>/dev/null)
+# A black 3000 x 3000 image: no face, but a second or more of MTCNN's
+# pyramid here, far longer than the 300 ms deadline.
+{ printf 'P5\n3000 3000\n255\n'; head -c 9000000 /dev/zero; } >"$tmp/black.pgm"
+deadline_ms=300
+"$bin" serve --keys "$keys" --port "$port" --threads 4 --pipelines 1 --max-body 12000000 \
+  --timeout 5 --max-inflight-per-key 1 --deadline-ms "$deadline_ms" --max-queue 1 2>"$tmp/log2" &
+pid=$!
+for _ in $(seq 300); do
+  curl -s -o /dev/null "$url/healthz" && break
+  sleep 0.1
+done
+# A client that sent its headers and half its body holds its key's one slot.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"' "$k2" >&3
+sleep 0.3
+expect "second request of a key at its cap 429" [ "$(post "$k2" /v1/detect -d '{}')" = 429 ]
+expect "concurrency cap: stable code and Retry-After" bash -c "grep -q too_many_in_flight '$tmp/body' && grep -qi '^Retry-After: 1' '$tmp/headers'"
+expect "another key is not affected" [ "$(post "$k3" /v1/detect -d '{}')" = 400 ]
+exec 3<&-
+sleep 0.3
+expect "the slot is free once the first request is gone" [ "$(post "$k2" /v1/detect -d '{}')" = 400 ]
+expect "metrics: concurrency refusals counted" bash -c "curl -s '$url/metrics' | grep -q '^facenet_inflight_limited_total 1'"
+
+# The large image runs over the deadline and gets 504. While it holds the
+# one pipeline,
+# a detect waits in the queue until its deadline (503 queue_timeout), and
+# one more finds the queue (1) full: 503 at once.
+wait_queued() {
+  for _ in $(seq 200); do
+    curl -s "$url/metrics" | grep -q '^facenet_queue_depth 1' && return 0
+    sleep 0.01
+  done
+  return 1
+}
+mp "$full" /v1/detect -F "image=@$tmp/black.pgm" >"$tmp/ranover" &
+a=$!
+expect "pipeline busy" wait_busy
+(mp "$k2" /v1/detect -F "image=@$demo/sample1.jpg" >"$tmp/queued"; cp "$tmp/body" "$tmp/queued.body") &
+b=$!
+expect "a request is queued (queue depth gauge)" wait_queued
+start=$(date +%s%N)
+expect "queue full: 503 at once" [ "$(mp "$k3" /v1/detect -F "image=@$demo/sample1.jpg")" = 503 ]
+expect "queue full: overloaded, in under 300 ms" bash -c "grep -q overloaded '$tmp/body' && [ \$(( ($(date +%s%N) - $start) / 1000000 )) -lt 300 ]"
+wait "$b"
+expect "queued past the deadline: 503" [ "$(cat "$tmp/queued")" = 503 ]
+expect "queued past the deadline: queue_timeout" grep -q queue_timeout "$tmp/queued.body"
+wait "$a"
+expect "ran over the deadline: 504" [ "$(cat "$tmp/ranover")" = 504 ]
+expect "metrics: queue timeout counted" bash -c "curl -s '$url/metrics' | grep -q '^facenet_queue_timeouts_total 1'"
+expect "metrics: 504 counted" bash -c "curl -s '$url/metrics' | grep -q 'route=\"/v1/detect\",status=\"504\"} 1'"
+# A body that arrives after the deadline is refused before any inference.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+len=$(stat -c %s "$tmp/sample1.json")
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n' "$k3" "$len" >&3
+sleep "$(awk "BEGIN {print $deadline_ms / 1000 + 0.3}")"
+cat "$tmp/sample1.json" >&3
+timeout 10 cat <&3 >"$tmp/slow"
+exec 3<&-
+expect "slow upload past the deadline: 504" grep -q '^HTTP/1.1 504' "$tmp/slow"
+expect "slow upload: deadline_exceeded" grep -q deadline_exceeded "$tmp/slow"
+kill -TERM "$pid"
+wait "$pid"
+pid=
 
 echo "serve: $passed passed, $failed failed"
 [ "$failed" = 0 ]
