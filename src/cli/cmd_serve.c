@@ -20,6 +20,8 @@ static void usage(FILE *out)
             "Serve /v1/detect, /v1/verify, /v1/embed, /healthz, /readyz, /metrics and\n"
             "/openapi.json over HTTP. POST endpoints need 'Authorization: Bearer KEY'\n"
             "(see 'facenet keys'). Stops on SIGTERM after in-flight requests finish.\n"
+            "The keys file is reloaded when it changes (and on SIGHUP): a revoked key\n"
+            "is refused within a second, without a restart.\n"
             "\n"
             "  --keys FILE         API keys file (from 'facenet keys create')\n"
             "  --bind ADDR         IPv4 address to listen on (default 127.0.0.1)\n"
@@ -159,6 +161,7 @@ int cmd_serve(int argc, char **argv)
     if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0)
         return CLI_EXIT_MODEL;
     config.model_dir = model_dir;
+    config.keys_path = keys_path;
     if (keys_path && fn_keyring_load(keys_path, &keys, &err) != FACENET_OK)
         return cli_report(&err);
 
@@ -167,6 +170,7 @@ int cmd_serve(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP); /* reload the keys file */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -176,7 +180,8 @@ int cmd_serve(int argc, char **argv)
     }
     fprintf(stderr, "facenet serve: listening on http://%s:%d/\n", config.bind,
             fn_server_port(server));
-    sigwait(&stop_signals, &sig);
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
+        fn_server_reload_keys(server);
     fprintf(stderr, "facenet serve: %s, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     fn_server_stop(server);
     fprintf(stderr, "facenet serve: stopped\n");

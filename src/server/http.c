@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "server/server_int.h"
 
@@ -170,6 +171,10 @@ char *fn_metrics_text(fn_server *s)
                "# TYPE facenet_pipelines gauge\n"
                "facenet_pipelines %d\n",
             m.rate_limited, m.overloaded, in_flight, busy, s->n_pipelines);
+    fprintf(f, "# HELP facenet_key_reloads_total Times the keys file was reloaded.\n"
+               "# TYPE facenet_key_reloads_total counter\n"
+               "facenet_key_reloads_total %llu\n",
+            m.key_reloads);
     fprintf(f, "# HELP facenet_inflight_limited_total Requests refused by a key's concurrency cap.\n"
                "# TYPE facenet_inflight_limited_total counter\n"
                "facenet_inflight_limited_total %llu\n"
@@ -191,6 +196,121 @@ char *fn_metrics_text(fn_server *s)
 /* ---- authentication and rate limiting ----------------------------------- */
 
 /* 0 when the request may proceed; otherwise a response has been queued. */
+/* ---- live key reload ----------------------------------------------------- */
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Buckets for `ring`, carrying over the state of keys that were already
+ * there (matched by id), so that a reload neither refills a bucket nor
+ * forgets requests in flight. Caller holds s->lock. */
+static bucket *carry_buckets(const fn_server *s, const fn_keyring *ring)
+{
+    bucket *b = calloc(ring->n ? ring->n : 1, sizeof *b);
+    double now = fn_now_seconds();
+
+    if (!b)
+        return NULL;
+    for (size_t i = 0; i < ring->n; i++) {
+        long old = fn_keyring_find(&s->keys, ring->keys[i].id);
+        if (old >= 0) {
+            b[i] = s->buckets[old];
+            b[i].tokens = fmin(b[i].tokens, ring->keys[i].burst);
+        } else {
+            b[i].tokens = ring->keys[i].burst;
+            b[i].last = now;
+        }
+    }
+    return b;
+}
+
+/* Reload the keys file when its identity, size or times changed. A file
+ * that fails to load keeps the previous keys and is tried again at the
+ * next check; a missing file is an empty keyring: every key is refused.
+ * Messages never hold key material (the file has only hashes anyway, but
+ * the parser's message is not repeated). */
+static void reload_keys(fn_server *s, int force)
+{
+    struct stat st;
+    fn_keyring ring = {NULL, 0};
+    facenet_error err;
+    facenet_status status;
+    bucket *buckets;
+    size_t live = 0;
+    int exists;
+
+    pthread_mutex_lock(&s->reload_lock);
+    exists = stat(s->config.keys_path, &st) == 0;
+    if (!force && ((exists && s->keys_exists && same_file(&st, &s->keys_stat)) ||
+                   (!exists && !s->keys_exists))) {
+        pthread_mutex_unlock(&s->reload_lock);
+        return;
+    }
+    status = fn_keyring_load(s->config.keys_path, &ring, &err);
+    if (status != FACENET_OK) {
+        fprintf(stderr, "facenet serve: the keys file did not load (%s); keeping the previous "
+                        "keys\n", facenet_strerror(status));
+        pthread_mutex_unlock(&s->reload_lock);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    buckets = carry_buckets(s, &ring);
+    if (buckets) {
+        fn_keyring_free(&s->keys);
+        free(s->buckets);
+        s->keys = ring;
+        s->buckets = buckets;
+        s->keys_stat = st;
+        s->keys_exists = exists;
+        s->stats.key_reloads++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!buckets) {
+        fn_keyring_free(&ring);
+        fprintf(stderr, "facenet serve: out of memory reloading the keys; keeping the previous "
+                        "keys\n");
+    } else {
+        for (size_t i = 0; i < ring.n; i++)
+            live += !ring.keys[i].revoked;
+        fprintf(stderr, "facenet serve: keys reloaded: %zu live, %zu revoked\n", live,
+                ring.n - live);
+    }
+    pthread_mutex_unlock(&s->reload_lock);
+}
+
+/* On the request path: look at the file at most once a second. */
+static void maybe_reload_keys(fn_server *s)
+{
+    double now = fn_now_seconds();
+    int due;
+
+    if (!s->config.keys_path || s->open_access)
+        return;
+    pthread_mutex_lock(&s->lock);
+    due = now - s->keys_checked >= 1.0;
+    if (due)
+        s->keys_checked = now;
+    pthread_mutex_unlock(&s->lock);
+    if (due)
+        reload_keys(s, 0);
+}
+
+void fn_server_reload_keys(fn_server *s)
+{
+    if (s->config.keys_path && !s->open_access)
+        reload_keys(s, 1);
+}
+
+void fn_keys_watch_start(fn_server *s)
+{
+    s->keys_exists = s->config.keys_path && stat(s->config.keys_path, &s->keys_stat) == 0;
+    s->keys_checked = fn_now_seconds();
+}
+
 typedef enum auth_result { AUTH_OK, AUTH_NO_KEY, AUTH_SCOPE, AUTH_RATE, AUTH_INFLIGHT } auth_result;
 
 /* The key check, scope, concurrency cap and token bucket, under s->lock
@@ -237,6 +357,7 @@ int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req, enum M
         snprintf(req->key_id, sizeof req->key_id, "dev");
         return 0;
     }
+    maybe_reload_keys(s);
     pthread_mutex_lock(&s->lock);
     result = check_key(s, auth, req, &retry);
     pthread_mutex_unlock(&s->lock);

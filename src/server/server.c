@@ -448,6 +448,7 @@ static void free_server(fn_server *s)
     fn_keyring_free(&s->keys);
     pthread_cond_destroy(&s->stop_cond);
     pthread_cond_destroy(&s->pipeline_freed);
+    pthread_mutex_destroy(&s->reload_lock);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -559,6 +560,7 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         pthread_condattr_destroy(&attr);
     }
     s->open_access = keys->n == 0;
+    pthread_mutex_init(&s->reload_lock, NULL);
     s->config = *config;
     s->keys = *keys; /* taken over */
     keys->keys = NULL;
@@ -581,6 +583,7 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         free_server(s);
         return st;
     }
+    fn_keys_watch_start(s);
     facenet_image_limits_default(&s->limits);
     s->limits.max_bytes = config->max_body;
     s->limits.max_pixels = config->max_pixels;

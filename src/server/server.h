@@ -27,6 +27,9 @@ typedef struct fn_server_config {
     const char *model_dir;
     const char *embed_model; /* NULL: the default embedder               */
     int dev;                 /* no keys: allowed only on 127.0.0.1        */
+    const char *keys_path;   /* the keys file, reloaded when it changes
+                                (checked at most once a second on the
+                                request path) and on fn_server_reload_keys */
     const char *gallery;     /* gallery file (created when missing); NULL:
                                 no gallery endpoints                     */
     const char *gallery_key_file; /* NULL: $FACENET_GALLERY_KEY          */
@@ -50,6 +53,9 @@ typedef struct fn_server fn_server;
  * config->dev is set and the bind address is 127.0.0.1. */
 facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
                                fn_server **out, facenet_error *err);
+/* Reload config->keys_path now (SIGHUP). A file that does not load keeps
+ * the previous keys. Thread-safe. */
+void fn_server_reload_keys(fn_server *server);
 /* The port actually bound (useful with port 0). */
 int fn_server_port(const fn_server *server);
 /* Stop accepting, wait up to drain_s for in-flight requests, stop, free. */

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "server/body.h"
 #include "server/server.h"
@@ -81,6 +82,7 @@ typedef struct metrics {
     unsigned long long overloaded;
     unsigned long long inflight_limited;
     unsigned long long queue_timeouts;
+    unsigned long long key_reloads;
 } metrics;
 
 struct fn_server {
@@ -88,6 +90,10 @@ struct fn_server {
     fn_keyring keys;  /* under lock: a reload swaps it */
     bucket *buckets;  /* parallel to keys.keys, under lock */
     int open_access;  /* started without keys (--dev on loopback) */
+    pthread_mutex_t reload_lock; /* one keys reload at a time */
+    struct stat keys_stat;       /* the keys file as last loaded */
+    int keys_exists;
+    double keys_checked;         /* under lock: last look at the file */
     pipeline *pipelines;
     int n_pipelines;
     const facenet_model_info *embed_info;
@@ -152,6 +158,8 @@ char *fn_metrics_text(fn_server *s);
 /* 0 when the request may proceed; otherwise a response has been queued
  * and *ret is what the access handler must return. */
 int fn_authorize(fn_server *s, struct MHD_Connection *conn, request *req, enum MHD_Result *ret);
+/* Start watching config.keys_path (its state now is the loaded one). */
+void fn_keys_watch_start(fn_server *s);
 /* Give back the key's concurrency slot taken by fn_authorize. */
 void fn_release_slot(fn_server *s, request *req);
 

@@ -4,7 +4,9 @@
 # rate limits that trigger and recover, malformed and oversized bodies, a
 # truncated JPEG, detect, embed and verify on a demo photo (JSON and
 # multipart), malformed multipart bodies, overload (503),
-# metrics, the access log, SIGTERM with a request in flight, and the
+# metrics, the access log, live key reload (a key revoked in the file is
+# refused within a second; a broken file keeps the old keys; SIGHUP),
+# SIGTERM with a request in flight, and the
 # limits: per-key concurrency (429), deadlines (503 queue_timeout, 504)
 # and the bounded queue.
 set -uo pipefail
@@ -153,6 +155,28 @@ expect "rate limit: Retry-After" grep -qi '^Retry-After: [1-9]' "$tmp/headers"
 expect "rate limit: stable code" code_is rate_limited
 sleep 1.2
 expect "rate limit recovers" [ "$(post "$detect_only" /v1/detect -d '{}')" = 400 ]
+
+# Live key changes: the keys file is reloaded within a second of a change.
+late=$("$bin" keys create --keys "$keys" --scope detect --rate 100 --burst 100 2>/dev/null)
+sleep 1.2
+expect "a key created while the server runs is accepted" [ "$(post "$late" /v1/detect -d '{}')" = 400 ]
+"$bin" keys revoke --keys "$keys" "${late:4:12}"
+sleep 1.2
+expect "a key revoked while the server runs: 401" [ "$(post "$late" /v1/detect -d '{}')" = 401 ]
+expect "other keys still work after the reload" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
+cp -p "$keys" "$tmp/keys.good"
+cp -p "$keys" "$tmp/keys.bad"
+printf '{"keys": [ {"id": broken' >"$tmp/keys.bad"
+mv "$tmp/keys.bad" "$keys"
+sleep 1.2
+expect "a broken keys file keeps the previous keys" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
+expect "a broken keys file keeps revoked keys revoked" [ "$(post "$late" /v1/detect -d '{}')" = 401 ]
+expect "a broken keys file is logged" grep -q 'keys file did not load' "$tmp/log"
+mv "$tmp/keys.good" "$keys"
+kill -HUP "$pid"
+sleep 0.3
+expect "SIGHUP reloads and the server keeps running" bash -c "curl -s '$url/metrics' | grep -Eq '^facenet_key_reloads_total [3-9]'"
+expect "keys still accepted after SIGHUP" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
 
 # A slow client that stops halfway through its headers is cut off by the
 # idle timeout (3 s here) instead of holding a connection forever.
