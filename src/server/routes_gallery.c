@@ -25,6 +25,7 @@
 #include "server/server_int.h"
 
 #define IDENTIFY_MAX_K 100
+#define VERIFY_FIRST_K 50
 #define VERIFY_SCAN_K 1000 /* the gallery's largest k */
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
@@ -226,20 +227,28 @@ enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, req
         return ret;
     }
     /* The gallery API has no per-subject score, so search this collection
-     * exactly and find the subject among the best VERIFY_SCAN_K. */
+     * exactly and find the subject among the best: first the best
+     * VERIFY_FIRST_K (cheap; decides nearly every query), then, only when
+     * the subject is not there and all of them reach the threshold, the
+     * best VERIFY_SCAN_K (the top-k list costs O(k) per candidate). */
     facenet_gallery_search_options_default(&options);
-    options.k = VERIFY_SCAN_K;
     options.collection = collection;
     options.threshold = s->threshold;
     options.exact = 1;
     options.threads = 1;
-    st = facenet_gallery_search(s->gallery, s->model_id, query, s->dim, &options, matches, &n,
-                                &err);
+    for (int pass = 0; pass < 2; pass++) {
+        options.k = pass == 0 ? VERIFY_FIRST_K : VERIFY_SCAN_K;
+        st = facenet_gallery_search(s->gallery, s->model_id, query, s->dim, &options, matches,
+                                    &n, &err);
+        for (size_t i = 0; st == FACENET_OK && i < n; i++)
+            if (strcmp(matches[i].subject, subject) == 0)
+                similarity = matches[i].score;
+        if (st != FACENET_OK || !isnan(similarity) || n < (size_t)options.k ||
+            matches[n - 1].score < s->threshold)
+            break;
+    }
     sodium_memzero(query, (size_t)s->dim * sizeof *query);
     free(query);
-    for (size_t i = 0; st == FACENET_OK && i < n; i++)
-        if (strcmp(matches[i].subject, subject) == 0)
-            similarity = matches[i].score;
     if (st == FACENET_OK && isnan(similarity) && n == VERIFY_SCAN_K &&
         matches[n - 1].score >= s->threshold) {
         /* Not among the best 1000, all of them above the threshold: the
@@ -253,7 +262,9 @@ enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, req
     free(matches);
     if (st != FACENET_OK)
         return gallery_error(conn, req, st, "subject_not_found", "no such subject");
-    if (isnan(similarity)) /* below every score found, so below the threshold */
+    /* Below every score found, so below the threshold: no similarity is
+     * given (which also tells a prober less). */
+    if (isnan(similarity))
         return fn_respond_json(conn, req, MHD_HTTP_OK,
                                json_pack("{s:s, s:s, s:n, s:f, s:b, s:s}", "collection",
                                          collection, "subject", subject, "similarity",

@@ -105,7 +105,7 @@ printf '{"image":"%s","metadata":[1]}' "$(b64 "$demo/sample1.jpg")" >"$tmp/badme
 expect "metadata not an object 400" [ "$(json "$enroller" POST "$ada/faces" "$tmp/badmeta.json")" = 400 ]
 echo '{"image":[]}' >"$tmp/noimages.json"
 expect "empty image array 400" [ "$(json "$enroller" POST "$ada/faces" "$tmp/noimages.json")" = 400 ]
-python3 -c "import sys; print('{\"image\":[' + ','.join(['\"QUFBQQ==\"']*9) + ']}')" >"$tmp/nine.json"
+printf '{"image":["QUFBQQ=="%s]}' "$(printf ',"QUFBQQ=="%.0s' $(seq 8))" >"$tmp/nine.json"
 expect "nine images 400" [ "$(json "$enroller" POST "$ada/faces" "$tmp/nine.json")" = 400 ]
 expect "nine images: stable code" code_is too_many_images
 printf '{"image":"%s"}' "$(head -c 3000 "$demo/sample1.jpg" | b64 /dev/stdin)" >"$tmp/trunc.json"
