@@ -17,13 +17,15 @@
 # FACENET_DEMO_DIR with sample1.jpg. Prints RESULT lines; nothing is kept.
 #
 #   bench/serve-load.sh [--templates N] [--connections C] [--duration S]
-#                       [--pipelines P] [--threads T]
+#                       [--pipelines P] [--threads T] [--dir DIR]
+#
+# --dir keeps the gallery (and its key) in DIR and reuses it next time.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${FACENET_BIN:-$here/../build/facenet}
 demo=${FACENET_DEMO_DIR:-}
-templates=100000 connections=50 duration=20 pipelines=2 threads=8
+templates=100000 connections=50 duration=20 pipelines=2 threads=8 keep=
 while [ $# -gt 0 ]; do
   case $1 in
   --templates) templates=$2; shift 2 ;;
@@ -31,7 +33,8 @@ while [ $# -gt 0 ]; do
   --duration) duration=$2; shift 2 ;;
   --pipelines) pipelines=$2; shift 2 ;;
   --threads) threads=$2; shift 2 ;;
-  *) sed -n '2,20p' "$0"; exit 2 ;;
+  --dir) keep=$2; shift 2 ;;
+  *) sed -n '2,22p' "$0"; exit 2 ;;
   esac
 done
 command -v wrk >/dev/null || { echo "serve-load: wrk is not installed (scripts/install-deps.sh --bench)"; exit 2; }
@@ -42,10 +45,14 @@ work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-G=$work/bench.gallery K=$work/gallery.key keys=$work/keys.json
+store=${keep:-$work}
+mkdir -p "$store"
+G=$store/bench-$templates.gallery K=$store/bench-$templates.key keys=$work/keys.json
 
 # --- the gallery -------------------------------------------------------------
 t0=$(date +%s)
+if [ ! -f "$G" ]; then
+rm -f "$K"
 "$bin" gallery keygen "$K" >/dev/null
 "$bin" enroll --gallery "$G" --key-file "$K" --subject probe-person "$demo/sample1.jpg" >/dev/null 2>&1
 "$bin" gallery export "$G" "$work/one.json" --plaintext --key-file "$K" >/dev/null 2>&1
@@ -76,6 +83,7 @@ for ((start = 1; start < templates; start += chunk)); do
   "$bin" gallery import "$G" "$work/chunk.json" --key-file "$K" >/dev/null
 done
 rm -f "$work/chunk.json"
+fi
 echo "gallery: $("$bin" gallery stats "$G" --key-file "$K" 2>&1 | grep -m1 -i 'templates' || true)" \
   "(built in $(( $(date +%s) - t0 )) s)"
 

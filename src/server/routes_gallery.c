@@ -209,10 +209,6 @@ enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, req
 
     if (!collection)
         collection = "default";
-    st = facenet_gallery_list_templates(s->gallery, collection, subject, count_template, &count,
-                                        &err);
-    if (st != FACENET_OK)
-        return gallery_error(conn, req, st, "subject_not_found", "no such subject");
     matches = malloc(VERIFY_SCAN_K * sizeof *matches);
     query = malloc((size_t)s->dim * sizeof *query);
     if (!matches || !query) {
@@ -249,6 +245,16 @@ enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, req
     }
     sodium_memzero(query, (size_t)s->dim * sizeof *query);
     free(query);
+    if (st == FACENET_OK && isnan(similarity)) {
+        /* Not among the best: is there such a subject at all? Asked only
+         * now, because listing a subject is slow on a large gallery. */
+        st = facenet_gallery_list_templates(s->gallery, collection, subject, count_template,
+                                            &count, &err);
+        if (st != FACENET_OK) {
+            free(matches);
+            return gallery_error(conn, req, st, "subject_not_found", "no such subject");
+        }
+    }
     if (st == FACENET_OK && isnan(similarity) && n == VERIFY_SCAN_K &&
         matches[n - 1].score >= s->threshold) {
         /* Not among the best 1000, all of them above the threshold: the
