@@ -85,7 +85,7 @@ done
 rm -f "$work/chunk.json"
 fi
 echo "gallery: $("$bin" gallery stats "$G" --key-file "$K" 2>&1 | grep -m1 -i 'templates' || true)" \
-  "(built in $(( $(date +%s) - t0 )) s)"
+  "(ready in $(( $(date +%s) - t0 )) s)"
 
 # --- bodies and a key ----------------------------------------------------------
 mkdir -p "$work/in/p"
