@@ -231,11 +231,31 @@ expect "access log never holds image data" bash -c "! grep -q '/9j/' '$tmp/log'"
 # --- limits: per-key concurrency, deadlines, the bounded queue ------------------
 k2=$("$bin" keys create --keys "$keys" --scope detect,verify --rate 100 --burst 100 2>/dev/null)
 k3=$("$bin" keys create --keys "$keys" --scope detect,verify --rate 100 --burst 100 2>/dev/null)
-# A black 3000 x 3000 image: no face, but a second or more of MTCNN's
-# pyramid here, far longer than the 300 ms deadline.
-{ printf 'P5\n3000 3000\n255\n'; head -c 9000000 /dev/zero; } >"$tmp/black.pgm"
+# black_png W H FILE: an all-black 8-bit greyscale PNG, made with gzip's
+# deflate (its trailer's CRC-32 also gives the chunk CRCs); tiny on the wire
+# but W x H pixels to decode and search for faces.
+be32() { local v=$1; printf "\\x$(printf %02x $(( (v >> 24) & 255 )))\\x$(printf %02x $(( (v >> 16) & 255 )))\\x$(printf %02x $(( (v >> 8) & 255 )))\\x$(printf %02x $(( v & 255 )))"; }
+crc_of() { # the CRC-32 of a file, big-endian bytes
+  local b; b=($(gzip -c -n <"$1" | tail -c 8 | head -c 4 | od -An -tx1))
+  printf "\\x${b[3]}\\x${b[2]}\\x${b[1]}\\x${b[0]}"
+}
+black_png() { local w=$1 h=$2 out=$3 d; d=$(mktemp -d)
+  local n=$(( h * (w + 1) ))
+  { printf 'IHDR'; be32 "$w"; be32 "$h"; printf '\x08\x00\x00\x00\x00'; } >"$d/ihdr"
+  head -c "$n" /dev/zero | gzip -c -n -9 >"$d/gz"
+  { printf 'IDAT\x78\x9c'; head -c $(( $(stat -c %s "$d/gz") - 8 )) "$d/gz" | tail -c +11
+    be32 $(( (n % 65521) << 16 | 1 )); } >"$d/idat"
+  { printf '\x89PNG\r\n\x1a\n'; be32 13; cat "$d/ihdr"; crc_of "$d/ihdr"
+    be32 $(( $(stat -c %s "$d/idat") - 4 )); cat "$d/idat"; crc_of "$d/idat"
+    printf '\x00\x00\x00\x00IEND\xaeB`\x82'; } >"$out"
+  rm -rf "$d"
+}
+# A black 3500 x 3500 image: 12 kB to send (so the upload never eats the
+# deadline, even under a sanitizer), no face, but a second or more of
+# decoding and MTCNN's pyramid: far longer than the 300 ms deadline.
+black_png 3500 3500 "$tmp/black.png"
 deadline_ms=300
-"$bin" serve --keys "$keys" --port "$port" --threads 4 --pipelines 1 --max-body 12000000 \
+"$bin" serve --keys "$keys" --port "$port" --threads 4 --pipelines 1 --max-body 1000000 \
   --timeout 5 --max-inflight-per-key 1 --deadline-ms "$deadline_ms" --max-queue 1 2>"$tmp/log2" &
 pid=$!
 for _ in $(seq 300); do
@@ -265,7 +285,7 @@ wait_queued() {
   done
   return 1
 }
-mp "$full" /v1/detect -F "image=@$tmp/black.pgm" >"$tmp/ranover" &
+mp "$full" /v1/detect -F "image=@$tmp/black.png" >"$tmp/ranover" &
 a=$!
 expect "pipeline busy" wait_busy
 (mp "$k2" /v1/detect -F "image=@$demo/sample1.jpg" >"$tmp/queued"; cp "$tmp/body" "$tmp/queued.body") &
