@@ -51,16 +51,20 @@ expect "no keys: refuses to start" [ $? != 0 ]
 expect "--dev off loopback: refuses to start" [ $? != 0 ]
 
 # --- the server ------------------------------------------------------------
-port=$((20000 + $$ % 20000))
-"$bin" serve --keys "$keys" --port "$port" --threads 2 --pipelines 1 --max-body 1000000 \
+# wait_listening LOG: port 0 lets the server pick a free port; it logs it.
+wait_listening() {
+  for _ in $(seq 300); do
+    port=$(grep -m1 'listening on' "$1" 2>/dev/null | sed 's/.*:\([0-9]*\)\/$/\1/')
+    [ -n "$port" ] && url=http://127.0.0.1:$port && curl -s -o /dev/null "$url/healthz" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+"$bin" serve --keys "$keys" --port 0 --threads 2 --pipelines 1 --max-body 1000000 \
   --timeout 3 2>"$tmp/log" &
 pid=$!
-url=http://127.0.0.1:$port
-for _ in $(seq 300); do
-  curl -s -o /dev/null "$url/healthz" && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
+wait_listening "$tmp/log"
 
 # status CODE [curl args...]: the HTTP status, body left in $tmp/body
 status() { curl -s -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' "$@"; }
@@ -196,7 +200,9 @@ expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucke
 # wait_busy: until the one pipeline runs an inference (seen in /metrics).
 wait_busy() {
   for _ in $(seq 200); do
-    curl -s "$url/metrics" | grep -q '^facenet_pipelines_busy 1' && return 0
+    # (--max-time: a poll that lands on the worker thread running the
+    # inference would only be answered after it)
+    curl -s --max-time 0.5 "$url/metrics" | grep -q '^facenet_pipelines_busy 1' && return 0
     sleep 0.02
   done
   return 1
@@ -255,13 +261,10 @@ black_png() { local w=$1 h=$2 out=$3 d; d=$(mktemp -d)
 # decoding and MTCNN's pyramid: far longer than the 300 ms deadline.
 black_png 3500 3500 "$tmp/black.png"
 deadline_ms=300
-"$bin" serve --keys "$keys" --port "$port" --threads 4 --pipelines 1 --max-body 1000000 \
+"$bin" serve --keys "$keys" --port 0 --threads 4 --pipelines 1 --max-body 1000000 \
   --timeout 5 --max-inflight-per-key 1 --deadline-ms "$deadline_ms" --max-queue 1 2>"$tmp/log2" &
 pid=$!
-for _ in $(seq 300); do
-  curl -s -o /dev/null "$url/healthz" && break
-  sleep 0.1
-done
+expect "the limits server starts" wait_listening "$tmp/log2"
 # A client that sent its headers and half its body holds its key's one slot.
 exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"' "$k2" >&3
@@ -280,7 +283,7 @@ expect "metrics: concurrency refusals counted" bash -c "curl -s '$url/metrics' |
 # one more finds the queue (1) full: 503 at once.
 wait_queued() {
   for _ in $(seq 200); do
-    curl -s "$url/metrics" | grep -q '^facenet_queue_depth 1' && return 0
+    curl -s --max-time 0.5 "$url/metrics" | grep -q '^facenet_queue_depth 1' && return 0
     sleep 0.01
   done
   return 1

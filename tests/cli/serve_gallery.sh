@@ -35,14 +35,21 @@ verifier=$(newkey --scope verify)
 admin=$(newkey --scope admin)
 detector=$(newkey --scope detect)
 
-port=$((20000 + ($$ + 7919) % 20000))
-url=http://127.0.0.1:$port
+# Port 0: the server picks a free port and logs it.
+url=
 start_server() {
-  "$bin" serve --keys "$keys" --port "$port" --threads 4 --pipelines 2 --max-body 4000000 \
+  local before port
+  touch "$tmp/log"
+  before=$(grep -c 'listening on' "$tmp/log")
+  "$bin" serve --keys "$keys" --port 0 --threads 4 --pipelines 2 --max-body 4000000 \
     --timeout 5 --gallery "$G" --gallery-key-file "$K" --gallery-refresh 1 "$@" 2>>"$tmp/log" &
   pid=$!
   for _ in $(seq 300); do
-    curl -s -o /dev/null "$url/healthz" && return 0
+    if [ "$(grep -c 'listening on' "$tmp/log")" -gt "$before" ]; then
+      port=$(grep 'listening on' "$tmp/log" | tail -1 | sed 's/.*:\([0-9]*\)\/$/\1/')
+      url=http://127.0.0.1:$port
+      curl -s -o /dev/null "$url/healthz" && return 0
+    fi
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -75,7 +82,7 @@ printf '{"image":"%s","subject":"Ada Lovelace","collection":"staff"}' "$(b64 "$t
 printf '{"image":"%s","subject":"Ada Lovelace","collection":"staff"}' "$(b64 "$demo/sample4.jpg")" >"$tmp/verify_stranger.json"
 printf '{"image":"%s","subject":"Nobody","collection":"staff"}' "$(b64 "$tmp/probe.png")" >"$tmp/verify_nobody.json"
 
-"$bin" serve --keys "$keys" --port "$port" --gallery "$G" >/dev/null 2>"$tmp/nokey" </dev/null
+"$bin" serve --keys "$keys" --port 0 --gallery "$G" >/dev/null 2>"$tmp/nokey" </dev/null
 expect "no gallery key: refuses to start" [ $? != 0 ]
 expect "no gallery key: says where a key comes from" grep -q FACENET_GALLERY_KEY "$tmp/nokey"
 expect "no gallery key: no gallery created" test ! -e "$G"
