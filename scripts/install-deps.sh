@@ -23,6 +23,7 @@ if [ "${1:-}" = "--bench" ]; then
   packages+=(
     libxnnpack-dev libpthreadpool-dev              # bench/peers/xnnpack_peer
     libdlib-dev g++                                # bench/peers/dlib_peer
+    wrk                                            # bench/serve-load.sh
   )
 fi
 

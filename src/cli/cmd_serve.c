@@ -24,6 +24,8 @@ static void usage(FILE *out)
             "Serve /v1/detect, /v1/verify, /v1/embed, /healthz, /readyz, /metrics and\n"
             "/openapi.json over HTTP. POST endpoints need 'Authorization: Bearer KEY'\n"
             "(see 'facenet keys'). Stops on SIGTERM after in-flight requests finish.\n"
+            "The keys file is reloaded when it changes (and on SIGHUP): a revoked key\n"
+            "is refused within a second, without a restart.\n"
             "\n"
             "  --keys FILE         API keys file (from 'facenet keys create')\n"
             "  --bind ADDR         IPv4 address to listen on (default 127.0.0.1)\n"
@@ -44,7 +46,23 @@ static void usage(FILE *out)
             "                      $FACENET_SERVE_CONFIG. Every option can also come from\n"
             "                      $FACENET_SERVE_<NAME> (e.g. FACENET_SERVE_MAX_BODY).\n"
             "                      The command line overrides the environment, which\n"
-            "                      overrides the file.\n");
+            "                      overrides the file.\n"
+            "  --gallery FILE      serve /v1/identify, /v1/verify against a subject and\n"
+            "                      /v1/collections/... from this gallery (created when\n"
+            "                      missing)\n"
+            "  --gallery-key-file K  its key file, mode 0600 (default:\n"
+            "                      $FACENET_GALLERY_KEY); never the key itself\n"
+            "  --gallery-refresh S pick up other processes' gallery writes every S\n"
+            "                      seconds (default 2)\n"
+            "  --max-inflight-per-key N  concurrent requests per API key; more get\n"
+            "                      429 (default 8; 0: no cap)\n"
+            "  --deadline-ms MS    per-request deadline: wait up to it for a busy\n"
+            "                      pipeline (503 past it), 504 for an answer later\n"
+            "                      than it (default 0: none, a busy server 503s at once)\n"
+            "  --max-queue N       requests that may wait for a pipeline under\n"
+            "                      --deadline-ms; more get 503 at once (default 16)\n"
+            "  --best-accuracy     /v1/verify judges at the best-accuracy threshold\n"
+            "                      instead of the strict one (FAR 1e-3), as compare\n");
 }
 
 /* File scope: cmd_serve reads the config file and environment with it. */
@@ -57,7 +75,13 @@ static const struct option serve_options[] = {
     {"model", required_argument, NULL, 'm'},      {"model-dir", required_argument, NULL, 'M'},
     {"dev", no_argument, NULL, 'D'},              {"help", no_argument, NULL, 'h'},
     {"config", required_argument, NULL, 'C'},     {"tls-cert", required_argument, NULL, 'c'},
-    {"tls-key", required_argument, NULL, 'K'},    {NULL, 0, NULL, 0}};
+    {"tls-key", required_argument, NULL, 'K'},
+    {"gallery", required_argument, NULL, 'g'},    {"gallery-key-file", required_argument, NULL, 'G'},
+    {"gallery-refresh", required_argument, NULL, 'R'},
+    {"max-inflight-per-key", required_argument, NULL, 'I'},
+    {"deadline-ms", required_argument, NULL, 'L'},
+    {"max-queue", required_argument, NULL, 'Q'},
+    {"best-accuracy", no_argument, NULL, 'A'},    {NULL, 0, NULL, 0}};
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
 {
@@ -93,6 +117,25 @@ static int serve_run(int argc, char **argv, int *options_done)
         case 'm': config.embed_model = optarg; break;
         case 'M': model_dir_opt = optarg; break;
         case 'D': config.dev = 1; break;
+        case 'g': config.gallery = optarg; break;
+        case 'G': config.gallery_key_file = optarg; break;
+        case 'A': config.verify_best_accuracy = 1; break;
+        case 'R':
+            if (parse_long("--gallery-refresh", optarg, 1, 3600, &v) != 0) return CLI_EXIT_USAGE;
+            config.gallery_refresh_s = (int)v;
+            break;
+        case 'I':
+            if (parse_long("--max-inflight-per-key", optarg, 0, 100000, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_inflight_per_key = (int)v;
+            break;
+        case 'L':
+            if (parse_long("--deadline-ms", optarg, 0, 3600000, &v) != 0) return CLI_EXIT_USAGE;
+            config.deadline_ms = (int)v;
+            break;
+        case 'Q':
+            if (parse_long("--max-queue", optarg, 0, 100000, &v) != 0) return CLI_EXIT_USAGE;
+            config.max_queue = (int)v;
+            break;
         case 'p':
             if (parse_long("--port", optarg, 0, 65535, &v) != 0) return CLI_EXIT_USAGE;
             config.port = (int)v;
@@ -140,6 +183,7 @@ static int serve_run(int argc, char **argv, int *options_done)
     if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0)
         return CLI_EXIT_MODEL;
     config.model_dir = model_dir;
+    config.keys_path = keys_path;
     if (keys_path && fn_keyring_load(keys_path, &keys, &err) != FACENET_OK)
         return cli_report(&err);
 
@@ -148,6 +192,7 @@ static int serve_run(int argc, char **argv, int *options_done)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP); /* reload the keys file */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -157,7 +202,8 @@ static int serve_run(int argc, char **argv, int *options_done)
     }
     fprintf(stderr, "facenet serve: listening on %s://%s:%d/\n",
             config.tls_cert ? "https" : "http", config.bind, fn_server_port(server));
-    sigwait(&stop_signals, &sig);
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
+        fn_server_reload_keys(server);
     fprintf(stderr, "facenet serve: %s, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     fn_server_stop(server);
     fprintf(stderr, "facenet serve: stopped\n");

@@ -30,6 +30,23 @@ typedef struct fn_server_config {
     const char *tls_cert;    /* PEM certificate (chain) file; with tls_key */
     const char *tls_key;     /* PEM private key file, mode 0600 or stricter;
                                 both NULL: plain HTTP                      */
+    const char *keys_path;   /* the keys file, reloaded when it changes
+                                (checked at most once a second on the
+                                request path) and on fn_server_reload_keys */
+    const char *gallery;     /* gallery file (created when missing); NULL:
+                                no gallery endpoints                     */
+    const char *gallery_key_file; /* NULL: $FACENET_GALLERY_KEY          */
+    int gallery_refresh_s;   /* pick up other processes' gallery writes
+                                this often; default 2                    */
+    int max_inflight_per_key; /* concurrent requests per key (429 past
+                                 it); 0: no cap; default 8               */
+    int deadline_ms;         /* per request, from its first byte: waiting
+                                for a pipeline past it gives 503, an answer
+                                past it 504; 0: none (no waiting at all) */
+    int verify_best_accuracy; /* 1:1 at the best-accuracy threshold instead
+                                 of the strict (FAR 1e-3) one, the default */
+    int max_queue;           /* requests that may wait for a pipeline when
+                                deadline_ms is set; default 16           */
 } fn_server_config;
 
 void fn_server_config_default(fn_server_config *config);
@@ -43,6 +60,9 @@ typedef struct fn_server fn_server;
  * group or others can read is refused. */
 facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
                                fn_server **out, facenet_error *err);
+/* Reload config->keys_path now (SIGHUP). A file that does not load keeps
+ * the previous keys. Thread-safe. */
+void fn_server_reload_keys(fn_server *server);
 /* The port actually bound (useful with port 0). */
 int fn_server_port(const fn_server *server);
 /* Stop accepting, wait up to drain_s for in-flight requests, stop, free. */

@@ -2,8 +2,13 @@
 # `facenet serve` and `facenet keys`: the real server on a loopback port,
 # driven with curl. Covers keys (missing, wrong, revoked, out of scope),
 # rate limits that trigger and recover, malformed and oversized bodies, a
-# truncated JPEG, detect, embed and verify on a demo photo, overload (503),
-# metrics, the access log and SIGTERM with a request in flight.
+# truncated JPEG, detect, embed and verify on a demo photo (JSON and
+# multipart), malformed multipart bodies, overload (503),
+# metrics, the access log, live key reload (a key revoked in the file is
+# refused within a second; a broken file keeps the old keys; SIGHUP),
+# SIGTERM with a request in flight, and the
+# limits: per-key concurrency (429), deadlines (503 queue_timeout, 504)
+# and the bounded queue.
 set -uo pipefail
 bin=${FACENET_BIN:?FACENET_BIN is not set}
 demo=${FACENET_DEMO_DIR:-}
@@ -46,16 +51,20 @@ expect "no keys: refuses to start" [ $? != 0 ]
 expect "--dev off loopback: refuses to start" [ $? != 0 ]
 
 # --- the server ------------------------------------------------------------
-port=$((20000 + $$ % 20000))
-"$bin" serve --keys "$keys" --port "$port" --threads 2 --pipelines 1 --max-body 1000000 \
+# wait_listening LOG: port 0 lets the server pick a free port; it logs it.
+wait_listening() {
+  for _ in $(seq 300); do
+    port=$(grep -m1 'listening on' "$1" 2>/dev/null | sed 's/.*:\([0-9]*\)\/$/\1/')
+    [ -n "$port" ] && url=http://127.0.0.1:$port && curl -s -o /dev/null "$url/healthz" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+"$bin" serve --keys "$keys" --port 0 --threads 2 --pipelines 1 --max-body 1000000 \
   --timeout 3 2>"$tmp/log" &
 pid=$!
-url=http://127.0.0.1:$port
-for _ in $(seq 300); do
-  curl -s -o /dev/null "$url/healthz" && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
+wait_listening "$tmp/log"
 
 # status CODE [curl args...]: the HTTP status, body left in $tmp/body
 status() { curl -s -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' "$@"; }
@@ -115,6 +124,41 @@ printf '{"image1":"%s","image2":"%s"}' "$(base64 -w0 "$demo/sample1.jpg")" \
   "$(base64 -w0 "$demo/sample1.jpg")" >"$tmp/same.json"
 expect "verify 200" [ "$(post "$full" /v1/verify --data-binary @"$tmp/same.json")" = 200 ]
 expect "verify: same photo is the same person" grep -q '"same":true' "$tmp/body"
+# /v1/verify judges at the model's strict (FAR 1e-3) threshold, as compare
+# does by default: the threshold it reports is the one `models list` states.
+strict=$("$bin" models list --json | python3 -c 'import json,sys
+d = json.load(sys.stdin)
+ms = d["models"] if isinstance(d, dict) else d
+print([m for m in ms if m["name"] == "mobilefacenet"][0]["threshold_strict"])')
+expect "verify: at the strict threshold" python3 -c 'import json,sys
+t = json.load(open(sys.argv[1]))["threshold"]
+sys.exit(0 if abs(t - float(sys.argv[2])) < 1e-6 else 1)' "$tmp/body" "$strict"
+
+# multipart/form-data next to JSON: the same answers, and strict parsing.
+mp() { local key=$1 route=$2; shift 2
+  status -H "Authorization: Bearer $key" "$@" "$url$route"; }
+expect "multipart detect 200" [ "$(mp "$full" /v1/detect -F "image=@$demo/sample1.jpg")" = 200 ]
+expect "multipart detect: 3 faces" grep -q '"count":3,' "$tmp/body"
+expect "multipart verify 200" [ "$(mp "$full" /v1/verify -F "image1=@$demo/sample1.jpg" -F "image2=@$demo/sample1.jpg")" = 200 ]
+expect "multipart verify: same" grep -q '"same":true' "$tmp/body"
+expect "multipart: unknown parts are ignored" [ "$(mp "$full" /v1/detect -F note=hello -F "image=@$demo/sample1.jpg")" = 200 ]
+expect "multipart: no image part 400" [ "$(mp "$full" /v1/detect -F note=hello)" = 400 ]
+expect "multipart: no image part: stable code" code_is missing_field
+expect "multipart: two images where one is expected 400" [ "$(mp "$full" /v1/detect -F "image=@$demo/sample1.jpg" -F "image=@$demo/sample2.jpg")" = 400 ]
+bad_mp() { mp "$full" /v1/detect -H "Content-Type: $1" --data-binary "$2"; }
+expect "multipart: no boundary 400" [ "$(bad_mp 'multipart/form-data' x)" = 400 ]
+expect "multipart: no boundary: stable code" code_is invalid_multipart
+expect "multipart: boundary too long 400" [ "$(bad_mp "multipart/form-data; boundary=$(printf 'b%.0s' $(seq 71))" x)" = 400 ]
+expect "multipart: unterminated part 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\nabc')" = 400 ]
+expect "multipart: unterminated: stable code" code_is invalid_multipart
+expect "multipart: no Content-Disposition 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Type: image/jpeg\r\n\r\nabc\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: preamble refused 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'junk\r\n--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\nabc\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: folded header 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Disposition: form-data;\r\n name="image"\r\n\r\nabc\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: empty image part 400" [ "$(bad_mp 'multipart/form-data; boundary=xyz' $'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n\r\n--xyz--\r\n')" = 400 ]
+expect "multipart: empty image: stable code" code_is invalid_field
+expect "multipart: well-formed, not an image 415" [ "$(bad_mp 'multipart/form-data; boundary="a b"' $'--a b\r\nContent-Disposition: form-data; name="image"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\nSECRET-INPUT\r\n--a b--\r\n')" = 415 ]
+expect "multipart: errors do not echo input" bash -c "! grep -q SECRET '$tmp/body'"
+expect "multipart: oversized 413" [ "$(mp "$full" /v1/detect -F "image=@$tmp/big")" = 413 ]
 
 # Token bucket: burst 2 at 1/s, so the third quick request is refused.
 post "$detect_only" /v1/detect -d '{}' >/dev/null
@@ -124,6 +168,28 @@ expect "rate limit: Retry-After" grep -qi '^Retry-After: [1-9]' "$tmp/headers"
 expect "rate limit: stable code" code_is rate_limited
 sleep 1.2
 expect "rate limit recovers" [ "$(post "$detect_only" /v1/detect -d '{}')" = 400 ]
+
+# Live key changes: the keys file is reloaded within a second of a change.
+late=$("$bin" keys create --keys "$keys" --scope detect --rate 100 --burst 100 2>/dev/null)
+sleep 1.2
+expect "a key created while the server runs is accepted" [ "$(post "$late" /v1/detect -d '{}')" = 400 ]
+"$bin" keys revoke --keys "$keys" "${late:4:12}"
+sleep 1.2
+expect "a key revoked while the server runs: 401" [ "$(post "$late" /v1/detect -d '{}')" = 401 ]
+expect "other keys still work after the reload" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
+cp -p "$keys" "$tmp/keys.good"
+cp -p "$keys" "$tmp/keys.bad"
+printf '{"keys": [ {"id": broken' >"$tmp/keys.bad"
+mv "$tmp/keys.bad" "$keys"
+sleep 1.2
+expect "a broken keys file keeps the previous keys" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
+expect "a broken keys file keeps revoked keys revoked" [ "$(post "$late" /v1/detect -d '{}')" = 401 ]
+expect "a broken keys file is logged" grep -q 'keys file did not load' "$tmp/log"
+mv "$tmp/keys.good" "$keys"
+kill -HUP "$pid"
+sleep 0.3
+expect "SIGHUP reloads and the server keeps running" bash -c "curl -s '$url/metrics' | grep -Eq '^facenet_key_reloads_total [3-9]'"
+expect "keys still accepted after SIGHUP" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
 
 # A slow client that stops halfway through its headers is cut off by the
 # idle timeout (3 s here) instead of holding a connection forever.
@@ -136,14 +202,16 @@ exec 3<&-
 expect "slow client cut off by the timeout (rc $rc after $((SECONDS - start)) s)" [ "$rc" = 0 ]
 
 expect "metrics" [ "$(status "$url/metrics")" = 200 ]
-expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{route="/v1/detect",status="401"} [1-9]' "$tmp/body"
+expect "metrics: 401s counted" grep -q 'facenet_http_requests_total{method="POST",route="/v1/detect",status="401"} [1-9]' "$tmp/body"
 expect "metrics: rate limit counted" grep -q '^facenet_rate_limited_total [1-9]' "$tmp/body"
-expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucket{route="/v1/detect",le="+Inf"}' "$tmp/body"
+expect "metrics: histogram" grep -q 'facenet_http_request_duration_seconds_bucket{method="POST",route="/v1/detect",le="+Inf"}' "$tmp/body"
 
 # wait_busy: until the one pipeline runs an inference (seen in /metrics).
 wait_busy() {
   for _ in $(seq 200); do
-    curl -s "$url/metrics" | grep -q '^facenet_pipelines_busy 1' && return 0
+    # (--max-time: a poll that lands on the worker thread running the
+    # inference would only be answered after it)
+    curl -s --max-time 0.5 "$url/metrics" | grep -q '^facenet_pipelines_busy 1' && return 0
     sleep 0.02
   done
   return 1
@@ -174,6 +242,90 @@ expect "access log has key ids" grep -q "\"key_id\":\"${full:4:12}\"" "$tmp/log"
 expect "access log has face counts" grep -q '"route":"/v1/detect","status":200,.*"faces":3' "$tmp/log"
 expect "access log never holds a key" bash -c "! grep -q -- '${full:17}' '$tmp/log'"
 expect "access log never holds image data" bash -c "! grep -q '/9j/' '$tmp/log'"
+
+# --- limits: per-key concurrency, deadlines, the bounded queue ------------------
+k2=$("$bin" keys create --keys "$keys" --scope detect,verify --rate 100 --burst 100 2>/dev/null)
+k3=$("$bin" keys create --keys "$keys" --scope detect,verify --rate 100 --burst 100 2>/dev/null)
+# black_png W H FILE: an all-black 8-bit greyscale PNG, made with gzip's
+# deflate (its trailer's CRC-32 also gives the chunk CRCs); tiny on the wire
+# but W x H pixels to decode and search for faces.
+be32() { local v=$1; printf "\\x$(printf %02x $(( (v >> 24) & 255 )))\\x$(printf %02x $(( (v >> 16) & 255 )))\\x$(printf %02x $(( (v >> 8) & 255 )))\\x$(printf %02x $(( v & 255 )))"; }
+crc_of() { # the CRC-32 of a file, big-endian bytes
+  local b; b=($(gzip -c -n <"$1" | tail -c 8 | head -c 4 | od -An -tx1))
+  printf "\\x${b[3]}\\x${b[2]}\\x${b[1]}\\x${b[0]}"
+}
+black_png() { local w=$1 h=$2 out=$3 d; d=$(mktemp -d)
+  local n=$(( h * (w + 1) ))
+  { printf 'IHDR'; be32 "$w"; be32 "$h"; printf '\x08\x00\x00\x00\x00'; } >"$d/ihdr"
+  head -c "$n" /dev/zero | gzip -c -n -9 >"$d/gz"
+  { printf 'IDAT\x78\x9c'; head -c $(( $(stat -c %s "$d/gz") - 8 )) "$d/gz" | tail -c +11
+    be32 $(( (n % 65521) << 16 | 1 )); } >"$d/idat"
+  { printf '\x89PNG\r\n\x1a\n'; be32 13; cat "$d/ihdr"; crc_of "$d/ihdr"
+    be32 $(( $(stat -c %s "$d/idat") - 4 )); cat "$d/idat"; crc_of "$d/idat"
+    printf '\x00\x00\x00\x00IEND\xaeB`\x82'; } >"$out"
+  rm -rf "$d"
+}
+# A black 3500 x 3500 image: 12 kB to send (so the upload never eats the
+# deadline, even under a sanitizer), no face, but a second or more of
+# decoding and MTCNN's pyramid: far longer than the 300 ms deadline.
+black_png 3500 3500 "$tmp/black.png"
+deadline_ms=300
+"$bin" serve --keys "$keys" --port 0 --threads 4 --pipelines 1 --max-body 1000000 \
+  --timeout 5 --max-inflight-per-key 1 --deadline-ms "$deadline_ms" --max-queue 1 2>"$tmp/log2" &
+pid=$!
+expect "the limits server starts" wait_listening "$tmp/log2"
+# A client that sent its headers and half its body holds its key's one slot.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"' "$k2" >&3
+sleep 0.3
+expect "second request of a key at its cap 429" [ "$(post "$k2" /v1/detect -d '{}')" = 429 ]
+expect "concurrency cap: stable code and Retry-After" bash -c "grep -q too_many_in_flight '$tmp/body' && grep -qi '^Retry-After: 1' '$tmp/headers'"
+expect "another key is not affected" [ "$(post "$k3" /v1/detect -d '{}')" = 400 ]
+exec 3<&-
+sleep 0.3
+expect "the slot is free once the first request is gone" [ "$(post "$k2" /v1/detect -d '{}')" = 400 ]
+expect "metrics: concurrency refusals counted" bash -c "curl -s '$url/metrics' | grep -q '^facenet_inflight_limited_total 1'"
+
+# The large image runs over the deadline and gets 504. While it holds the
+# one pipeline,
+# a detect waits in the queue until its deadline (503 queue_timeout), and
+# one more finds the queue (1) full: 503 at once.
+wait_queued() {
+  for _ in $(seq 200); do
+    curl -s --max-time 0.5 "$url/metrics" | grep -q '^facenet_queue_depth 1' && return 0
+    sleep 0.01
+  done
+  return 1
+}
+mp "$full" /v1/detect -F "image=@$tmp/black.png" >"$tmp/ranover" &
+a=$!
+expect "pipeline busy" wait_busy
+(mp "$k2" /v1/detect -F "image=@$demo/sample1.jpg" >"$tmp/queued"; cp "$tmp/body" "$tmp/queued.body") &
+b=$!
+expect "a request is queued (queue depth gauge)" wait_queued
+start=$(date +%s%N)
+expect "queue full: 503 at once" [ "$(mp "$k3" /v1/detect -F "image=@$demo/sample1.jpg")" = 503 ]
+expect "queue full: overloaded, in under 300 ms" bash -c "grep -q overloaded '$tmp/body' && [ \$(( ($(date +%s%N) - $start) / 1000000 )) -lt 300 ]"
+wait "$b"
+expect "queued past the deadline: 503" [ "$(cat "$tmp/queued")" = 503 ]
+expect "queued past the deadline: queue_timeout" grep -q queue_timeout "$tmp/queued.body"
+wait "$a"
+expect "ran over the deadline: 504" [ "$(cat "$tmp/ranover")" = 504 ]
+expect "metrics: queue timeout counted" bash -c "curl -s '$url/metrics' | grep -q '^facenet_queue_timeouts_total 1'"
+expect "metrics: 504 counted" bash -c "curl -s '$url/metrics' | grep -q 'route=\"/v1/detect\",status=\"504\"} 1'"
+# A body that arrives after the deadline is refused before any inference.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+len=$(stat -c %s "$tmp/sample1.json")
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n' "$k3" "$len" >&3
+sleep "$(awk "BEGIN {print $deadline_ms / 1000 + 0.3}")"
+cat "$tmp/sample1.json" >&3
+timeout 10 cat <&3 >"$tmp/slow"
+exec 3<&-
+expect "slow upload past the deadline: 504" grep -q '^HTTP/1.1 504' "$tmp/slow"
+expect "slow upload: deadline_exceeded" grep -q deadline_exceeded "$tmp/slow"
+kill -TERM "$pid"
+wait "$pid"
+pid=
 
 echo "serve: $passed passed, $failed failed"
 [ "$failed" = 0 ]
