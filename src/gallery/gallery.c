@@ -781,6 +781,261 @@ facenet_status facenet_gallery_remove_template(facenet_gallery *g, int64_t templ
     return status;
 }
 
+/* ---- collections ------------------------------------------------------------------ */
+
+/* Drop every subject of one collection from a name table, in one pass. */
+static void names_remove_collection(gallery_names *names, int64_t collection_id)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < names->n; i++) {
+        if (names->e[i].collection_id == collection_id)
+            free(names->e[i].name);
+        else
+            names->e[kept++] = names->e[i];
+    }
+    names->n = kept;
+}
+
+typedef struct collections_ctx {
+    int (*fn)(void *, const facenet_gallery_collection *);
+    void *ctx;
+    int64_t want_id; /* count_collection: the one to find */
+    gallery_collection_row found;
+    facenet_status status;
+    facenet_error *err;
+} collections_ctx;
+
+static int list_collection(void *arg, const gallery_collection_row *r)
+{
+    collections_ctx *c = arg;
+    /* Names reach terminals and JSON: one that facenet would not have
+     * written means the file was edited; fail closed. */
+    if (gallery_check_name(r->name, "collection name", NULL) != FACENET_OK) {
+        c->status = fn_fail(c->err, FACENET_ERR_FORMAT,
+                            "collection %lld has an invalid name: the file was changed outside "
+                            "facenet",
+                            (long long)r->id);
+        return 1;
+    }
+    facenet_gallery_collection out = {r->id, r->name, r->created_at, (size_t)r->n_subjects,
+                                      (size_t)r->n_templates};
+    return c->fn(c->ctx, &out);
+}
+
+facenet_status facenet_gallery_list_collections(
+    facenet_gallery *g, int (*fn)(void *ctx, const facenet_gallery_collection *collection),
+    void *ctx, facenet_error *err)
+{
+    collections_ctx c;
+    if (!g || !fn)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "gallery collections: missing argument");
+    memset(&c, 0, sizeof c);
+    c.fn = fn;
+    c.ctx = ctx;
+    c.err = err;
+    pthread_rwlock_wrlock(&g->lock);
+    gallery_store *s = g->store;
+    facenet_status status = s->ops->begin(s, 0, err);
+    if (status == FACENET_OK) {
+        status = s->ops->collections(s, list_collection, &c, err);
+        if (status == FACENET_OK)
+            status = c.status;
+        s->ops->rollback(s);
+    }
+    pthread_rwlock_unlock(&g->lock);
+    return status;
+}
+
+/* Re-tagging for a rename: every subject is verified under its current
+ * collection name first (a forged row must not be laundered by a new tag),
+ * and its new tag is computed; the tags are written after the walk. */
+typedef struct retag_ctx {
+    facenet_gallery *g;
+    const char *to;
+    int64_t *ids;
+    uint8_t (*tags)[GALLERY_TAG_BYTES];
+    size_t n, cap;
+    facenet_status status;
+    facenet_error *err;
+} retag_ctx;
+
+static int retag_subject(void *arg, const gallery_subject_row *r)
+{
+    retag_ctx *c = arg;
+    if (gallery_subject_tag_verify(c->g->keys, c->g->gallery_id, r->id, r->collection, r->name,
+                                   r->metadata, r->tag, r->tag_len) != 0) {
+        c->status = fn_fail(c->err, FACENET_ERR_INTEGRITY,
+                            "gallery %s: subject %lld fails authentication; the collection is "
+                            "left as it was",
+                            c->g->path, (long long)r->id);
+        return 1;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        int64_t *ids = realloc(c->ids, cap * sizeof *ids);
+        if (ids)
+            c->ids = ids;
+        uint8_t(*tags)[GALLERY_TAG_BYTES] = ids ? realloc(c->tags, cap * sizeof *tags) : NULL;
+        if (!ids || !tags) {
+            c->status = fn_fail(c->err, FACENET_ERR_NO_MEMORY, "rename: out of memory");
+            return 1;
+        }
+        c->tags = tags;
+        c->cap = cap;
+    }
+    gallery_subject_tag(c->g->keys, c->g->gallery_id, r->id, c->to, r->name, r->metadata,
+                        c->tags[c->n]);
+    c->ids[c->n++] = r->id;
+    return 0;
+}
+
+/* Inside the caller's write transaction: the collection's id, with a
+ * message naming it when it is missing. */
+static facenet_status find_collection(facenet_gallery *g, const char *name, int64_t *id,
+                                      facenet_error *err)
+{
+    facenet_status status = g->store->ops->collection_id(g->store, name, 0, id, err);
+    if (status == FACENET_ERR_NOT_FOUND)
+        fn_fail(err, FACENET_ERR_NOT_FOUND, "gallery %s has no collection '%s'", g->path, name);
+    return status;
+}
+
+static facenet_status rename_in_txn(facenet_gallery *g, const char *from, const char *to,
+                                    retag_ctx *c, int64_t *id, facenet_error *err)
+{
+    gallery_store *s = g->store;
+    int64_t other = 0;
+    facenet_status status = find_collection(g, from, id, err);
+    if (status != FACENET_OK)
+        return status;
+    status = s->ops->collection_id(s, to, 0, &other, err);
+    if (status == FACENET_OK)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "gallery %s already has a collection '%s'", g->path, to);
+    if (status != FACENET_ERR_NOT_FOUND)
+        return status;
+    status = s->ops->subjects(s, *id, 0, retag_subject, c, err);
+    if (status == FACENET_OK)
+        status = c->status;
+    if (status == FACENET_OK)
+        status = s->ops->collection_rename(s, *id, to, err);
+    for (size_t i = 0; status == FACENET_OK && i < c->n; i++)
+        status = s->ops->subject_set_tag(s, c->ids[i], c->tags[i], GALLERY_TAG_BYTES, err);
+    return status;
+}
+
+facenet_status facenet_gallery_rename_collection(facenet_gallery *g, const char *from,
+                                                 const char *to, facenet_error *err)
+{
+    retag_ctx c;
+    int64_t id = 0;
+    facenet_status status;
+
+    if (!g)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "gallery: no handle");
+    if ((status = writable(g, err)) ||
+        (status = gallery_check_name(from, "collection name", err)) ||
+        (status = gallery_check_name(to, "new collection name", err)))
+        return status;
+    memset(&c, 0, sizeof c);
+    c.g = g;
+    c.to = to;
+    c.err = err;
+    /* Copied before the commit, so that nothing can fail after it. */
+    char *copy = strdup(to);
+    if (!copy)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "rename: out of memory");
+    pthread_rwlock_wrlock(&g->lock);
+    gallery_store *s = g->store;
+    status = s->ops->begin(s, 1, err);
+    if (status == FACENET_OK) {
+        if (strcmp(from, to) == 0) {
+            status = find_collection(g, from, &id, err);
+            s->ops->rollback(s);
+            id = 0; /* nothing to change */
+        } else {
+            status = rename_in_txn(g, from, to, &c, &id, err);
+            if (status == FACENET_OK)
+                status = s->ops->commit(s, err);
+            else
+                s->ops->rollback(s);
+        }
+    }
+    if (status == FACENET_OK && id) {
+        gallery_name_entry *entry = (gallery_name_entry *)gallery_names_find(&g->collections, id);
+        if (entry) {
+            free(entry->name);
+            entry->name = copy;
+            copy = NULL;
+        }
+    }
+    pthread_rwlock_unlock(&g->lock);
+    free(copy);
+    free(c.ids);
+    free(c.tags);
+    return status;
+}
+
+static int count_collection(void *arg, const gallery_collection_row *r)
+{
+    collections_ctx *c = arg;
+    if (r->id != c->want_id)
+        return 0;
+    c->found = *r;
+    c->found.name = c->found.created_at = NULL; /* not kept past the callback */
+    return 1;
+}
+
+facenet_status facenet_gallery_remove_collection(facenet_gallery *g, const char *collection,
+                                                 size_t *n_subjects, size_t *n_templates,
+                                                 facenet_error *err)
+{
+    collections_ctx count;
+    int64_t id = 0;
+    facenet_status status;
+
+    if (n_subjects)
+        *n_subjects = 0;
+    if (n_templates)
+        *n_templates = 0;
+    if (!g)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "gallery: no handle");
+    if ((status = writable(g, err)) ||
+        (status = gallery_check_name(collection, "collection name", err)))
+        return status;
+    memset(&count, 0, sizeof count);
+    pthread_rwlock_wrlock(&g->lock);
+    gallery_store *s = g->store;
+    status = s->ops->begin(s, 1, err);
+    if (status == FACENET_OK) {
+        status = find_collection(g, collection, &id, err);
+        count.want_id = id;
+        if (status == FACENET_OK)
+            status = s->ops->collections(s, count_collection, &count, err);
+        if (status == FACENET_OK)
+            status = s->ops->collection_delete(s, id, err);
+        if (status == FACENET_OK)
+            status = s->ops->commit(s, err);
+        else
+            s->ops->rollback(s);
+    }
+    if (status == FACENET_OK) {
+        gallery_index_remove_collection(&g->index, id);
+        names_remove_collection(&g->subjects, id);
+        names_remove(&g->collections, id);
+        if (n_subjects)
+            *n_subjects = (size_t)count.found.n_subjects;
+        if (n_templates)
+            *n_templates = (size_t)count.found.n_templates;
+        status = s->ops->purge(s, err);
+        if (status != FACENET_OK)
+            fn_error_prefix(err, "collection removed, but its bytes may remain until the next "
+                                 "checkpoint");
+    }
+    pthread_rwlock_unlock(&g->lock);
+    return status;
+}
+
 /* ---- search ----------------------------------------------------------------------- */
 
 void facenet_gallery_search_options_default(facenet_gallery_search_options *o)

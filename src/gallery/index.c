@@ -351,6 +351,20 @@ size_t gallery_index_remove_subject(gallery_index *ix, int64_t subject_id)
     return removed;
 }
 
+size_t gallery_index_remove_collection(gallery_index *ix, int64_t collection_id)
+{
+    size_t removed = 0;
+    for (size_t i = 0; i < ix->n;) {
+        if (ix->collection_id[i] == collection_id) {
+            remove_row(ix, i);
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    return removed;
+}
+
 int gallery_index_remove_template(gallery_index *ix, int64_t template_id)
 {
     for (size_t i = 0; i < ix->n; i++)

@@ -78,6 +78,7 @@ int gallery_index_add(gallery_index *ix, const float *v, int64_t template_id,
 /* Remove rows; the last row moves into each hole, which is wiped. */
 size_t gallery_index_remove_subject(gallery_index *ix, int64_t subject_id);
 int gallery_index_remove_template(gallery_index *ix, int64_t template_id);
+size_t gallery_index_remove_collection(gallery_index *ix, int64_t collection_id);
 
 /* Bytes held by the matrix, the quantised copies and the row ids. */
 size_t gallery_index_memory(const gallery_index *ix);
