@@ -388,6 +388,8 @@ void facenet_gallery_close(facenet_gallery *g)
     gallery_index_free(&g->index);
     names_free(&g->subjects);
     names_free(&g->collections);
+    gallery_pool_free(g->pool);
+    pthread_mutex_destroy(&g->pool_lock);
     pthread_rwlock_destroy(&g->lock);
     free(g->path);
     free(g);
@@ -421,6 +423,7 @@ facenet_status facenet_gallery_open(const char *path, const uint8_t *key, const 
         free(g);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "gallery %s: out of memory", path);
     }
+    pthread_mutex_init(&g->pool_lock, NULL);
     g->flags = flags;
     if ((status = set_keys(g, key, err)))
         goto fail;
@@ -1038,6 +1041,21 @@ facenet_status facenet_gallery_remove_collection(facenet_gallery *g, const char 
 
 /* ---- search ----------------------------------------------------------------------- */
 
+/* The handle's worker pool, started by the first search that is large
+ * enough to use more than one core (a handle that only ever searches small
+ * galleries never starts threads). NULL: the search starts its own. */
+static gallery_pool *search_pool(facenet_gallery *g)
+{
+    if (gallery_index_threads(&g->index, 0) < 2)
+        return NULL;
+    pthread_mutex_lock(&g->pool_lock);
+    if (!g->pool)
+        g->pool = gallery_pool_create(gallery_index_threads(&g->index, 0) - 1);
+    gallery_pool *p = g->pool;
+    pthread_mutex_unlock(&g->pool_lock);
+    return p;
+}
+
 void facenet_gallery_search_options_default(facenet_gallery_search_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -1092,7 +1110,8 @@ facenet_status facenet_gallery_search(facenet_gallery *g, const char *model_id,
     }
     pthread_rwlock_rdlock(&g->lock);
     float threshold = o.threshold < -1 ? g->threshold : o.threshold;
-    gallery_query gq = {q, o.k, 0, o.exact ? GALLERY_SCAN_FLOAT : GALLERY_SCAN_AUTO, o.threads};
+    gallery_query gq = {q,         o.k, 0, o.exact ? GALLERY_SCAN_FLOAT : GALLERY_SCAN_AUTO,
+                        o.threads, search_pool(g)};
     if (isnan(threshold))
         status = fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                          "gallery %s has no calibrated open-set threshold for model %s: set one "
