@@ -903,6 +903,49 @@ static void test_collection_remove(void **state)
     facenet_gallery_close(g);
 }
 
+/* Opening decrypts in batches on two threads: every row of a larger
+ * gallery must come back right, and a damaged row in the part the helper
+ * thread opens must still be caught and named. */
+static void test_parallel_open(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = tg_open(f->path, 23, FACENET_GALLERY_CREATE);
+    facenet_error err;
+    enum { N = 1500 };
+    int64_t *ids = malloc(N * sizeof *ids);
+    char sql[256];
+    uint8_t key[32];
+    assert_int_equal(tg_enroll(g, "Many", 1000, N, ids, &err), FACENET_OK);
+    facenet_gallery_close(g);
+
+    g = tg_open(f->path, 23, FACENET_GALLERY_INT4);
+    assert_int_equal(facenet_gallery_size(g), N);
+    for (int i = 0; i < N; i += 97) {
+        float v[TG_DIM];
+        facenet_gallery_match m[1];
+        tg_embedding(v, TG_DIM, 1000 + (uint64_t)i);
+        assert_int_equal(search(g, v, 1, -2, m, 1), 1);
+        assert_int_equal(m[0].template_id, ids[i]);
+        assert_true(m[0].score > 0.9999f);
+    }
+    facenet_gallery_close(g);
+
+    /* change one byte of a ciphertext near the end (to 0, or 1 if it was 0) */
+    snprintf(sql, sizeof sql,
+             "UPDATE templates SET sealed = substr(sealed, 1, 99) || CASE WHEN substr(sealed, "
+             "100, 1) = x'00' THEN x'01' ELSE x'00' END || substr(sealed, 101) WHERE id = %lld",
+             (long long)ids[N - 10]);
+    assert_int_equal(tg_sql(f->path, sql), 0);
+    tg_key(key, 23);
+    g = NULL;
+    assert_int_equal(facenet_gallery_open(f->path, key, NULL, 0, 0, &g, &err),
+                     FACENET_ERR_INTEGRITY);
+    assert_null(g);
+    snprintf(sql, sizeof sql, "template %lld fails authentication", (long long)ids[N - 10]);
+    assert_non_null(strstr(err.message, sql));
+    free(ids);
+}
+
 /* ---- rekey, export, import --------------------------------------------------------------- */
 
 static void test_rekey(void **state)
@@ -1187,6 +1230,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deletion_is_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collection_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collection_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threshold_fails_closed, setup, teardown),

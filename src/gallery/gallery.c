@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "gallery/gallery_internal.h"
@@ -97,14 +98,111 @@ int64_t gallery_collection_lookup(const facenet_gallery *g, const char *name)
 
 /* ---- loading --------------------------------------------------------------------- */
 
+/* Templates are opened in batches, the decryption split across the cores:
+ * at a million templates, opening is most of the cost of opening a
+ * gallery. The SQLite walk itself stays on this thread. */
+#define LOAD_BATCH 8192
+#define LOAD_PARALLEL_MIN 256
+
+typedef struct load_batch {
+    uint8_t *sealed; /* LOAD_BATCH sealed templates                  */
+    int64_t *template_id, *subject_id, *collection_id;
+    float *rows;     /* LOAD_BATCH * dim, sodium_malloc'd: plaintext */
+    unsigned char *opened;
+    size_t n;
+} load_batch;
+
 typedef struct load_ctx {
     facenet_gallery *g;
     gallery_index index;
     gallery_names subjects, collections;
-    float *row; /* scratch for one decrypted template */
+    load_batch batch;
+    size_t sealed_size;
     facenet_status status;
     facenet_error *err;
 } load_ctx;
+
+typedef struct open_range {
+    const load_ctx *c;
+    size_t begin, end;
+} open_range;
+
+static void *open_range_run(void *arg)
+{
+    const open_range *r = arg;
+    const load_ctx *c = r->c;
+    const facenet_gallery *g = c->g;
+    const load_batch *b = &c->batch;
+    size_t d = (size_t)g->dim;
+    for (size_t i = r->begin; i < r->end; i++)
+        b->opened[i] = gallery_open_template(g->keys, g->gallery_id, b->template_id[i],
+                                             b->subject_id[i], g->model_id,
+                                             b->sealed + i * c->sealed_size, c->sealed_size,
+                                             b->rows + i * d, g->dim) == 0;
+    return NULL;
+}
+
+/* Open the batch (two threads when there is enough of it), then append
+ * it to the matrix in row order, failing at the first bad row. */
+static facenet_status load_flush(load_ctx *c)
+{
+    load_batch *b = &c->batch;
+    facenet_gallery *g = c->g;
+    size_t d = (size_t)g->dim;
+    facenet_status status = FACENET_OK;
+    open_range whole = {c, 0, b->n}, low = {c, 0, b->n / 2}, high = {c, b->n / 2, b->n};
+    pthread_t helper;
+    if (b->n >= LOAD_PARALLEL_MIN && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+        pthread_create(&helper, NULL, open_range_run, &high) == 0) {
+        open_range_run(&low);
+        pthread_join(helper, NULL);
+    } else {
+        open_range_run(&whole);
+    }
+    for (size_t i = 0; i < b->n && status == FACENET_OK; i++) {
+        if (!b->opened[i])
+            status = fn_fail(c->err, FACENET_ERR_INTEGRITY,
+                             "gallery %s: template %lld fails authentication: it was altered, "
+                             "moved to another subject, or the file is damaged",
+                             g->path, (long long)b->template_id[i]);
+        else if (gallery_index_add(&c->index, b->rows + i * d, b->template_id[i], b->subject_id[i],
+                                   b->collection_id[i]) != 0)
+            status = fn_fail(c->err, FACENET_ERR_FORMAT,
+                             "gallery %s: template %lld is not a usable embedding (or out of "
+                             "memory)",
+                             g->path, (long long)b->template_id[i]);
+    }
+    sodium_memzero(b->rows, b->n * d * sizeof(float));
+    b->n = 0;
+    return status;
+}
+
+static int load_batch_init(load_batch *b, size_t sealed_size, int dim)
+{
+    memset(b, 0, sizeof *b);
+    b->sealed = malloc(LOAD_BATCH * sealed_size);
+    b->template_id = malloc(LOAD_BATCH * sizeof *b->template_id);
+    b->subject_id = malloc(LOAD_BATCH * sizeof *b->subject_id);
+    b->collection_id = malloc(LOAD_BATCH * sizeof *b->collection_id);
+    b->opened = malloc(LOAD_BATCH);
+    b->rows = sodium_malloc(LOAD_BATCH * (size_t)dim * sizeof(float));
+    return b->sealed && b->template_id && b->subject_id && b->collection_id && b->opened &&
+                   b->rows
+               ? 0
+               : -1;
+}
+
+static void load_batch_free(load_batch *b)
+{
+    free(b->sealed);
+    free(b->template_id);
+    free(b->subject_id);
+    free(b->collection_id);
+    free(b->opened);
+    if (b->rows)
+        sodium_free(b->rows); /* wipes */
+    memset(b, 0, sizeof *b);
+}
 
 static int load_subject(void *arg, const gallery_subject_row *r)
 {
@@ -152,22 +250,35 @@ facenet_status gallery_open_row(facenet_gallery *g, const gallery_template_row *
 static int load_template(void *arg, const gallery_template_row *r)
 {
     load_ctx *c = arg;
+    facenet_gallery *g = c->g;
+    load_batch *b = &c->batch;
     const gallery_name_entry *subject = gallery_names_find(&c->subjects, r->subject_id);
     if (!subject) {
         c->status = fn_fail(c->err, FACENET_ERR_FORMAT,
                             "gallery %s: template %lld belongs to a missing subject %lld",
-                            c->g->path, (long long)r->id, (long long)r->subject_id);
+                            g->path, (long long)r->id, (long long)r->subject_id);
         return 1;
     }
-    c->status = gallery_open_row(c->g, r, c->row, c->err);
-    if (c->status != FACENET_OK)
+    if (strcmp(r->model_id, g->model_id) != 0 || r->sealed_len != c->sealed_size) {
+        /* The per-row path has the messages for these. */
+        float *row = sodium_malloc((size_t)g->dim * sizeof(float));
+        c->status = row ? gallery_open_row(g, r, row, c->err)
+                        : fn_fail(c->err, FACENET_ERR_NO_MEMORY, "gallery: out of memory");
+        if (row)
+            sodium_free(row);
+        if (c->status == FACENET_OK) /* cannot happen: the length is wrong */
+            c->status = fn_fail(c->err, FACENET_ERR_INTEGRITY,
+                                "gallery %s: template %lld has a sealed blob of the wrong size",
+                                g->path, (long long)r->id);
         return 1;
-    if (gallery_index_add(&c->index, c->row, r->id, r->subject_id, subject->collection_id) != 0) {
-        c->status = fn_fail(c->err, FACENET_ERR_FORMAT,
-                            "gallery %s: template %lld is not a usable embedding (or out of "
-                            "memory)",
-                            c->g->path, (long long)r->id);
-        return 1;
+    }
+    memcpy(b->sealed + b->n * c->sealed_size, r->sealed, c->sealed_size);
+    b->template_id[b->n] = r->id;
+    b->subject_id[b->n] = r->subject_id;
+    b->collection_id[b->n] = subject->collection_id;
+    if (++b->n == LOAD_BATCH) {
+        c->status = load_flush(c);
+        return c->status != FACENET_OK;
     }
     return 0;
 }
@@ -183,13 +294,15 @@ facenet_status gallery_reload(facenet_gallery *g, facenet_error *err)
     memset(&c, 0, sizeof c);
     c.g = g;
     c.err = err;
+    c.sealed_size = gallery_sealed_size(g->dim);
     unsigned copies = ((g->flags & FACENET_GALLERY_INT8) ? GALLERY_INDEX_INT8 : 0) |
                       ((g->flags & FACENET_GALLERY_INT4) ? GALLERY_INDEX_INT4 : 0);
     if (gallery_index_init(&c.index, g->dim, copies) != 0)
         return fn_fail(err, FACENET_ERR_INTERNAL, "gallery %s: bad dimension", g->path);
-    c.row = sodium_malloc((size_t)g->dim * sizeof(float));
-    if (!c.row)
+    if (load_batch_init(&c.batch, c.sealed_size, g->dim) != 0) {
+        load_batch_free(&c.batch);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "gallery %s: out of memory", g->path);
+    }
     /* One read transaction: subjects and templates from the same snapshot. */
     status = s->ops->begin(s, 0, err);
     if (status == FACENET_OK) {
@@ -211,9 +324,11 @@ facenet_status gallery_reload(facenet_gallery *g, facenet_error *err)
             if (status == FACENET_OK)
                 status = c.status;
         }
+        if (status == FACENET_OK && c.batch.n > 0)
+            status = load_flush(&c);
         s->ops->rollback(s); /* read-only: ending it is all we need */
     }
-    sodium_free(c.row);
+    load_batch_free(&c.batch);
     if (status != FACENET_OK) {
         gallery_index_free(&c.index);
         names_free(&c.subjects);

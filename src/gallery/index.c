@@ -252,8 +252,14 @@ static dot_i4_fn pick_i4(void)
 
 int gallery_normalise(float *v, int dim)
 {
-    double ss = 0;
-    for (int i = 0; i < dim; i++)
+    /* Four partial sums: a single one is a chain of dependent additions. */
+    double part[4] = {0, 0, 0, 0};
+    int full = dim - dim % 4;
+    for (int i = 0; i < full; i += 4)
+        for (int j = 0; j < 4; j++)
+            part[j] += (double)v[i + j] * v[i + j];
+    double ss = (part[0] + part[1]) + (part[2] + part[3]);
+    for (int i = full; i < dim; i++)
         ss += (double)v[i] * v[i];
     if (!(ss > 0) || !isfinite(ss))
         return -1;
@@ -263,14 +269,48 @@ int gallery_normalise(float *v, int dim)
     return 0;
 }
 
+/* Opening a gallery quantises every template, so these run a million times
+ * at 1M: no libm calls (fmaxf and lrintf are calls without -ffast-math).
+ * Adding and subtracting 1.5 * 2^23 rounds a float to the nearest integer
+ * (ties to even, as lrintf does in the default rounding mode) for
+ * magnitudes below 2^22; ours are at most 127. */
+#define ROUNDING_MAGIC 12582912.0f
+
+/* Independent lanes: one running maximum would be a chain of dependent
+ * max instructions (about 4 cycles per element). */
+static inline float abs_max(const float *v, int dim)
+{
+    float lane[8] = {0};
+    int full = dim - dim % 8;
+    for (int i = 0; i < full; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float a = fabsf(v[i + j]);
+            lane[j] = a > lane[j] ? a : lane[j];
+        }
+    float m = 0;
+    for (int i = full; i < dim; i++)
+        m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+    for (int j = 0; j < 8; j++)
+        m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+static inline int round_small(float x)
+{
+#ifdef __FAST_MATH__
+    return (int)lrintf(x); /* -ffast-math would fold the trick below away */
+#else
+    return (int)((x + ROUNDING_MAGIC) - ROUNDING_MAGIC);
+#endif
+}
+
 void gallery_quantise(const float *v, int dim, int8_t *q, float *scale)
 {
-    float m = 0;
-    for (int i = 0; i < dim; i++)
-        m = fmaxf(m, fabsf(v[i]));
+    float m = abs_max(v, dim);
     float s = m > 0 ? m / 127.0f : 1.0f;
+    float inv = 1.0f / s;
     for (int i = 0; i < dim; i++) {
-        long x = lrintf(v[i] / s);
+        int x = round_small(v[i] * inv);
         q[i] = (int8_t)(x > 127 ? 127 : x < -127 ? -127 : x);
     }
     *scale = s;
@@ -283,17 +323,19 @@ void gallery_quantise(const float *v, int dim, int8_t *q, float *scale)
 
 void gallery_quantise4(const float *v, int dim, uint8_t *q, float *scale)
 {
-    float m = 0;
-    for (int i = 0; i < dim; i++)
-        m = fmaxf(m, fabsf(v[i]));
+    int8_t x[GALLERY_INDEX_DIM_MAX + 1];
+    float m = abs_max(v, dim);
     float s = m > 0 ? m / 7.0f : 1.0f;
-    memset(q, 0x88, (size_t)(dim + 1) / 2); /* zeros, including the padding */
+    float inv = 1.0f / s;
+    /* Two simple loops (round and clamp; pack pairs) vectorise; one loop
+     * doing both does not. */
     for (int i = 0; i < dim; i++) {
-        long x = lrintf(v[i] / s);
-        unsigned nib = (unsigned)((x > 7 ? 7 : x < -7 ? -7 : x) + 8);
-        uint8_t *b = &q[i / 2];
-        *b = (uint8_t)(i % 2 ? (*b & 0x0F) | (nib << 4) : (*b & 0xF0) | nib);
+        int r = round_small(v[i] * inv);
+        x[i] = (int8_t)((r > 7 ? 7 : r < -7 ? -7 : r) + 8);
     }
+    x[dim] = 8; /* an odd dimension pads with 8, a zero */
+    for (int i = 0; i < (dim + 1) / 2; i++)
+        q[i] = (uint8_t)((unsigned)x[2 * i] | (unsigned)x[2 * i + 1] << 4);
     *scale = s;
 }
 
@@ -312,7 +354,7 @@ static void *aligned_block(size_t bytes)
 int gallery_index_init(gallery_index *ix, int dim, unsigned copies)
 {
     memset(ix, 0, sizeof *ix);
-    if (dim <= 0)
+    if (dim <= 0 || dim > GALLERY_INDEX_DIM_MAX)
         return -1;
     ix->dim = dim;
     ix->copies = copies & (GALLERY_INDEX_INT8 | GALLERY_INDEX_INT4);

@@ -77,6 +77,8 @@ typedef struct gallery_query {
 } gallery_query;
 
 #define GALLERY_MAX_K 1000
+/* The largest dimension an index takes (gallery_index_init refuses more). */
+#define GALLERY_INDEX_DIM_MAX 4096
 
 /* copies: GALLERY_INDEX_* bits. Returns 0, or -1 for a bad dimension. */
 int gallery_index_init(gallery_index *ix, int dim, unsigned copies);
