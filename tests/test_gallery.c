@@ -1083,6 +1083,119 @@ static void test_export_import(void **state)
     free(copy);
 }
 
+/* Version 2 exports are streams of records: check the layout, that a
+ * truncated or half-bad stream changes nothing (one transaction), that a
+ * record longer than the bound is refused before it is buffered, and that
+ * version 1 documents are still read. */
+static char *v1_document(const char *name, uint64_t n)
+{
+    float v[TG_DIM];
+    size_t cap = 64 * 1024, len = 0;
+    char *doc = malloc(cap);
+    tg_embedding(v, TG_DIM, n);
+    len += (size_t)snprintf(doc + len, cap - len,
+                            "{\"format\":\"facenet-gallery-export\",\"version\":1,\"model_id\":\""
+                            TG_MODEL "\",\"dim\":%d,\"subjects\":[{\"collection\":\"old\","
+                            "\"name\":\"%s\",\"templates\":[{\"preprocess\":\"x\","
+                            "\"image_sha256\":\"\",\"embedding\":[",
+                            TG_DIM, name);
+    for (int i = 0; i < TG_DIM; i++)
+        len += (size_t)snprintf(doc + len, cap - len, "%s%.9g", i ? "," : "", (double)v[i]);
+    snprintf(doc + len, cap - len, "]}]}]}");
+    return doc;
+}
+
+static int count_lines(const uint8_t *text, size_t size)
+{
+    int n = 0;
+    for (size_t i = 0; i < size; i++)
+        n += text[i] == '\n';
+    return n;
+}
+
+static void test_export_stream(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = tg_open(f->path, 24, FACENET_GALLERY_CREATE);
+    facenet_error err;
+    uint8_t key[32];
+    size_t added = 0, size;
+    char *plain = tg_path(f->dir, "e.jsonl"), *sealed = tg_path(f->dir, "e.sealed");
+    char *cut = tg_path(f->dir, "cut"), *copy = tg_path(f->dir, "copy.gallery");
+    tg_key(key, 24);
+    assert_int_equal(tg_enroll(g, "Ann", 1, 3, NULL, &err), FACENET_OK);
+    assert_int_equal(tg_enroll(g, "Ben", 10, 2, NULL, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_export(g, plain, NULL, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_export(g, sealed, key, &err), FACENET_OK);
+    facenet_gallery_close(g);
+
+    /* header, 2 subjects, 5 templates, end: one record per line */
+    uint8_t *text = tg_read(plain, &size);
+    assert_int_equal(count_lines(text, size), 1 + 2 + 5 + 1);
+    assert_non_null(strstr((char *)text, "\"version\":2"));
+    assert_non_null(strstr((char *)text, "{\"end\":{\"subjects\":2,\"templates\":5}}\n"));
+
+    facenet_gallery *h = tg_open(copy, 24, FACENET_GALLERY_CREATE);
+    /* without its end record: truncated, refused, nothing written */
+    size_t last = size - 1;
+    while (last > 0 && text[last - 1] != '\n')
+        last--;
+    assert_int_equal(tg_write(cut, text, last), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "truncated"));
+    assert_int_equal(facenet_gallery_size(h), 0);
+    /* a bad record after good ones: the good ones are rolled back too */
+    char *bad_text = malloc(size + 64);
+    size_t third = 0;
+    for (int nl = 0; third < size && nl < 3; third++)
+        nl += text[third] == '\n';
+    memcpy(bad_text, text, third);
+    size_t bad_len = third + (size_t)sprintf(bad_text + third, "{\"template\":{\"x\":1}}\n");
+    memcpy(bad_text + bad_len, text + third, size - third);
+    assert_int_equal(tg_write(cut, bad_text, bad_len + size - third), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "record 4"));
+    assert_int_equal(facenet_gallery_size(h), 0);
+    /* a record longer than the bound */
+    char *huge = malloc(3u << 20);
+    memcpy(huge, text, third);
+    memset(huge + third, ' ', (3u << 20) - third);
+    assert_int_equal(tg_write(cut, huge, 3u << 20), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_ERR_LIMIT);
+    free(huge);
+    free(bad_text);
+    /* sealed: the last record cut off (no FINAL tag) */
+    uint8_t *bytes = tg_read(sealed, &size);
+    assert_int_equal(tg_write(cut, bytes, size - 30), 0);
+    assert_int_not_equal(facenet_gallery_import(h, cut, key, &added, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_size(h), 0);
+    free(bytes);
+    /* whole: all five */
+    assert_int_equal(facenet_gallery_import(h, sealed, key, &added, &err), FACENET_OK);
+    assert_int_equal(added, 5);
+    assert_int_equal(facenet_gallery_import(h, plain, NULL, &added, &err), FACENET_OK);
+    assert_int_equal(added, 5); /* no image digests: added again */
+    /* version 1 documents are still read */
+    char *doc = v1_document("Legacy", 77);
+    assert_int_equal(tg_write(cut, doc, strlen(doc)), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_OK);
+    assert_int_equal(added, 1);
+    free(doc);
+    float q[TG_DIM];
+    facenet_gallery_match m[1];
+    tg_embedding(q, TG_DIM, 77);
+    assert_int_equal(search(h, q, 1, -2, m, 1), 1);
+    assert_string_equal(m[0].subject, "Legacy");
+    assert_string_equal(m[0].collection, "old");
+    assert_int_equal(facenet_gallery_check(h, &err), FACENET_OK);
+    facenet_gallery_close(h);
+    free(text);
+    free(plain);
+    free(sealed);
+    free(cut);
+    free(copy);
+}
+
 static void test_threshold_fails_closed(void **state)
 {
     fixture *f = *state;
@@ -1233,6 +1346,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threshold_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),
