@@ -4,8 +4,10 @@
  * The scan is memory-bound: each query reads the whole matrix once. So the
  * kernels are simple loops the compiler vectorises (partial sums in
  * independent lanes, so float reductions need no -ffast-math), built twice
- * on x86-64 - baseline SSE2 and AVX2+FMA - and picked at run time. Large
- * galleries are split into contiguous row ranges, one per core.
+ * on x86-64 - baseline SSE2 and AVX2+FMA - and picked at run time; the
+ * int4 scan, the one that has to be fastest, has an AVX2 kernel written
+ * with intrinsics. Large galleries are cut into chunks that the searching
+ * thread and a pool of workers claim one at a time.
  */
 #include "gallery/index.h"
 
