@@ -1243,7 +1243,7 @@ static void test_threshold_fails_closed(void **state)
     assert_true(facenet_gallery_threshold(g) > facenet_model_find("mobilefacenet")->threshold);
     facenet_gallery_close(g);
     free(other);
-    /* so has the dlib ResNet; its tfjs port has none (measured separately) */
+    /* so have the dlib ResNet and its tfjs port; a model never measured has none */
     other = tg_path(f->dir, "dlib.gallery");
     assert_int_equal(facenet_gallery_open(other, key, "dlib-resnet@0123456789abcdef", 128,
                                           FACENET_GALLERY_CREATE, &g, &err),
@@ -1256,7 +1256,14 @@ static void test_threshold_fails_closed(void **state)
     assert_int_equal(facenet_gallery_open(other, key, "dlib-resnet-tfjs@0123456789abcdef", 128,
                                           FACENET_GALLERY_CREATE, &g, &err),
                      FACENET_OK);
-    assert_true(isnan(facenet_gallery_threshold(g)));
+    assert_true(fabsf(facenet_gallery_threshold(g) - 0.954f) < 1e-6f);
+    facenet_gallery_close(g);
+    free(other);
+    other = tg_path(f->dir, "unmeasured.gallery");
+    assert_int_equal(facenet_gallery_open(other, key, "dlib-resnet-v2@0123456789abcdef", 128,
+                                          FACENET_GALLERY_CREATE, &g, &err),
+                     FACENET_OK);
+    assert_true(isnan(facenet_gallery_threshold(g))); /* a prefix is not a match */
     facenet_gallery_close(g);
     free(other);
 }

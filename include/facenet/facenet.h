@@ -448,8 +448,8 @@ size_t facenet_gallery_size(const facenet_gallery *gallery);
 /* The open-set threshold recorded in the gallery (cosine similarity). A new
  * gallery takes the 1:N threshold calibrated for its model on LFW (at most
  * 1% of strangers accepted against 1,680 enrolled people; MobileFaceNet
- * 0.616, well above its 1:1 threshold 0.40; dlib ResNet 0.954, above its
- * 0.91). A model without such a
+ * 0.616, well above its 1:1 threshold 0.40; dlib ResNet and its tfjs port
+ * 0.954, above the dlib ResNet's 0.91). A model without such a
  * calibration leaves it unset (NaN), and searches that rely on it fail
  * until it is set: no decision without a calibration. Larger galleries
  * accept more strangers at the same threshold; calibrate on your own. */

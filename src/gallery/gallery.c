@@ -377,14 +377,14 @@ static facenet_status meta_put_text(gallery_store *s, const char *key, const cha
  * images (one image each). The 1:1 verification threshold is far too low
  * here: a stranger meets every enrolled person, and at MobileFaceNet's 0.40
  * 97% of strangers matched someone (98% at the dlib ResNet's 0.91). A model
- * that has not been measured this way (dlib-resnet-tfjs, so far) gets no
- * default. */
+ * that has not been measured this way gets no default. */
 static const struct {
     const char *model;
     float threshold;
 } open_set_thresholds[] = {
     {"mobilefacenet", 0.616f},
     {"dlib-resnet", 0.954f},
+    {"dlib-resnet-tfjs", 0.954f},
 };
 
 static float default_threshold(const char *model_id)
