@@ -4,7 +4,8 @@
  * or a sealed one).
  *
  * One empty gallery is opened once; each input is written to a scratch file
- * and imported, plain and as a sealed export under the fuzzer's key.
+ * and imported three ways: plain, as a version 1 sealed export, and as a
+ * version 2 sealed stream (one record per line), under the fuzzer's key.
  * Besides crashes and leaks it checks the contract: a failure has a
  * documented code and a message, and leaves the gallery as it was.
  */
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "facenet/facenet.h"
 #include "gallery/seal.h"
@@ -63,6 +66,42 @@ static void import_file(const uint8_t *bytes, size_t n)
         abort();
 }
 
+/* The same bytes as a sealed version 2 stream: one secretstream record
+ * per line, the last one tagged FINAL. Exercises the record reader. */
+static void import_as_stream(const uint8_t *data, size_t size)
+{
+    uint8_t subkey[32], header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+    crypto_secretstream_xchacha20poly1305_state st;
+    size_t cap = GALLERY_EXPORT_MAGIC_BYTES + sizeof header + size +
+                 (size + 1) * (4 + crypto_secretstream_xchacha20poly1305_ABYTES);
+    uint8_t *out = malloc(cap);
+    if (!out)
+        return;
+    size_t len = 0;
+    memcpy(out, GALLERY_EXPORT2_MAGIC, GALLERY_EXPORT_MAGIC_BYTES);
+    len += GALLERY_EXPORT_MAGIC_BYTES;
+    gallery_export_stream_key(key, subkey);
+    crypto_secretstream_xchacha20poly1305_init_push(&st, header, subkey);
+    memcpy(out + len, header, sizeof header);
+    len += sizeof header;
+    size_t at = 0;
+    while (at <= size) {
+        const uint8_t *nl = at < size ? memchr(data + at, '\n', size - at) : NULL;
+        size_t end = nl ? (size_t)(nl - data) : size;
+        unsigned long long clen = 0;
+        crypto_secretstream_xchacha20poly1305_push(
+            &st, out + len + 4, &clen, data + at, end - at,
+            (const uint8_t *)GALLERY_EXPORT2_MAGIC, GALLERY_EXPORT_MAGIC_BYTES,
+            nl ? 0 : crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+        for (int i = 0; i < 4; i++)
+            out[len + (size_t)i] = (uint8_t)(clen >> (8 * i));
+        len += 4 + (size_t)clen;
+        at = end + 1;
+    }
+    import_file(out, len);
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!gallery)
@@ -75,5 +114,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gallery_seal_export(key, data, size, sealed);
     import_file(sealed, size + GALLERY_EXPORT_OVERHEAD);
     free(sealed);
+    import_as_stream(data, size);
     return 0;
 }

@@ -2,7 +2,10 @@
 # Open-set identification on LFW with a gallery (docs/ACCURACY.md, section
 # "Galleries: 1:N identification on LFW").
 #
-#   scripts/lfw-gallery-eval.sh LFW_DIR WORK_DIR [FACENET_BIN]
+#   scripts/lfw-gallery-eval.sh LFW_DIR WORK_DIR [FACENET_BIN [MODEL]]
+#
+# MODEL is the embedder's manifest name (default: facenet's default,
+# mobilefacenet); identify follows the gallery's model.
 #
 # Protocol:
 #   - every person with at least 2 images is enrolled with one image (the
@@ -18,9 +21,10 @@
 # An image where no face is found counts as a miss (genuine) or a reject
 # (impostor), and is reported.
 set -euo pipefail
-lfw=${1:?usage: lfw-gallery-eval.sh LFW_DIR WORK_DIR [FACENET_BIN]}
-work=${2:?usage: lfw-gallery-eval.sh LFW_DIR WORK_DIR [FACENET_BIN]}
+lfw=${1:?usage: lfw-gallery-eval.sh LFW_DIR WORK_DIR [FACENET_BIN [MODEL]]}
+work=${2:?usage: lfw-gallery-eval.sh LFW_DIR WORK_DIR [FACENET_BIN [MODEL]]}
 bin=${3:-facenet}
+model=${4:-}
 threads=$(nproc)
 mkdir -p "$work"
 key=$work/eval.key
@@ -47,7 +51,8 @@ done
 echo "enrolling $(ls "$work/tree" | wc -l) people; $(wc -l <"$work/genuine.txt") genuine and" \
      "$(wc -l <"$work/impostor.txt") impostor probes"
 t0=$(date +%s)
-"$bin" enroll --gallery "$gallery" --key-file "$key" --threads "$threads" "$work/tree" || true
+"$bin" enroll --gallery "$gallery" --key-file "$key" --threads "$threads" \
+  ${model:+--model "$model"} "$work/tree" || true
 t1=$(date +%s)
 
 # Identify every probe (top-1, no threshold), one process per core.

@@ -692,6 +692,260 @@ static void test_deletion_is_real(void **state)
     facenet_gallery_close(g);
 }
 
+/* ---- collections: list, rename, remove ------------------------------------------------------ */
+
+typedef struct coll_seen {
+    int n;
+    char names[8][FACENET_GALLERY_NAME_MAX];
+    size_t subjects[8], templates[8];
+} coll_seen;
+
+static int collect_collection(void *arg, const facenet_gallery_collection *c)
+{
+    coll_seen *s = arg;
+    if (s->n < 8) {
+        snprintf(s->names[s->n], sizeof s->names[0], "%s", c->name);
+        s->subjects[s->n] = c->n_subjects;
+        s->templates[s->n] = c->n_templates;
+        s->n++;
+    }
+    return 0;
+}
+
+static coll_seen list_collections(facenet_gallery *g)
+{
+    coll_seen s;
+    facenet_error err;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(facenet_gallery_list_collections(g, collect_collection, &s, &err), FACENET_OK);
+    return s;
+}
+
+static facenet_status enroll_in(facenet_gallery *g, const char *collection, const char *subject,
+                                uint64_t first, size_t n, int64_t *ids)
+{
+    float v[4 * TG_DIM];
+    facenet_error err;
+    for (size_t i = 0; i < n; i++)
+        tg_embedding(v + i * TG_DIM, TG_DIM, first + i);
+    facenet_gallery_enrollment e = {collection, subject, "{\"team\": \"blue\"}", TG_MODEL, "x",
+                                    v, n, NULL, 0};
+    return facenet_gallery_enroll(g, &e, ids, &err);
+}
+
+/* The collection a search for embedding `n` finds first (searching all). */
+static void best_collection(facenet_gallery *g, uint64_t n, char *out, size_t size)
+{
+    float v[TG_DIM];
+    facenet_gallery_match m[1];
+    tg_embedding(v, TG_DIM, n);
+    assert_int_equal(search(g, v, 1, -2, m, 1), 1);
+    snprintf(out, size, "%s", m[0].collection);
+}
+
+static void test_collection_rename(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = tg_open(f->path, 21, FACENET_GALLERY_CREATE);
+    facenet_gallery *ro;
+    facenet_error err;
+    char before[65], after[65], where[FACENET_GALLERY_NAME_MAX];
+    uint8_t key[32];
+    static const char odd[] = "Robert'); DROP TABLE collections;-- Zoë";
+
+    assert_int_equal(enroll_in(g, "staff", "Ann", 1, 2, NULL), FACENET_OK);
+    assert_int_equal(enroll_in(g, "staff", "Bob", 3, 1, NULL), FACENET_OK);
+    assert_int_equal(enroll_in(g, "visitors", "Ann", 4, 1, NULL), FACENET_OK);
+    coll_seen c = list_collections(g);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.names[0], "staff");
+    assert_int_equal(c.subjects[0], 2);
+    assert_int_equal(c.templates[0], 3);
+    assert_string_equal(c.names[1], "visitors");
+    assert_int_equal(c.templates[1], 1);
+
+    assert_int_equal(facenet_gallery_rename_collection(g, "staff", "employees", &err), FACENET_OK);
+    best_collection(g, 3, where, sizeof where);
+    assert_string_equal(where, "employees"); /* the open handle follows at once */
+    c = list_collections(g);
+    assert_string_equal(c.names[0], "employees");
+    assert_int_equal(c.subjects[0], 2);
+
+    /* refusals change nothing */
+    facenet_gallery_close(g);
+    tg_file_sha(f->path, before);
+    g = tg_open(f->path, 21, 0);
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", "visitors", &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "already has"));
+    assert_int_equal(facenet_gallery_rename_collection(g, "staff", "x", &err),
+                     FACENET_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.message, "staff"));
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", "", &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", "esc\x1b[2J", &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", "bad\xff", &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    char long_name[300];
+    memset(long_name, 'c', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", long_name, &err),
+                     FACENET_ERR_LIMIT);
+    assert_int_equal(facenet_gallery_rename_collection(g, NULL, "x", &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", "employees", &err),
+                     FACENET_OK); /* a no-op */
+    tg_key(key, 21);
+    assert_int_equal(facenet_gallery_open(f->path, key, NULL, 0, FACENET_GALLERY_READ_ONLY, &ro,
+                                          &err),
+                     FACENET_OK);
+    assert_int_equal(facenet_gallery_rename_collection(ro, "employees", "y", &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    facenet_gallery_close(ro);
+    facenet_gallery_close(g);
+    tg_file_sha(f->path, after);
+    assert_string_equal(before, after);
+
+    /* the new name survives reopening: every subject's tag was renewed */
+    g = tg_open(f->path, 21, 0);
+    assert_int_equal(facenet_gallery_check(g, &err), FACENET_OK);
+    best_collection(g, 1, where, sizeof where);
+    assert_string_equal(where, "employees");
+    /* SQL metacharacters are ordinary characters */
+    assert_int_equal(facenet_gallery_rename_collection(g, "employees", odd, &err), FACENET_OK);
+    facenet_gallery_close(g);
+    g = tg_open(f->path, 21, 0);
+    best_collection(g, 3, where, sizeof where);
+    assert_string_equal(where, odd);
+    assert_int_equal(facenet_gallery_check(g, &err), FACENET_OK);
+
+    /* a relabelled subject is not laundered by a rename: refused, unchanged */
+    assert_int_equal(tg_sql(f->path, "UPDATE subjects SET name = 'Mallory' WHERE name = 'Bob'"),
+                     0);
+    tg_file_sha(f->path, before);
+    assert_int_equal(facenet_gallery_rename_collection(g, odd, "laundered", &err),
+                     FACENET_ERR_INTEGRITY);
+    tg_file_sha(f->path, after);
+    assert_string_equal(before, after);
+    facenet_gallery_close(g);
+    assert_int_equal(facenet_gallery_open(f->path, key, NULL, 0, 0, &g, &err),
+                     FACENET_ERR_INTEGRITY);
+}
+
+static void test_collection_remove(void **state)
+{
+    fixture *f = *state;
+    static const char name[] = "Zebulon Collection-Member";
+    facenet_gallery *g = tg_open(f->path, 22, FACENET_GALLERY_CREATE);
+    facenet_error err;
+    int64_t ids[3];
+    uint8_t sealed[3][1024];
+    size_t len[3], subjects = 99, templates = 99;
+    char where[FACENET_GALLERY_NAME_MAX];
+
+    assert_int_equal(enroll_in(g, "keep", "Keeper", 1, 2, NULL), FACENET_OK);
+    assert_int_equal(enroll_in(g, "doomed", name, 10, 2, ids), FACENET_OK);
+    assert_int_equal(enroll_in(g, "doomed", "Other", 12, 1, ids + 2), FACENET_OK);
+    assert_int_equal(enroll_in(g, NULL, "Default", 20, 1, NULL), FACENET_OK);
+    for (int i = 0; i < 3; i++) {
+        read_sealed(f->path, ids[i], sealed[i], &len[i]);
+        assert_true(tg_file_contains(f->path, sealed[i] + 100, 64)); /* control */
+    }
+    assert_true(tg_file_contains(f->path, name, strlen(name)));
+    assert_int_equal(facenet_gallery_size(g), 6);
+
+    assert_int_equal(facenet_gallery_remove_collection(g, "doomed", &subjects, &templates, &err),
+                     FACENET_OK);
+    assert_int_equal(subjects, 2);
+    assert_int_equal(templates, 3);
+    assert_int_equal(facenet_gallery_size(g), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_false(tg_file_contains(f->path, sealed[i] + 1, 24));
+        assert_false(tg_file_contains(f->path, sealed[i] + 100, 32));
+    }
+    assert_false(tg_file_contains(f->path, name, strlen(name)));
+    /* the searches of the open handle no longer see it */
+    best_collection(g, 10, where, sizeof where);
+    assert_string_not_equal(where, "doomed");
+    facenet_gallery_search_options o;
+    facenet_gallery_match m[1];
+    size_t n;
+    float v[TG_DIM];
+    tg_embedding(v, TG_DIM, 10);
+    facenet_gallery_search_options_default(&o);
+    o.collection = "doomed";
+    assert_int_equal(facenet_gallery_search(g, TG_MODEL, v, TG_DIM, &o, m, &n, &err),
+                     FACENET_ERR_NOT_FOUND);
+    coll_seen c = list_collections(g);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.names[0], "keep");
+    assert_string_equal(c.names[1], "default");
+
+    /* refusals */
+    assert_int_equal(facenet_gallery_remove_collection(g, "doomed", NULL, NULL, &err),
+                     FACENET_ERR_NOT_FOUND);
+    assert_int_equal(facenet_gallery_remove_collection(g, "line\nbreak", NULL, NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_remove_collection(g, "", NULL, NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_remove_collection(NULL, "keep", NULL, NULL, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    /* the collection name can be used again, as a new collection */
+    assert_int_equal(enroll_in(g, "doomed", name, 30, 1, NULL), FACENET_OK);
+    facenet_gallery_close(g);
+
+    g = tg_open(f->path, 22, 0);
+    assert_int_equal(facenet_gallery_size(g), 4);
+    assert_int_equal(facenet_gallery_check(g, &err), FACENET_OK);
+    best_collection(g, 1, where, sizeof where);
+    assert_string_equal(where, "keep");
+    facenet_gallery_close(g);
+}
+
+/* Opening decrypts in batches on two threads: every row of a larger
+ * gallery must come back right, and a damaged row in the part the helper
+ * thread opens must still be caught and named. */
+static void test_parallel_open(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = tg_open(f->path, 23, FACENET_GALLERY_CREATE);
+    facenet_error err;
+    enum { N = 1500 };
+    int64_t *ids = malloc(N * sizeof *ids);
+    char sql[256];
+    uint8_t key[32];
+    assert_int_equal(tg_enroll(g, "Many", 1000, N, ids, &err), FACENET_OK);
+    facenet_gallery_close(g);
+
+    g = tg_open(f->path, 23, FACENET_GALLERY_INT4);
+    assert_int_equal(facenet_gallery_size(g), N);
+    for (int i = 0; i < N; i += 97) {
+        float v[TG_DIM];
+        facenet_gallery_match m[1];
+        tg_embedding(v, TG_DIM, 1000 + (uint64_t)i);
+        assert_int_equal(search(g, v, 1, -2, m, 1), 1);
+        assert_int_equal(m[0].template_id, ids[i]);
+        assert_true(m[0].score > 0.9999f);
+    }
+    facenet_gallery_close(g);
+
+    /* change one byte of a ciphertext near the end (to 0, or 1 if it was 0) */
+    snprintf(sql, sizeof sql,
+             "UPDATE templates SET sealed = substr(sealed, 1, 99) || CASE WHEN substr(sealed, "
+             "100, 1) = x'00' THEN x'01' ELSE x'00' END || substr(sealed, 101) WHERE id = %lld",
+             (long long)ids[N - 10]);
+    assert_int_equal(tg_sql(f->path, sql), 0);
+    tg_key(key, 23);
+    g = NULL;
+    assert_int_equal(facenet_gallery_open(f->path, key, NULL, 0, 0, &g, &err),
+                     FACENET_ERR_INTEGRITY);
+    assert_null(g);
+    snprintf(sql, sizeof sql, "template %lld fails authentication", (long long)ids[N - 10]);
+    assert_non_null(strstr(err.message, sql));
+    free(ids);
+}
+
 /* ---- rekey, export, import --------------------------------------------------------------- */
 
 static void test_rekey(void **state)
@@ -829,6 +1083,119 @@ static void test_export_import(void **state)
     free(copy);
 }
 
+/* Version 2 exports are streams of records: check the layout, that a
+ * truncated or half-bad stream changes nothing (one transaction), that a
+ * record longer than the bound is refused before it is buffered, and that
+ * version 1 documents are still read. */
+static char *v1_document(const char *name, uint64_t n)
+{
+    float v[TG_DIM];
+    size_t cap = 64 * 1024, len = 0;
+    char *doc = malloc(cap);
+    tg_embedding(v, TG_DIM, n);
+    len += (size_t)snprintf(doc + len, cap - len,
+                            "{\"format\":\"facenet-gallery-export\",\"version\":1,\"model_id\":\""
+                            TG_MODEL "\",\"dim\":%d,\"subjects\":[{\"collection\":\"old\","
+                            "\"name\":\"%s\",\"templates\":[{\"preprocess\":\"x\","
+                            "\"image_sha256\":\"\",\"embedding\":[",
+                            TG_DIM, name);
+    for (int i = 0; i < TG_DIM; i++)
+        len += (size_t)snprintf(doc + len, cap - len, "%s%.9g", i ? "," : "", (double)v[i]);
+    snprintf(doc + len, cap - len, "]}]}]}");
+    return doc;
+}
+
+static int count_lines(const uint8_t *text, size_t size)
+{
+    int n = 0;
+    for (size_t i = 0; i < size; i++)
+        n += text[i] == '\n';
+    return n;
+}
+
+static void test_export_stream(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = tg_open(f->path, 24, FACENET_GALLERY_CREATE);
+    facenet_error err;
+    uint8_t key[32];
+    size_t added = 0, size;
+    char *plain = tg_path(f->dir, "e.jsonl"), *sealed = tg_path(f->dir, "e.sealed");
+    char *cut = tg_path(f->dir, "cut"), *copy = tg_path(f->dir, "copy.gallery");
+    tg_key(key, 24);
+    assert_int_equal(tg_enroll(g, "Ann", 1, 3, NULL, &err), FACENET_OK);
+    assert_int_equal(tg_enroll(g, "Ben", 10, 2, NULL, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_export(g, plain, NULL, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_export(g, sealed, key, &err), FACENET_OK);
+    facenet_gallery_close(g);
+
+    /* header, 2 subjects, 5 templates, end: one record per line */
+    uint8_t *text = tg_read(plain, &size);
+    assert_int_equal(count_lines(text, size), 1 + 2 + 5 + 1);
+    assert_non_null(strstr((char *)text, "\"version\":2"));
+    assert_non_null(strstr((char *)text, "{\"end\":{\"subjects\":2,\"templates\":5}}\n"));
+
+    facenet_gallery *h = tg_open(copy, 24, FACENET_GALLERY_CREATE);
+    /* without its end record: truncated, refused, nothing written */
+    size_t last = size - 1;
+    while (last > 0 && text[last - 1] != '\n')
+        last--;
+    assert_int_equal(tg_write(cut, text, last), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "truncated"));
+    assert_int_equal(facenet_gallery_size(h), 0);
+    /* a bad record after good ones: the good ones are rolled back too */
+    char *bad_text = malloc(size + 64);
+    size_t third = 0;
+    for (int nl = 0; third < size && nl < 3; third++)
+        nl += text[third] == '\n';
+    memcpy(bad_text, text, third);
+    size_t bad_len = third + (size_t)sprintf(bad_text + third, "{\"template\":{\"x\":1}}\n");
+    memcpy(bad_text + bad_len, text + third, size - third);
+    assert_int_equal(tg_write(cut, bad_text, bad_len + size - third), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "record 4"));
+    assert_int_equal(facenet_gallery_size(h), 0);
+    /* a record longer than the bound */
+    char *huge = malloc(3u << 20);
+    memcpy(huge, text, third);
+    memset(huge + third, ' ', (3u << 20) - third);
+    assert_int_equal(tg_write(cut, huge, 3u << 20), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_ERR_LIMIT);
+    free(huge);
+    free(bad_text);
+    /* sealed: the last record cut off (no FINAL tag) */
+    uint8_t *bytes = tg_read(sealed, &size);
+    assert_int_equal(tg_write(cut, bytes, size - 30), 0);
+    assert_int_not_equal(facenet_gallery_import(h, cut, key, &added, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_size(h), 0);
+    free(bytes);
+    /* whole: all five */
+    assert_int_equal(facenet_gallery_import(h, sealed, key, &added, &err), FACENET_OK);
+    assert_int_equal(added, 5);
+    assert_int_equal(facenet_gallery_import(h, plain, NULL, &added, &err), FACENET_OK);
+    assert_int_equal(added, 5); /* no image digests: added again */
+    /* version 1 documents are still read */
+    char *doc = v1_document("Legacy", 77);
+    assert_int_equal(tg_write(cut, doc, strlen(doc)), 0);
+    assert_int_equal(facenet_gallery_import(h, cut, NULL, &added, &err), FACENET_OK);
+    assert_int_equal(added, 1);
+    free(doc);
+    float q[TG_DIM];
+    facenet_gallery_match m[1];
+    tg_embedding(q, TG_DIM, 77);
+    assert_int_equal(search(h, q, 1, -2, m, 1), 1);
+    assert_string_equal(m[0].subject, "Legacy");
+    assert_string_equal(m[0].collection, "old");
+    assert_int_equal(facenet_gallery_check(h, &err), FACENET_OK);
+    facenet_gallery_close(h);
+    free(text);
+    free(plain);
+    free(sealed);
+    free(cut);
+    free(copy);
+}
+
 static void test_threshold_fails_closed(void **state)
 {
     fixture *f = *state;
@@ -874,6 +1241,29 @@ static void test_threshold_fails_closed(void **state)
                      FACENET_OK);
     assert_true(fabsf(facenet_gallery_threshold(g) - 0.616f) < 1e-6f);
     assert_true(facenet_gallery_threshold(g) > facenet_model_find("mobilefacenet")->threshold);
+    facenet_gallery_close(g);
+    free(other);
+    /* so have the dlib ResNet and its tfjs port; a model never measured has none */
+    other = tg_path(f->dir, "dlib.gallery");
+    assert_int_equal(facenet_gallery_open(other, key, "dlib-resnet@0123456789abcdef", 128,
+                                          FACENET_GALLERY_CREATE, &g, &err),
+                     FACENET_OK);
+    assert_true(fabsf(facenet_gallery_threshold(g) - 0.954f) < 1e-6f);
+    assert_true(facenet_gallery_threshold(g) > facenet_model_find("dlib-resnet")->threshold);
+    facenet_gallery_close(g);
+    free(other);
+    other = tg_path(f->dir, "tfjs.gallery");
+    assert_int_equal(facenet_gallery_open(other, key, "dlib-resnet-tfjs@0123456789abcdef", 128,
+                                          FACENET_GALLERY_CREATE, &g, &err),
+                     FACENET_OK);
+    assert_true(fabsf(facenet_gallery_threshold(g) - 0.954f) < 1e-6f);
+    facenet_gallery_close(g);
+    free(other);
+    other = tg_path(f->dir, "unmeasured.gallery");
+    assert_int_equal(facenet_gallery_open(other, key, "dlib-resnet-v2@0123456789abcdef", 128,
+                                          FACENET_GALLERY_CREATE, &g, &err),
+                     FACENET_OK);
+    assert_true(isnan(facenet_gallery_threshold(g))); /* a prefix is not a match */
     facenet_gallery_close(g);
     free(other);
 }
@@ -974,8 +1364,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tampering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_and_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deletion_is_real, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_collection_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_collection_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threshold_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),

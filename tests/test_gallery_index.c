@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,7 @@ static void test_exact_top_k(void **state)
         static const int threads[] = {1, 2, 3, 7};
         for (size_t ki = 0; ki < 4; ki++)
             for (size_t ti = 0; ti < 4; ti++) {
-                gallery_query gq = {q, ks[ki], collection, GALLERY_SCAN_FLOAT, threads[ti]};
+                gallery_query gq = {q, ks[ki], collection, GALLERY_SCAN_FLOAT, threads[ti], NULL};
                 size_t n = gallery_index_search(&ix, &gq, hits);
                 assert_int_equal(n, n_want < (size_t)ks[ki] ? n_want : (size_t)ks[ki]);
                 for (size_t i = 0; i < n; i++) {
@@ -138,7 +139,7 @@ static void test_quantised_agree(void **state)
             tg_noisy(base, q, DIM, 0.6f, (uint64_t)t);
         else
             tg_embedding(q, DIM, 900000 + (uint64_t)t);
-        gallery_query gq = {q, 5, 0, GALLERY_SCAN_FLOAT, 0};
+        gallery_query gq = {q, 5, 0, GALLERY_SCAN_FLOAT, 0, NULL};
         assert_int_equal(gallery_index_search(&ix, &gq, f), 5);
         for (int tier = 0; tier < 2; tier++) {
             gq.scan = tier ? GALLERY_SCAN_INT4 : GALLERY_SCAN_INT8;
@@ -186,7 +187,7 @@ static void test_remove_and_quantise(void **state)
     assert_int_equal(gallery_index_remove_template(&ix, 999999), -1);
     /* searching still finds what is left, exactly */
     tg_embedding(v, DIM, 50);
-    gallery_query gq = {v, 3, 0, GALLERY_SCAN_AUTO, 1};
+    gallery_query gq = {v, 3, 0, GALLERY_SCAN_AUTO, 1, NULL};
     assert_true(gallery_index_search(&ix, &gq, h) > 0);
     /* zero and NaN vectors are refused */
     assert_int_equal(gallery_index_add(&ix, zero, 1, 1, 1), -1);
@@ -212,12 +213,124 @@ static void test_remove_and_quantise(void **state)
     gallery_index_free(&ix);
 }
 
+/* The AVX2 int4 kernel (vpmaddubsw) against the portable one and against
+ * a reference computed here from the stored nibbles: every score must be
+ * identical, for row lengths that are and are not multiples of 32 bytes,
+ * long rows (more than four 32-byte chunks: the int16 sums are widened
+ * every four) and extreme vectors (every element at the quantisation
+ * limit, the largest products there are). */
+static void test_int4_kernels_agree(void **state)
+{
+    static const int dims[] = {64, 100, 128, 192, 512, 1024};
+    (void)state;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int dim = dims[di];
+        size_t rows = 1000;
+        gallery_index ix;
+        float *v = malloc((size_t)dim * sizeof *v), *q = malloc((size_t)dim * sizeof *q);
+        float *fast = malloc(rows * sizeof *fast), *slow = malloc(rows * sizeof *slow);
+        int8_t *q8 = malloc((size_t)dim);
+        assert_int_equal(gallery_index_init(&ix, dim, GALLERY_INDEX_INT4), 0);
+        for (size_t r = 0; r < rows; r++) {
+            tg_embedding(v, dim, r + 1);
+            if (r % 7 == 0) /* extreme: +-1 everywhere, quantised to +-7 */
+                for (int i = 0; i < dim; i++)
+                    v[i] = r % 14 == 0 || (r / 7 + (size_t)i) % 2 ? 1.0f : -1.0f;
+            assert_int_equal(gallery_index_add(&ix, v, (int64_t)r + 1, (int64_t)r + 1, 1), 0);
+        }
+        for (int trial = 0; trial < 4; trial++) {
+            tg_embedding(q, dim, 5000 + (uint64_t)trial);
+            if (trial >= 2) /* extreme queries: +-127 everywhere */
+                for (int i = 0; i < dim; i++)
+                    q[i] = trial == 2 || i % 3 ? 1.0f : -1.0f;
+            gallery_normalise(q, dim);
+            assert_int_equal(gallery_index_scan_scores(&ix, q, GALLERY_SCAN_INT4, 0, fast), 0);
+            assert_int_equal(gallery_index_scan_scores(&ix, q, GALLERY_SCAN_INT4, 1, slow), 0);
+            float q_scale;
+            gallery_quantise(q, dim, q8, &q_scale);
+            for (size_t r = 0; r < rows; r++) {
+                const uint8_t *row = ix.q4 + r * ix.q4_bytes;
+                int32_t dot = 0;
+                for (int i = 0; i < dim; i++) {
+                    int nib = i % 2 ? row[i / 2] >> 4 : row[i / 2] & 15;
+                    dot += (int32_t)q8[i] * (nib - 8);
+                }
+                float want = (float)dot * q_scale * ix.q4_scale[r];
+                if (fast[r] != want || slow[r] != want)
+                    fprintf(stderr, "dim %d row %zu: avx2 %g portable %g reference %g\n", dim, r,
+                            (double)fast[r], (double)slow[r], (double)want);
+                assert_true(fast[r] == want);
+                assert_true(slow[r] == want);
+            }
+        }
+        gallery_index_free(&ix);
+        free(v);
+        free(q);
+        free(fast);
+        free(slow);
+        free(q8);
+    }
+}
+
+/* The worker pool gives the same answers as a single thread, including
+ * when several searches share it at once (only one uses the workers, the
+ * others scan alone). */
+typedef struct pool_worker_arg {
+    const gallery_index *ix;
+    gallery_pool *pool;
+    int seed, mismatches;
+} pool_worker_arg;
+
+static void *pool_searcher(void *arg)
+{
+    pool_worker_arg *a = arg;
+    float q[DIM];
+    gallery_hit want[5], got[5];
+    for (int i = 0; i < 40; i++) {
+        tg_embedding(q, DIM, (uint64_t)(a->seed * 1000 + i));
+        gallery_query one = {q, 5, 0, GALLERY_SCAN_INT4, 1, NULL};
+        gallery_query many = {q, 5, 0, GALLERY_SCAN_INT4, 2, a->pool};
+        size_t n1 = gallery_index_search(a->ix, &one, want);
+        size_t n2 = gallery_index_search(a->ix, &many, got);
+        if (n1 != n2 || n1 != 5)
+            a->mismatches++;
+        for (size_t j = 0; j < n1 && j < n2; j++)
+            if (want[j].subject_id != got[j].subject_id || want[j].score != got[j].score)
+                a->mismatches++;
+    }
+    return NULL;
+}
+
+static void test_pool(void **state)
+{
+    gallery_index ix;
+    (void)state;
+    build(&ix, 50000, 20000, GALLERY_INDEX_INT4);
+    gallery_pool *pool = gallery_pool_create(1);
+    assert_non_null(pool);
+    assert_int_equal(gallery_pool_size(pool), 1);
+    pthread_t t[3];
+    pool_worker_arg a[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (pool_worker_arg){&ix, pool, i + 1, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, pool_searcher, &a[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(a[i].mismatches, 0);
+    }
+    gallery_pool_free(pool);
+    gallery_index_free(&ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_top_k),
         cmocka_unit_test(test_quantised_agree),
         cmocka_unit_test(test_remove_and_quantise),
+        cmocka_unit_test(test_int4_kernels_agree),
+        cmocka_unit_test(test_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -492,7 +492,8 @@ size_t facenet_gallery_size(const facenet_gallery *gallery);
 /* The open-set threshold recorded in the gallery (cosine similarity). A new
  * gallery takes the 1:N threshold calibrated for its model on LFW (at most
  * 1% of strangers accepted against 1,680 enrolled people; MobileFaceNet
- * 0.616, well above its 1:1 threshold 0.40). A model without such a
+ * 0.616, well above its 1:1 threshold 0.40; dlib ResNet and its tfjs port
+ * 0.954, above the dlib ResNet's 0.91). A model without such a
  * calibration leaves it unset (NaN), and searches that rely on it fail
  * until it is set: no decision without a calibration. Larger galleries
  * accept more strangers at the same threshold; calibrate on your own. */
@@ -600,6 +601,49 @@ facenet_status facenet_gallery_list_templates(
     facenet_gallery *gallery, const char *collection, const char *subject,
     int (*fn)(void *ctx, const facenet_gallery_template *t), void *ctx,
     facenet_error *err);
+
+/* Collections group subjects: the same name in two collections is two
+ * subjects, and a search may be limited to one collection. A collection is
+ * created by the first enrollment that names it. */
+typedef struct facenet_gallery_collection {
+    int64_t id;
+    const char *name;
+    const char *created_at; /* UTC, ISO 8601 */
+    size_t n_subjects;
+    size_t n_templates;
+} facenet_gallery_collection;
+
+/* Call `fn` for each collection, by id (oldest first), with its counts as
+ * stored in the file. The strings are valid only during the callback; a
+ * non-zero return from fn stops the walk. */
+facenet_status facenet_gallery_list_collections(
+    facenet_gallery *gallery,
+    int (*fn)(void *ctx, const facenet_gallery_collection *collection),
+    void *ctx, facenet_error *err);
+
+/* Rename collection `from` to `to` (both names as for subjects), in one
+ * transaction that also re-tags its subjects (their tags cover the
+ * collection's name). Errors: FACENET_ERR_NOT_FOUND when there is no
+ * `from`; FACENET_ERR_INVALID_ARGUMENT for a bad name, a handle opened
+ * read-only, or when `to` already exists; FACENET_ERR_INTEGRITY when one of
+ * its subjects fails authentication (a forged row is never re-tagged).
+ * Renaming to the same name is a no-op. On any error nothing changes. */
+facenet_status facenet_gallery_rename_collection(facenet_gallery *gallery,
+                                                 const char *from,
+                                                 const char *to,
+                                                 facenet_error *err);
+
+/* Delete a collection with all its subjects and templates, in one
+ * transaction, then checkpoint the log as facenet_gallery_remove_subject
+ * does, so that the bytes are gone from the files. *n_subjects and
+ * *n_templates (each may be NULL) receive what was removed.
+ * FACENET_ERR_NOT_FOUND when there is no such collection;
+ * FACENET_ERR_INVALID_ARGUMENT for a bad name or a read-only handle. */
+facenet_status facenet_gallery_remove_collection(facenet_gallery *gallery,
+                                                 const char *collection,
+                                                 size_t *n_subjects,
+                                                 size_t *n_templates,
+                                                 facenet_error *err);
 
 typedef struct facenet_gallery_stats {
     int schema_version;

@@ -1,6 +1,7 @@
 /*
- * cmd_gallery.c - `facenet gallery keygen|create|list|show|remove|export|
- * import|rekey|stats|check|threshold|bench`: looking after a gallery file.
+ * cmd_gallery.c - `facenet gallery keygen|create|list|show|remove|collections|
+ * rename-collection|remove-collection|export|import|rekey|stats|check|
+ * threshold|bench`: looking after a gallery file.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -25,6 +26,10 @@ static const char gallery_usage[] =
     "  show G SUBJECT                one subject's metadata and templates\n"
     "  remove G SUBJECT              delete a subject and its templates, for good\n"
     "  remove G --template ID        delete one template\n"
+    "  collections G                 collections with subject and template counts\n"
+    "  rename-collection G OLD NEW   rename a collection\n"
+    "  remove-collection G NAME      delete a collection, its subjects and\n"
+    "                                templates, for good\n"
     "  export G OUT [--plaintext] [--export-key-file K]\n"
     "                                all subjects and embeddings as JSON, sealed\n"
     "                                with the gallery key (or K); --plaintext\n"
@@ -339,6 +344,105 @@ static int do_remove(const gopts *o)
     return rc;
 }
 
+/* ---- collections ---------------------------------------------------------------------- */
+
+typedef struct collections_out {
+    json_t *array;
+    size_t n;
+} collections_out;
+
+static int print_collection(void *arg, const facenet_gallery_collection *c)
+{
+    collections_out *out = arg;
+    out->n++;
+    if (out->array)
+        json_array_append_new(out->array,
+                              json_pack("{s:I,s:s,s:s,s:I,s:I}", "id", (json_int_t)c->id, "name",
+                                        c->name, "created_at", c->created_at, "subjects",
+                                        (json_int_t)c->n_subjects, "templates",
+                                        (json_int_t)c->n_templates));
+    else
+        printf("%6lld  %-30s %8zu %9zu  %s\n", (long long)c->id, c->name, c->n_subjects,
+               c->n_templates, c->created_at);
+    return 0;
+}
+
+static int do_collections(const gopts *o)
+{
+    facenet_gallery *g;
+    facenet_error err;
+    collections_out out = {NULL, 0};
+    if (need_pos(o, 1, 1, "collections"))
+        return CLI_EXIT_USAGE;
+    int rc = gcli_open(o->pos[0], o->key_file, NULL, 0, FACENET_GALLERY_READ_ONLY, &g);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (o->json)
+        out.array = json_array();
+    else
+        printf("%6s  %-30s %8s %9s  %s\n", "id", "collection", "subjects", "templates",
+               "created");
+    if (facenet_gallery_list_collections(g, print_collection, &out, &err) != FACENET_OK)
+        rc = gcli_report(&err);
+    if (o->json && rc == CLI_EXIT_OK)
+        print_json(json_pack("{s:s,s:O}", "gallery", o->pos[0], "collections", out.array));
+    else if (rc == CLI_EXIT_OK)
+        printf("%zu collection%s\n", out.n, out.n == 1 ? "" : "s");
+    json_decref(out.array);
+    facenet_gallery_close(g);
+    return rc;
+}
+
+/* A missing name is "not found" (1), like a missing subject. */
+static int report_change(facenet_status st, const facenet_error *err)
+{
+    if (st == FACENET_ERR_NOT_FOUND) {
+        fprintf(stderr, "facenet: %s\n", err->message);
+        return CLI_EXIT_PROBLEM;
+    }
+    return gcli_report(err);
+}
+
+static int do_rename_collection(const gopts *o)
+{
+    facenet_gallery *g;
+    facenet_error err;
+    if (need_pos(o, 3, 3, "rename-collection"))
+        return CLI_EXIT_USAGE;
+    int rc = gcli_open(o->pos[0], o->key_file, NULL, 0, 0, &g);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    facenet_status st = facenet_gallery_rename_collection(g, o->pos[1], o->pos[2], &err);
+    if (st != FACENET_OK)
+        rc = report_change(st, &err);
+    else
+        printf("renamed collection '%s' to '%s' in %s\n", o->pos[1], o->pos[2], o->pos[0]);
+    facenet_gallery_close(g);
+    return rc;
+}
+
+static int do_remove_collection(const gopts *o)
+{
+    facenet_gallery *g;
+    facenet_error err;
+    size_t subjects = 0, templates = 0;
+    if (need_pos(o, 2, 2, "remove-collection"))
+        return CLI_EXIT_USAGE;
+    int rc = gcli_open(o->pos[0], o->key_file, NULL, 0, 0, &g);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    facenet_status st =
+        facenet_gallery_remove_collection(g, o->pos[1], &subjects, &templates, &err);
+    if (st != FACENET_OK)
+        rc = report_change(st, &err);
+    else
+        printf("removed collection '%s' with %zu subject%s and %zu template%s from %s\n",
+               o->pos[1], subjects, subjects == 1 ? "" : "s", templates,
+               templates == 1 ? "" : "s", o->pos[0]);
+    facenet_gallery_close(g);
+    return rc;
+}
+
 /* ---- export, import, rekey ------------------------------------------------------------ */
 
 /* The second key of export/import/rekey: a key file only (the environment
@@ -531,7 +635,10 @@ int cmd_gallery(int argc, char **argv)
     } commands[] = {{"keygen", do_keygen}, {"create", do_create}, {"list", do_list},
                     {"show", do_show},     {"remove", do_remove}, {"export", do_export},
                     {"import", do_import}, {"rekey", do_rekey},   {"stats", do_stats},
-                    {"check", do_check},   {"threshold", do_threshold}};
+                    {"check", do_check},   {"threshold", do_threshold},
+                    {"collections", do_collections},
+                    {"rename-collection", do_rename_collection},
+                    {"remove-collection", do_remove_collection}};
     gopts o;
 
     if (argc < 2) {

@@ -41,6 +41,9 @@ struct facenet_gallery {
     gallery_index index;
     gallery_names subjects;    /* collection_id = the subject's collection */
     gallery_names collections; /* collection_id unused                     */
+    /* Worker threads for large searches, started by the first one. */
+    gallery_pool *pool;
+    pthread_mutex_t pool_lock;
     /* Searches take it shared; everything that touches the store or
      * changes the matrix takes it exclusively. */
     pthread_rwlock_t lock;

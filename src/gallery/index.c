@@ -4,13 +4,16 @@
  * The scan is memory-bound: each query reads the whole matrix once. So the
  * kernels are simple loops the compiler vectorises (partial sums in
  * independent lanes, so float reductions need no -ffast-math), built twice
- * on x86-64 - baseline SSE2 and AVX2+FMA - and picked at run time. Large
- * galleries are split into contiguous row ranges, one per core.
+ * on x86-64 - baseline SSE2 and AVX2+FMA - and picked at run time; the
+ * int4 scan, the one that has to be fastest, has an AVX2 kernel written
+ * with intrinsics. Large galleries are cut into chunks that the searching
+ * thread and a pool of workers claim one at a time.
  */
 #include "gallery/index.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GALLERY_X86 1
+#include <immintrin.h>
 #endif
 
 #define ALIGNMENT 64
@@ -131,6 +135,74 @@ dot_block_i8_avx2(const int16_t *restrict q, const int8_t *restrict rows, int di
 {
     dot_block_i8_body(q, rows, dim, m, out);
 }
+/* The 4-bit scan is the one that has to be fast (1M templates in a few
+ * milliseconds), and gcc does not find this form by itself: unsigned
+ * nibbles times the signed int8 query with vpmaddubsw (32 products per
+ * instruction, pairs summed into int16), for rows whose byte length is a
+ * multiple of 32 (dim 64, 128, 192, 256, 512...). Bounds: a nibble is at
+ * most 15 and a query value at most 127 in magnitude, so one maddubs lane
+ * is at most 2 * 15 * 127 = 3810, the low and high nibbles of one 32-byte
+ * chunk add to at most 7620, and four chunks (30480) still fit int16
+ * before they are widened to int32 with vpmaddwd. Four rows are reduced
+ * together with two levels of vphaddd. */
+#define I4_CHUNK_BYTES 32
+#ifndef I4_PREFETCH_BYTES
+#define I4_PREFETCH_BYTES 2048
+#endif
+
+__attribute__((target("avx2"))) static inline __m256i
+i4_row_avx2(const uint8_t *v, const uint8_t *q_even, const uint8_t *q_odd, size_t chunks)
+{
+    const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256i acc32 = _mm256_setzero_si256();
+    for (size_t c = 0; c < chunks; c += 4) {
+        size_t end = c + 4 < chunks ? c + 4 : chunks;
+        __m256i acc16 = _mm256_setzero_si256();
+        for (size_t j = c; j < end; j++) {
+            size_t at = j * I4_CHUNK_BYTES;
+            __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(v + at));
+            __m256i qe = _mm256_load_si256((const __m256i *)(const void *)(q_even + at));
+            __m256i qo = _mm256_load_si256((const __m256i *)(const void *)(q_odd + at));
+            __m256i lo = _mm256_and_si256(b, nibble);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
+            acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(lo, qe));
+            acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(hi, qo));
+        }
+        acc32 = _mm256_add_epi32(acc32, _mm256_madd_epi16(acc16, ones));
+    }
+    return acc32;
+}
+
+/* out[r] = sum over the row of nibble * query (the caller subtracts
+ * 8 * sum(query)); q_even / q_odd are 32-byte aligned int8 arrays of
+ * row_bytes each. */
+__attribute__((target("avx2"))) static void
+dot_block_i4_maddubs(const int8_t *restrict q_even, const int8_t *restrict q_odd,
+                     const uint8_t *restrict rows, size_t row_bytes, size_t m,
+                     int32_t *restrict out)
+{
+    const uint8_t *qe = (const uint8_t *)q_even, *qo = (const uint8_t *)q_odd;
+    size_t chunks = row_bytes / I4_CHUNK_BYTES, r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const uint8_t *v = rows + r * row_bytes;
+        for (size_t line = 0; line < 4 * row_bytes; line += 64)
+            _mm_prefetch((const char *)(v + I4_PREFETCH_BYTES + line), _MM_HINT_T0);
+        __m256i a0 = i4_row_avx2(v, qe, qo, chunks);
+        __m256i a1 = i4_row_avx2(v + row_bytes, qe, qo, chunks);
+        __m256i a2 = i4_row_avx2(v + 2 * row_bytes, qe, qo, chunks);
+        __m256i a3 = i4_row_avx2(v + 3 * row_bytes, qe, qo, chunks);
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+        __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        _mm_storeu_si128((__m128i *)(void *)(out + r), sum);
+    }
+    for (; r < m; r++) {
+        __m256i a = i4_row_avx2(rows + r * row_bytes, qe, qo, chunks);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        out[r] = _mm_cvtsi128_si32(s4);
+    }
+}
 #endif
 
 typedef void (*dot_f32_fn)(const float *restrict, const float *restrict, int, size_t,
@@ -182,8 +254,14 @@ static dot_i4_fn pick_i4(void)
 
 int gallery_normalise(float *v, int dim)
 {
-    double ss = 0;
-    for (int i = 0; i < dim; i++)
+    /* Four partial sums: a single one is a chain of dependent additions. */
+    double part[4] = {0, 0, 0, 0};
+    int full = dim - dim % 4;
+    for (int i = 0; i < full; i += 4)
+        for (int j = 0; j < 4; j++)
+            part[j] += (double)v[i + j] * v[i + j];
+    double ss = (part[0] + part[1]) + (part[2] + part[3]);
+    for (int i = full; i < dim; i++)
         ss += (double)v[i] * v[i];
     if (!(ss > 0) || !isfinite(ss))
         return -1;
@@ -193,14 +271,48 @@ int gallery_normalise(float *v, int dim)
     return 0;
 }
 
+/* Opening a gallery quantises every template, so these run a million times
+ * at 1M: no libm calls (fmaxf and lrintf are calls without -ffast-math).
+ * Adding and subtracting 1.5 * 2^23 rounds a float to the nearest integer
+ * (ties to even, as lrintf does in the default rounding mode) for
+ * magnitudes below 2^22; ours are at most 127. */
+#define ROUNDING_MAGIC 12582912.0f
+
+/* Independent lanes: one running maximum would be a chain of dependent
+ * max instructions (about 4 cycles per element). */
+static inline float abs_max(const float *v, int dim)
+{
+    float lane[8] = {0};
+    int full = dim - dim % 8;
+    for (int i = 0; i < full; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float a = fabsf(v[i + j]);
+            lane[j] = a > lane[j] ? a : lane[j];
+        }
+    float m = 0;
+    for (int i = full; i < dim; i++)
+        m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+    for (int j = 0; j < 8; j++)
+        m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+static inline int round_small(float x)
+{
+#ifdef __FAST_MATH__
+    return (int)lrintf(x); /* -ffast-math would fold the trick below away */
+#else
+    return (int)((x + ROUNDING_MAGIC) - ROUNDING_MAGIC);
+#endif
+}
+
 void gallery_quantise(const float *v, int dim, int8_t *q, float *scale)
 {
-    float m = 0;
-    for (int i = 0; i < dim; i++)
-        m = fmaxf(m, fabsf(v[i]));
+    float m = abs_max(v, dim);
     float s = m > 0 ? m / 127.0f : 1.0f;
+    float inv = 1.0f / s;
     for (int i = 0; i < dim; i++) {
-        long x = lrintf(v[i] / s);
+        int x = round_small(v[i] * inv);
         q[i] = (int8_t)(x > 127 ? 127 : x < -127 ? -127 : x);
     }
     *scale = s;
@@ -213,17 +325,19 @@ void gallery_quantise(const float *v, int dim, int8_t *q, float *scale)
 
 void gallery_quantise4(const float *v, int dim, uint8_t *q, float *scale)
 {
-    float m = 0;
-    for (int i = 0; i < dim; i++)
-        m = fmaxf(m, fabsf(v[i]));
+    int8_t x[GALLERY_INDEX_DIM_MAX + 1];
+    float m = abs_max(v, dim);
     float s = m > 0 ? m / 7.0f : 1.0f;
-    memset(q, 0x88, (size_t)(dim + 1) / 2); /* zeros, including the padding */
+    float inv = 1.0f / s;
+    /* Two simple loops (round and clamp; pack pairs) vectorise; one loop
+     * doing both does not. */
     for (int i = 0; i < dim; i++) {
-        long x = lrintf(v[i] / s);
-        unsigned nib = (unsigned)((x > 7 ? 7 : x < -7 ? -7 : x) + 8);
-        uint8_t *b = &q[i / 2];
-        *b = (uint8_t)(i % 2 ? (*b & 0x0F) | (nib << 4) : (*b & 0xF0) | nib);
+        int r = round_small(v[i] * inv);
+        x[i] = (int8_t)((r > 7 ? 7 : r < -7 ? -7 : r) + 8);
     }
+    x[dim] = 8; /* an odd dimension pads with 8, a zero */
+    for (int i = 0; i < (dim + 1) / 2; i++)
+        q[i] = (uint8_t)((unsigned)x[2 * i] | (unsigned)x[2 * i + 1] << 4);
     *scale = s;
 }
 
@@ -242,7 +356,7 @@ static void *aligned_block(size_t bytes)
 int gallery_index_init(gallery_index *ix, int dim, unsigned copies)
 {
     memset(ix, 0, sizeof *ix);
-    if (dim <= 0)
+    if (dim <= 0 || dim > GALLERY_INDEX_DIM_MAX)
         return -1;
     ix->dim = dim;
     ix->copies = copies & (GALLERY_INDEX_INT8 | GALLERY_INDEX_INT4);
@@ -343,6 +457,20 @@ size_t gallery_index_remove_subject(gallery_index *ix, int64_t subject_id)
     for (size_t i = 0; i < ix->n;) {
         if (ix->subject_id[i] == subject_id) {
             remove_row(ix, i); /* row i now holds the former last row */
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    return removed;
+}
+
+size_t gallery_index_remove_collection(gallery_index *ix, int64_t collection_id)
+{
+    size_t removed = 0;
+    for (size_t i = 0; i < ix->n;) {
+        if (ix->collection_id[i] == collection_id) {
+            remove_row(ix, i);
             removed++;
         } else {
             i++;
@@ -453,60 +581,225 @@ static int compare_hits(const void *a, const void *b)
 
 /* ---- scanning --------------------------------------------------------------- */
 
-typedef struct scan_job {
+/* One search, shared by the threads that work on it. The rows are cut into
+ * chunks that each participant claims in turn (an atomic counter), so a
+ * thread that the scheduler holds back does not hold the query back: the
+ * others take its share. Each participant keeps its own top-k. */
+#define CHUNK_ROWS 4096
+#define MAX_PARTS MAX_THREADS
+
+typedef struct scan_shared {
     const gallery_index *ix;
     const float *q;
-    const int16_t *q16;            /* int8 query, widened                */
-    const int16_t *q_even, *q_odd; /* the same, split for int4 rows       */
-    int32_t q_sum;                 /* sum of the int8 query              */
+    const int16_t *q16;             /* int8 query, widened                */
+    const int16_t *q_even, *q_odd;  /* the same, split for int4 rows       */
+    const int8_t *q_even8, *q_odd8; /* as int8, for the AVX2 int4 kernel  */
+    int i4_maddubs;                 /* use it (AVX2, rows of 32n bytes)   */
+    int32_t q_sum;                  /* sum of the int8 query              */
     float q_scale;
     int64_t collection_id;
-    gallery_scan scan;             /* FLOAT, INT8 or INT4, resolved      */
-    size_t begin, end;
+    gallery_scan scan;              /* FLOAT, INT8 or INT4, resolved      */
     dot_f32_fn dot_f32;
     dot_i8_fn dot_i8;
     dot_i4_fn dot_i4;
-    topk t;
-} scan_job;
+    size_t n_chunks;
+    atomic_size_t next_chunk;
+    atomic_int n_parts;
+    int max_parts;
+    topk parts[MAX_PARTS];
+} scan_shared;
 
-static void scan_range(scan_job *job)
+/* Scores of rows b..b+m of the scanned matrix (quantised or not). */
+static void block_scores(const scan_shared *job, size_t b, size_t m, float *scores)
 {
     const gallery_index *ix = job->ix;
     size_t d = (size_t)ix->dim;
-    float scores[BLOCK_ROWS];
     int32_t dots[BLOCK_ROWS];
+    if (job->scan == GALLERY_SCAN_INT8) {
+        job->dot_i8(job->q16, ix->q8 + b * d, ix->dim, m, dots);
+        for (size_t j = 0; j < m; j++)
+            scores[j] = (float)dots[j] * job->q_scale * ix->q8_scale[b + j];
+    } else if (job->scan == GALLERY_SCAN_INT4) {
+#ifdef GALLERY_X86
+        if (job->i4_maddubs)
+            dot_block_i4_maddubs(job->q_even8, job->q_odd8, ix->q4 + b * ix->q4_bytes,
+                                 ix->q4_bytes, m, dots);
+        else
+#endif
+            job->dot_i4(job->q_even, job->q_odd, ix->q4 + b * ix->q4_bytes, ix->q4_bytes, m,
+                        dots);
+        int32_t offset = 8 * job->q_sum;
+        for (size_t j = 0; j < m; j++)
+            scores[j] = (float)(dots[j] - offset) * job->q_scale * ix->q4_scale[b + j];
+    } else {
+        job->dot_f32(job->q, ix->vec + b * d, ix->dim, m, scores);
+    }
+}
 
-    for (size_t b = job->begin; b < job->end; b += BLOCK_ROWS) {
-        size_t m = job->end - b < BLOCK_ROWS ? job->end - b : BLOCK_ROWS;
-        if (job->scan == GALLERY_SCAN_INT8) {
-            job->dot_i8(job->q16, ix->q8 + b * d, ix->dim, m, dots);
-            for (size_t j = 0; j < m; j++)
-                scores[j] = (float)dots[j] * job->q_scale * ix->q8_scale[b + j];
-        } else if (job->scan == GALLERY_SCAN_INT4) {
-            job->dot_i4(job->q_even, job->q_odd, ix->q4 + b * ix->q4_bytes, ix->q4_bytes, m, dots);
-            for (size_t j = 0; j < m; j++)
-                scores[j] =
-                    (float)(dots[j] - 8 * job->q_sum) * job->q_scale * ix->q4_scale[b + j];
-        } else {
-            job->dot_f32(job->q, ix->vec + b * d, ix->dim, m, scores);
-        }
+static void scan_rows(const scan_shared *job, topk *t, size_t begin, size_t end)
+{
+    const gallery_index *ix = job->ix;
+    float scores[BLOCK_ROWS];
+    for (size_t b = begin; b < end; b += BLOCK_ROWS) {
+        size_t m = end - b < BLOCK_ROWS ? end - b : BLOCK_ROWS;
+        block_scores(job, b, m, scores);
+        /* Almost every row fails the first test; keep it a plain compare
+         * against a local so that the loop is one compare and branch. */
+        float min = t->n == t->k ? t->min : -INFINITY;
         for (size_t j = 0; j < m; j++) {
-            if (job->t.n == job->t.k && !(scores[j] > job->t.min))
+            if (!(scores[j] > min))
                 continue;
             if (job->collection_id && ix->collection_id[b + j] != job->collection_id)
                 continue;
-            topk_offer(&job->t, scores[j], ix->subject_id[b + j], b + j);
+            topk_offer(t, scores[j], ix->subject_id[b + j], b + j);
+            min = t->n == t->k ? t->min : -INFINITY;
         }
+    }
+}
+
+/* Take part in a search: claim chunks until none are left. */
+static void scan_participate(scan_shared *job)
+{
+    int me = atomic_fetch_add(&job->n_parts, 1);
+    if (me >= job->max_parts)
+        return;
+    topk *t = &job->parts[me];
+    for (;;) {
+        size_t c = atomic_fetch_add(&job->next_chunk, 1);
+        if (c >= job->n_chunks)
+            return;
+        size_t begin = c * CHUNK_ROWS;
+        size_t end = begin + CHUNK_ROWS < job->ix->n ? begin + CHUNK_ROWS : job->ix->n;
+        scan_rows(job, t, begin, end);
     }
 }
 
 static void *scan_thread(void *arg)
 {
-    scan_range(arg);
+    scan_participate(arg);
     return NULL;
 }
 
-static int choose_threads(const gallery_index *ix, int requested)
+/* ---- worker pool -------------------------------------------------------------- */
+
+/* Starting threads for every query costs little on an idle machine, but on
+ * a busy one a new thread may wait a whole time slice to run, and the query
+ * with it. The pool's workers sleep until a search posts a job; the
+ * searching thread scans too, and when it has claimed the last chunk it
+ * withdraws the job, so a worker that has not woken up by then is never
+ * waited for. One search uses the pool at a time; a concurrent search scans
+ * on its own thread (the cores are busy anyway). */
+struct gallery_pool {
+    pthread_mutex_t owner; /* held by the search using the pool        */
+    pthread_mutex_t mu;    /* guards everything below                  */
+    pthread_cond_t wake, idle;
+    scan_shared *job;      /* the posted job, or NULL                  */
+    uint64_t generation;   /* incremented for every job posted         */
+    int active;            /* workers inside the current job           */
+    int stop;
+    int n_workers;
+    pthread_t workers[MAX_THREADS];
+};
+
+static void *pool_worker(void *arg)
+{
+    gallery_pool *p = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && (!p->job || p->generation == seen))
+            pthread_cond_wait(&p->wake, &p->mu);
+        if (p->stop)
+            break;
+        seen = p->generation;
+        scan_shared *job = p->job;
+        p->active++;
+        pthread_mutex_unlock(&p->mu);
+        scan_participate(job);
+        pthread_mutex_lock(&p->mu);
+        if (--p->active == 0)
+            pthread_cond_broadcast(&p->idle);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+gallery_pool *gallery_pool_create(int workers)
+{
+    gallery_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    if (workers > MAX_THREADS - 1)
+        workers = MAX_THREADS - 1;
+    pthread_mutex_init(&p->owner, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    for (int i = 0; i < workers; i++) {
+        if (pthread_create(&p->workers[p->n_workers], NULL, pool_worker, p) != 0)
+            break; /* fewer workers: searches still work */
+        p->n_workers++;
+    }
+    return p;
+}
+
+void gallery_pool_free(gallery_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_workers; i++)
+        pthread_join(p->workers[i], NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->idle);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->owner);
+    free(p);
+}
+
+int gallery_pool_size(const gallery_pool *p)
+{
+    return p ? p->n_workers : 0;
+}
+
+/* Run the job on this thread and the pool's workers. Returns -1 when the
+ * pool is in use by another search (the caller scans alone). */
+static int run_on_pool(gallery_pool *p, scan_shared *job)
+{
+    if (pthread_mutex_trylock(&p->owner) != 0)
+        return -1;
+    pthread_mutex_lock(&p->mu);
+    p->job = job;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    scan_participate(job);
+    pthread_mutex_lock(&p->mu);
+    p->job = NULL; /* late workers find nothing to do */
+    while (p->active > 0)
+        pthread_cond_wait(&p->idle, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->owner);
+    return 0;
+}
+
+/* Run the job on this thread and n - 1 threads started for it. */
+static void run_on_threads(scan_shared *job, int n)
+{
+    pthread_t tids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&tids[i], NULL, scan_thread, job) == 0;
+    scan_participate(job);
+    for (int i = 1; i < n; i++)
+        if (started[i])
+            pthread_join(tids[i], NULL);
+}
+
+int gallery_index_threads(const gallery_index *ix, int requested)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int t = requested > 0 ? requested
@@ -514,8 +807,8 @@ static int choose_threads(const gallery_index *ix, int requested)
                                                                               : 1;
     if (t > MAX_THREADS)
         t = MAX_THREADS;
-    if ((size_t)t > ix->n / BLOCK_ROWS + 1)
-        t = (int)(ix->n / BLOCK_ROWS + 1);
+    if ((size_t)t > ix->n / CHUNK_ROWS + 1)
+        t = (int)(ix->n / CHUNK_ROWS + 1);
     return t < 1 ? 1 : t;
 }
 
@@ -531,22 +824,30 @@ static gallery_scan resolve_scan(const gallery_index *ix, gallery_scan want)
     }
 }
 
-/* The quantised query: int8 (as int16), its even/odd halves for int4 rows,
- * and its sum. One block, wiped and freed by the caller. */
+/* The quantised query: int8 (as int16), its even/odd halves for int4 rows
+ * (as int16 for the portable kernel, as int8 for the AVX2 one), and its
+ * sum. One block, wiped and freed by the caller. */
 typedef struct query_q {
     int16_t *q16, *even, *odd;
+    int8_t *even8, *odd8; /* 32-byte aligned, zero-padded to 32 bytes */
     int32_t sum;
     float scale;
     void *block;
     size_t block_bytes;
 } query_q;
 
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
 static int quantise_query(const gallery_index *ix, const float *v, query_q *qq)
 {
     size_t d = (size_t)ix->dim, half = ix->q4_bytes;
+    size_t wide = round_up((d + 2 * half) * sizeof(int16_t), 32), narrow = round_up(half, 32);
     int8_t *q8 = malloc(d);
     memset(qq, 0, sizeof *qq);
-    qq->block_bytes = (d + 2 * half) * sizeof(int16_t);
+    qq->block_bytes = wide + 2 * narrow;
     qq->block = aligned_block(qq->block_bytes);
     if (!q8 || !qq->block) {
         free(q8);
@@ -554,17 +855,22 @@ static int quantise_query(const gallery_index *ix, const float *v, query_q *qq)
         qq->block = NULL;
         return -1;
     }
+    memset(qq->block, 0, qq->block_bytes);
     qq->q16 = qq->block;
     qq->even = qq->q16 + d;
     qq->odd = qq->even + half;
+    qq->even8 = (int8_t *)qq->block + wide;
+    qq->odd8 = qq->even8 + narrow;
     gallery_quantise(v, ix->dim, q8, &qq->scale);
-    memset(qq->even, 0, 2 * half * sizeof(int16_t));
     for (size_t i = 0; i < d; i++) {
         qq->q16[i] = q8[i]; /* NOLINT(bugprone-signed-char-misuse): a signed value, widened */
-        if (i % 2)
+        if (i % 2) {
             qq->odd[i / 2] = q8[i]; /* NOLINT(bugprone-signed-char-misuse) */
-        else
+            qq->odd8[i / 2] = q8[i];
+        } else {
             qq->even[i / 2] = q8[i]; /* NOLINT(bugprone-signed-char-misuse) */
+            qq->even8[i / 2] = q8[i];
+        }
         qq->sum += q8[i];
     }
     sodium_memzero(q8, d);
@@ -572,11 +878,69 @@ static int quantise_query(const gallery_index *ix, const float *v, query_q *qq)
     return 0;
 }
 
+static void job_init(scan_shared *job, const gallery_index *ix, const gallery_query *q,
+                     gallery_scan scan, const query_q *qq, int k_scan, int max_parts,
+                     gallery_hit *pool)
+{
+    job->ix = ix;
+    job->q = q->vector;
+    job->q16 = qq->q16;
+    job->q_even = qq->even;
+    job->q_odd = qq->odd;
+    job->q_even8 = qq->even8;
+    job->q_odd8 = qq->odd8;
+    job->i4_maddubs = have_avx2() && ix->q4_bytes % I4_CHUNK_BYTES == 0;
+    job->q_sum = qq->sum;
+    job->q_scale = qq->scale;
+    job->collection_id = q->collection_id;
+    job->scan = scan;
+    job->dot_f32 = pick_f32();
+    job->dot_i8 = pick_i8();
+    job->dot_i4 = pick_i4();
+    job->n_chunks = (ix->n + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    atomic_init(&job->next_chunk, 0);
+    atomic_init(&job->n_parts, 0);
+    job->max_parts = max_parts;
+    for (int i = 0; i < max_parts; i++) {
+        job->parts[i].k = k_scan;
+        job->parts[i].n = 0;
+        job->parts[i].min = 0;
+        job->parts[i].min_i = 0;
+        job->parts[i].e = pool + (size_t)i * (size_t)k_scan;
+    }
+}
+
+int gallery_index_scan_scores(const gallery_index *ix, const float *v, gallery_scan scan,
+                              int portable, float *scores)
+{
+    scan_shared *job = malloc(sizeof *job);
+    query_q qq = {0};
+    gallery_query q = {v, 1, 0, scan, 1, NULL};
+    int rc = -1;
+    scan = resolve_scan(ix, scan);
+    if (job && (scan == GALLERY_SCAN_FLOAT || quantise_query(ix, v, &qq) == 0)) {
+        job_init(job, ix, &q, scan, &qq, 1, 0, NULL);
+        if (portable) {
+            job->i4_maddubs = 0;
+            job->dot_f32 = dot_block_f32_base;
+            job->dot_i8 = dot_block_i8_base;
+            job->dot_i4 = dot_block_i4_base;
+        }
+        for (size_t b = 0; b < ix->n; b += BLOCK_ROWS)
+            block_scores(job, b, ix->n - b < BLOCK_ROWS ? ix->n - b : BLOCK_ROWS, scores + b);
+        rc = 0;
+    }
+    if (qq.block) {
+        sodium_memzero(qq.block, qq.block_bytes);
+        free(qq.block);
+    }
+    free(job);
+    return rc;
+}
+
 size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gallery_hit *hits)
 {
-    scan_job jobs[MAX_THREADS];
-    pthread_t tids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
+    scan_shared *job = NULL;
     query_q qq = {0};
     size_t result = (size_t)-1;
     gallery_scan scan = resolve_scan(ix, q->scan);
@@ -584,7 +948,7 @@ size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gal
     int k_scan = scan == GALLERY_SCAN_INT8   ? (q->k * 4 > 32 ? q->k * 4 : 32)
                  : scan == GALLERY_SCAN_INT4 ? (q->k * 8 > 64 ? q->k * 8 : 64)
                                              : q->k;
-    int n_threads = choose_threads(ix, q->threads);
+    int n_threads = gallery_index_threads(ix, q->threads);
     gallery_hit *pool = NULL;
     topk merged;
 
@@ -592,61 +956,36 @@ size_t gallery_index_search(const gallery_index *ix, const gallery_query *q, gal
         return (size_t)-1;
     if (ix->n == 0)
         return 0;
-    pool = malloc(sizeof *pool * (size_t)k_scan * (size_t)(n_threads + 1));
-    if (!pool)
-        return (size_t)-1;
+    job = malloc(sizeof *job);
+    pool = malloc(sizeof *pool * (size_t)k_scan * (MAX_PARTS + 1));
+    if (!job || !pool)
+        goto done;
     if (scan != GALLERY_SCAN_FLOAT && quantise_query(ix, q->vector, &qq) != 0)
         goto done;
-    dot_f32_fn f32 = pick_f32();
-    size_t per = (ix->n + (size_t)n_threads - 1) / (size_t)n_threads;
-    per = (per + BLOCK_ROWS - 1) / BLOCK_ROWS * BLOCK_ROWS;
-    for (int i = 0; i < n_threads; i++) {
-        scan_job *j = &jobs[i];
-        j->ix = ix;
-        j->q = q->vector;
-        j->q16 = qq.q16;
-        j->q_even = qq.even;
-        j->q_odd = qq.odd;
-        j->q_sum = qq.sum;
-        j->q_scale = qq.scale;
-        j->collection_id = q->collection_id;
-        j->scan = scan;
-        j->begin = (size_t)i * per < ix->n ? (size_t)i * per : ix->n;
-        j->end = j->begin + per < ix->n ? j->begin + per : ix->n;
-        j->dot_f32 = f32;
-        j->dot_i8 = pick_i8();
-        j->dot_i4 = pick_i4();
-        j->t.k = k_scan;
-        j->t.n = 0;
-        j->t.min = 0;
-        j->t.min_i = 0;
-        j->t.e = pool + (size_t)i * (size_t)k_scan;
-    }
-    /* Job 0 runs here; a thread that cannot start has its range scanned
-     * here too, so a search never fails for lack of threads. */
-    for (int i = 1; i < n_threads; i++)
-        started[i] = pthread_create(&tids[i], NULL, scan_thread, &jobs[i]) == 0;
-    scan_range(&jobs[0]);
-    for (int i = 1; i < n_threads; i++) {
-        if (started[i])
-            pthread_join(tids[i], NULL);
-        else
-            scan_range(&jobs[i]);
+    job_init(job, ix, q, scan, &qq, k_scan, MAX_PARTS, pool);
+    if (n_threads > 1 && q->pool && gallery_pool_size(q->pool) > 0) {
+        if (run_on_pool(q->pool, job) != 0)
+            scan_participate(job); /* the pool is busy with another search */
+    } else {
+        run_on_threads(job, n_threads);
     }
     merged.k = k_scan;
     merged.n = 0;
     merged.min = 0;
     merged.min_i = 0;
-    merged.e = pool + (size_t)n_threads * (size_t)k_scan;
-    for (int i = 0; i < n_threads; i++)
-        for (int e = 0; e < jobs[i].t.n; e++)
-            topk_offer(&merged, jobs[i].t.e[e].score, jobs[i].t.e[e].subject_id,
-                       jobs[i].t.e[e].row);
+    merged.e = pool + (size_t)MAX_PARTS * (size_t)k_scan;
+    int parts = atomic_load(&job->n_parts);
+    if (parts > MAX_PARTS)
+        parts = MAX_PARTS;
+    for (int i = 0; i < parts; i++)
+        for (int e = 0; e < job->parts[i].n; e++)
+            topk_offer(&merged, job->parts[i].e[e].score, job->parts[i].e[e].subject_id,
+                       job->parts[i].e[e].row);
     if (scan != GALLERY_SCAN_FLOAT) {
         /* Exact float scores for the candidates, then the final order. */
         for (int e = 0; e < merged.n; e++)
-            f32(q->vector, ix->vec + merged.e[e].row * (size_t)ix->dim, ix->dim, 1,
-                &merged.e[e].score);
+            job->dot_f32(q->vector, ix->vec + merged.e[e].row * (size_t)ix->dim, ix->dim, 1,
+                         &merged.e[e].score);
     }
     qsort(merged.e, (size_t)merged.n, sizeof *merged.e, compare_hits);
     result = (size_t)(merged.n < q->k ? merged.n : q->k);
@@ -656,6 +995,7 @@ done:
         sodium_memzero(qq.block, qq.block_bytes);
         free(qq.block);
     }
+    free(job);
     free(pool);
     return result;
 }

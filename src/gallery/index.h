@@ -55,15 +55,30 @@ typedef enum gallery_scan {
     GALLERY_SCAN_AUTO = 3   /* the smallest copy there is                 */
 } gallery_scan;
 
+/* Worker threads kept for searches (see index.c): a large search runs on
+ * the calling thread plus the pool's workers instead of starting threads.
+ * One search uses a pool at a time; concurrent ones scan on their own
+ * thread. Owned by the caller; free it only when no search is running. */
+typedef struct gallery_pool gallery_pool;
+
+/* `workers` threads besides the searching one; NULL when out of memory.
+ * Fewer workers than asked (even none) when threads cannot start. */
+gallery_pool *gallery_pool_create(int workers);
+void gallery_pool_free(gallery_pool *pool);
+int gallery_pool_size(const gallery_pool *pool);
+
 typedef struct gallery_query {
     const float *vector;   /* dim floats, unit norm                       */
     int k;                 /* 1..GALLERY_MAX_K                            */
     int64_t collection_id; /* 0: all                                      */
     gallery_scan scan;
     int threads;           /* 0: automatic                                */
+    gallery_pool *pool;    /* NULL: start threads for this search         */
 } gallery_query;
 
 #define GALLERY_MAX_K 1000
+/* The largest dimension an index takes (gallery_index_init refuses more). */
+#define GALLERY_INDEX_DIM_MAX 4096
 
 /* copies: GALLERY_INDEX_* bits. Returns 0, or -1 for a bad dimension. */
 int gallery_index_init(gallery_index *ix, int dim, unsigned copies);
@@ -78,14 +93,26 @@ int gallery_index_add(gallery_index *ix, const float *v, int64_t template_id,
 /* Remove rows; the last row moves into each hole, which is wiped. */
 size_t gallery_index_remove_subject(gallery_index *ix, int64_t subject_id);
 int gallery_index_remove_template(gallery_index *ix, int64_t template_id);
+size_t gallery_index_remove_collection(gallery_index *ix, int64_t collection_id);
 
 /* Bytes held by the matrix, the quantised copies and the row ids. */
 size_t gallery_index_memory(const gallery_index *ix);
+
+/* How many threads a search with `requested` (0: automatic) would use:
+ * all cores for large matrices, 1 for small ones. */
+int gallery_index_threads(const gallery_index *ix, int requested);
 
 /* The best q->k subjects, best first, into hits[q->k]; returns how many.
  * Returns (size_t)-1 when out of memory or a thread could not start. */
 size_t gallery_index_search(const gallery_index *ix, const gallery_query *q,
                             gallery_hit *hits);
+
+/* The first-pass score of every row (of the copy `scan` reads, before any
+ * float rescoring) into scores[ix->n]; portable = 1 uses the plain C
+ * kernels instead of the AVX2 ones. For tests: the kernels must agree
+ * exactly. Returns 0, or -1 when out of memory. */
+int gallery_index_scan_scores(const gallery_index *ix, const float *v, gallery_scan scan,
+                              int portable, float *scores);
 
 /* L2-normalise in place; returns 0, or -1 for a zero or non-finite
  * vector. */

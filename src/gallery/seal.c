@@ -181,7 +181,7 @@ int gallery_subject_tag_verify(const gallery_keys *keys, const uint8_t gallery_i
     return sodium_memcmp(want, tag, GALLERY_TAG_BYTES) == 0 ? 0 : -1;
 }
 
-enum { SUBKEY_EXPORT = 3 };
+enum { SUBKEY_EXPORT = 3, SUBKEY_EXPORT_STREAM = 4 };
 
 void gallery_seal_export(const uint8_t key[32], const uint8_t *plain, size_t len, uint8_t *out)
 {
@@ -211,4 +211,9 @@ int gallery_open_export(const uint8_t key[32], const uint8_t *sealed, size_t len
         GALLERY_EXPORT_MAGIC_BYTES, nonce, subkey);
     sodium_memzero(subkey, sizeof subkey);
     return rc == 0 ? 0 : -1;
+}
+
+void gallery_export_stream_key(const uint8_t key[32], uint8_t subkey[32])
+{
+    crypto_kdf_derive_from_key(subkey, 32, SUBKEY_EXPORT_STREAM, kdf_context, key);
 }

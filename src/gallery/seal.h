@@ -80,6 +80,14 @@ int gallery_subject_tag_verify(const gallery_keys *keys,
 #define GALLERY_EXPORT_OVERHEAD (GALLERY_EXPORT_MAGIC_BYTES + 24 + 16)
 
 void gallery_seal_export(const uint8_t key[32], const uint8_t *plain, size_t len, uint8_t *out);
+
+/* Streamed sealed exports (version 2): magic | crypto_secretstream_
+ * xchacha20poly1305 header | records, each a 4-byte little-endian length
+ * and one secretstream message (the magic as associated data); the last
+ * record is tagged FINAL, so a truncated stream is detected. The key is a
+ * subkey of the export key, distinct from version 1's. */
+#define GALLERY_EXPORT2_MAGIC "FNGEXP2\n"
+void gallery_export_stream_key(const uint8_t key[32], uint8_t subkey[32]);
 /* Returns 0 and fills plain[len - GALLERY_EXPORT_OVERHEAD], or -1. */
 int gallery_open_export(const uint8_t key[32], const uint8_t *sealed, size_t len, uint8_t *plain);
 

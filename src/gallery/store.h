@@ -50,7 +50,15 @@ typedef struct gallery_template_row {
     size_t sealed_len;
 } gallery_template_row;
 
+typedef struct gallery_collection_row {
+    int64_t id;
+    const char *name;
+    const char *created_at;
+    int64_t n_subjects, n_templates;
+} gallery_collection_row;
+
 /* Return non-zero to stop the walk (the walk then returns FACENET_OK). */
+typedef int (*gallery_collection_fn)(void *ctx, const gallery_collection_row *row);
 typedef int (*gallery_subject_fn)(void *ctx, const gallery_subject_row *row);
 typedef int (*gallery_template_fn)(void *ctx, const gallery_template_row *row);
 
@@ -78,6 +86,15 @@ typedef struct gallery_store_ops {
     /* FACENET_ERR_NOT_FOUND when absent and create is 0. */
     facenet_status (*collection_id)(gallery_store *s, const char *name, int create,
                                     int64_t *id, facenet_error *err);
+    /* Collections by id, with their subject and template counts. */
+    facenet_status (*collections)(gallery_store *s, gallery_collection_fn fn, void *ctx,
+                                  facenet_error *err);
+    /* FACENET_ERR_NOT_FOUND when absent. The caller re-tags the subjects
+     * (their tags cover the collection name) in the same transaction. */
+    facenet_status (*collection_rename)(gallery_store *s, int64_t id, const char *name,
+                                        facenet_error *err);
+    /* Deletes its subjects and their templates in the same transaction. */
+    facenet_status (*collection_delete)(gallery_store *s, int64_t id, facenet_error *err);
 
     facenet_status (*subject_find)(gallery_store *s, int64_t collection_id, const char *name,
                                    int64_t *id, facenet_error *err);

@@ -280,6 +280,64 @@ static facenet_status st_collection_id(gallery_store *s, const char *name, int c
     return FACENET_OK;
 }
 
+static facenet_status st_collections(gallery_store *s, gallery_collection_fn fn, void *ctx,
+                                     facenet_error *err)
+{
+    sqlite_store *st = as_sqlite(s);
+    sqlite3_stmt *stmt;
+    facenet_status status = prepare(
+        st,
+        "SELECT c.id, c.name, c.created_at,"
+        "       (SELECT count(*) FROM subjects s WHERE s.collection_id = c.id),"
+        "       (SELECT count(*) FROM templates t JOIN subjects s ON s.id = t.subject_id"
+        "         WHERE s.collection_id = c.id)"
+        "  FROM collections c ORDER BY c.id",
+        &stmt, err);
+    if (status != FACENET_OK)
+        return status;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        gallery_collection_row row;
+        row.id = sqlite3_column_int64(stmt, 0);
+        row.name = (const char *)sqlite3_column_text(stmt, 1);
+        row.created_at = (const char *)sqlite3_column_text(stmt, 2);
+        row.n_subjects = sqlite3_column_int64(stmt, 3);
+        row.n_templates = sqlite3_column_int64(stmt, 4);
+        if (!row.name || !row.created_at) {
+            status = fn_fail(err, FACENET_ERR_FORMAT, "gallery %s: collection %lld has NULL fields",
+                             st->path, (long long)row.id);
+            break;
+        }
+        if (fn(ctx, &row))
+            break;
+    }
+    if (status == FACENET_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        status = db_fail(st, rc, "reading collections", err);
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+static facenet_status st_collection_rename(gallery_store *s, int64_t id, const char *name,
+                                           facenet_error *err)
+{
+    sqlite_store *st = as_sqlite(s);
+    sqlite3_stmt *stmt;
+    facenet_status status =
+        prepare(st, "UPDATE collections SET name = ?1 WHERE id = ?2", &stmt, err);
+    if (status != FACENET_OK)
+        return status;
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, id);
+    int rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE)
+        status = db_fail(st, rc, "renaming a collection", err);
+    else if (sqlite3_changes(st->db) != 1)
+        status = fn_fail(err, FACENET_ERR_NOT_FOUND, "gallery %s has no collection %lld",
+                         st->path, (long long)id);
+    sqlite3_finalize(stmt);
+    return status;
+}
+
 static facenet_status st_subject_find(gallery_store *s, int64_t collection_id, const char *name,
                                       int64_t *id, facenet_error *err)
 {
@@ -374,6 +432,13 @@ static facenet_status st_subject_delete(gallery_store *s, int64_t id, facenet_er
 {
     /* Templates go by ON DELETE CASCADE, in this same statement. */
     return delete_row(as_sqlite(s), "DELETE FROM subjects WHERE id = ?1", id, "subject", err);
+}
+
+static facenet_status st_collection_delete(gallery_store *s, int64_t id, facenet_error *err)
+{
+    /* Subjects and their templates go by ON DELETE CASCADE. */
+    return delete_row(as_sqlite(s), "DELETE FROM collections WHERE id = ?1", id, "collection",
+                      err);
 }
 
 static facenet_status st_subjects(gallery_store *s, int64_t collection_id, int64_t subject_id,
@@ -644,6 +709,9 @@ static const gallery_store_ops sqlite_ops = {
     .meta_get = st_meta_get,
     .meta_set = st_meta_set,
     .collection_id = st_collection_id,
+    .collections = st_collections,
+    .collection_rename = st_collection_rename,
+    .collection_delete = st_collection_delete,
     .subject_find = st_subject_find,
     .subject_insert = st_subject_insert,
     .subject_set_tag = st_subject_set_tag,

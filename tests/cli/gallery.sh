@@ -158,6 +158,30 @@ run "$bin" identify --gallery "$G" --key-file "$K" "$demo/sample2.jpg"; check "i
 expect "person2 is unknown now" grep -q "sample2.jpg: face .*: unknown" "$tmp/out"
 run "$bin" gallery remove "$G" person2 --key-file "$K"; check "remove twice" 1 $?
 
+# ---- collections: list, rename, remove ---------------------------------------------------
+run "$bin" gallery collections "$G" --key-file "$K"; check "collections" 0 $?
+expect "collections lists lfw" grep -qE "^ +[0-9]+  lfw " "$tmp/out"
+expect "collections counts them" grep -q "^2 collections" "$tmp/out"
+run "$bin" gallery rename-collection "$G" lfw famous --key-file "$K"; check "rename-collection" 0 $?
+run "$bin" gallery collections "$G" --key-file "$K" --json; check "collections --json" 0 $?
+expect "renamed in the listing" grep -q '"name": "famous"' "$tmp/out"
+expect "old name gone" test "$(grep -c '"name": "lfw"' "$tmp/out")" = 0
+sum_before=$(sha256sum "$G" | cut -c1-64)
+run "$bin" gallery rename-collection "$G" famous default --key-file "$K"; check "rename onto an existing collection" 2 $?
+expect "says it exists" grep -q "already has a collection 'default'" "$tmp/out"
+run "$bin" gallery rename-collection "$G" nowhere x --key-file "$K"; check "rename a missing collection" 1 $?
+run "$bin" gallery rename-collection "$G" famous $'bad\x1b[31m' --key-file "$K"; check "rename to a hostile name" 2 $?
+run "$bin" gallery rename-collection "$G" famous --key-file "$K"; check "rename needs two names" 2 $?
+run "$bin" gallery rename-collection "$G" famous x --key-file "$tmp/other.key"; check "rename with the wrong key" 4 $?
+expect "refused renames wrote nothing" test "$sum_before" = "$(sha256sum "$G" | cut -c1-64)"
+run "$bin" gallery check "$G" --key-file "$K"; check "check after rename" 0 $?
+run "$bin" gallery remove-collection "$G" famous --key-file "$K"; check "remove-collection" 0 $?
+expect "remove-collection counts" grep -qE "removed collection 'famous' with [0-9]+ subjects? and [0-9]+ templates?" "$tmp/out"
+run "$bin" gallery remove-collection "$G" famous --key-file "$K"; check "remove-collection twice" 1 $?
+run "$bin" gallery collections "$G" --key-file "$K"; check "collections after removal" 0 $?
+expect "one collection left" grep -q "^1 collection$" "$tmp/out"
+run "$bin" gallery check "$G" --key-file "$K"; check "check after remove-collection" 0 $?
+
 # ---- threshold, bench ----------------------------------------------------------------------
 run "$bin" gallery threshold "$G" 0.55 --key-file "$K"; check "set threshold" 0 $?
 expect "threshold recorded" grep -q "^0.5500" "$tmp/out"
