@@ -566,6 +566,26 @@ enum MHD_Result fn_route_face_delete(fn_server *s, struct MHD_Connection *conn, 
                            NULL);
 }
 
+/* DELETE /v1/collections/{collection}: every subject and face in it, in one
+ * transaction (facenet_gallery_remove_collection purges the log too). */
+enum MHD_Result fn_route_collection_delete(fn_server *s, struct MHD_Connection *conn,
+                                           request *req)
+{
+    size_t subjects = 0, faces = 0;
+    facenet_error err;
+    facenet_status st = facenet_gallery_remove_collection(s->gallery, req->params[P_COLLECTION],
+                                                          &subjects, &faces, &err);
+
+    if (st != FACENET_OK)
+        return gallery_error(conn, req, st, "collection_not_found", "no such collection");
+    req->committed = 1;
+    return fn_respond_json(conn, req, MHD_HTTP_OK,
+                           json_pack("{s:s, s:I, s:I}", "collection", req->params[P_COLLECTION],
+                                     "deleted_subjects", (json_int_t)subjects, "deleted_faces",
+                                     (json_int_t)faces),
+                           NULL);
+}
+
 enum MHD_Result fn_route_subject_delete(fn_server *s, struct MHD_Connection *conn,
                                         request *req)
 {

@@ -46,6 +46,9 @@ const route_def fn_routes[N_ROUTES] = {
     [R_COLLECTIONS] = {"/v1/collections", "GET", READ_SCOPES, 0, 1, fn_route_collections},
     [R_SUBJECTS] = {"/v1/collections/{collection}/subjects", "GET", READ_SCOPES, 0, 1,
                     fn_route_subjects},
+    /* A whole collection is an administrator's act, not an enroller's. */
+    [R_COLLECTION_DELETE] = {"/v1/collections/{collection}", "DELETE", FN_SCOPE_ADMIN, 0, 1,
+                             fn_route_collection_delete},
     [R_SUBJECT_DELETE] = {"/v1/collections/{collection}/subjects/{subject}", "DELETE",
                           FN_SCOPE_ENROLL, 0, 1, fn_route_subject_delete},
     [R_FACES_LIST] = {"/v1/collections/{collection}/subjects/{subject}/faces", "GET",

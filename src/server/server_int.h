@@ -32,6 +32,7 @@ enum route_id {
     R_IDENTIFY,
     R_COLLECTIONS,
     R_SUBJECTS,
+    R_COLLECTION_DELETE,
     R_SUBJECT_DELETE,
     R_FACES_LIST,
     R_FACES_ENROLL,
@@ -204,6 +205,8 @@ enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, req
                                   const char *subject);
 enum MHD_Result fn_route_collections(fn_server *s, struct MHD_Connection *conn, request *req);
 enum MHD_Result fn_route_subjects(fn_server *s, struct MHD_Connection *conn, request *req);
+enum MHD_Result fn_route_collection_delete(fn_server *s, struct MHD_Connection *conn,
+                                           request *req);
 enum MHD_Result fn_route_subject_delete(fn_server *s, struct MHD_Connection *conn, request *req);
 enum MHD_Result fn_route_faces_list(fn_server *s, struct MHD_Connection *conn, request *req);
 enum MHD_Result fn_route_faces_enroll(fn_server *s, struct MHD_Connection *conn, request *req);

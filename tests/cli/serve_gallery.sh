@@ -207,6 +207,15 @@ expect "delete bob again 404" [ "$(call "$enroller" DELETE /v1/collections/staff
 json "$identifier" POST /v1/identify "$tmp/probe.json" >/dev/null
 expect "the deleted faces are no longer identified" bash -c "! grep -q '\"identity\":{\"collection\":\"staff\",\"subject\":\"Ada Lovelace\"' '$tmp/body' && ! grep -q '\"identity\":{[^}]*\"bob\"' '$tmp/body'"
 
+expect "delete a collection with an enroll key 403" [ "$(call "$enroller" DELETE /v1/collections/guests)" = 403 ]
+expect "delete the guests collection 200" [ "$(call "$admin" DELETE /v1/collections/guests)" = 200 ]
+expect "guests had 2 subjects, 2 faces" body_has '"deleted_subjects":2,"deleted_faces":2'
+expect "delete guests again 404" [ "$(call "$admin" DELETE /v1/collections/guests)" = 404 ]
+expect "delete guests again: stable code" code_is collection_not_found
+call "$identifier" GET /v1/collections >/dev/null
+expect "guests is no longer listed" bash -c "! grep -q '\"name\":\"guests\"' '$tmp/body'"
+expect "staff is still listed" body_has '"name":"staff"'
+
 expect "SIGTERM exits 0" stop_server
 
 # --- SIGTERM while enroll requests are in flight ---------------------------------
