@@ -138,6 +138,28 @@ static int write_output(const char *out_dir, char *const *paths, size_t n, const
     return CLI_EXIT_OK;
 }
 
+/* The model's best-accuracy threshold, as `compare` and `validate
+ * --calibrate` resolve it (MODEL_DIR/thresholds.json over the manifest):
+ * linking two faces is a same-person decision. Fails closed without one. */
+static int default_threshold(const char *model_dir, const char *name, int flip, float *out)
+{
+    const facenet_model_info *info = facenet_model_find(name);
+    facenet_thresholds thr;
+    facenet_error err;
+
+    if (!info)
+        return CLI_EXIT_USAGE;
+    if (facenet_model_thresholds(model_dir, info, flip, &thr, &err) != FACENET_OK)
+        return cli_report(&err);
+    if (!(thr.threshold > 0)) {
+        fprintf(stderr, "facenet cluster: model %s has no calibrated threshold; pass "
+                        "--threshold\n", name);
+        return CLI_EXIT_USAGE;
+    }
+    *out = thr.threshold;
+    return CLI_EXIT_OK;
+}
+
 int cmd_cluster(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -216,16 +238,6 @@ int cmd_cluster(int argc, char **argv)
         fprintf(stderr, "facenet cluster: no model named '%s'\n", model);
         return CLI_EXIT_USAGE;
     }
-    if (isnan(o.threshold)) {
-        const facenet_model_info *info = facenet_model_find(model ? model : "mobilefacenet");
-        if (!info || !(info->threshold > 0)) {
-            fprintf(stderr, "facenet cluster: model %s has no calibrated threshold; pass "
-                            "--threshold\n",
-                    model ? model : "mobilefacenet");
-            return CLI_EXIT_USAGE;
-        }
-        o.threshold = info->threshold;
-    }
     if (cli_collect_images(argv + optind, argc - optind - 1, &paths) != 0) {
         cli_paths_free(&paths);
         return CLI_EXIT_INPUT;
@@ -238,6 +250,14 @@ int cmd_cluster(int argc, char **argv)
     if (cli_model_dir(model_dir_opt, model_dir, sizeof model_dir) != 0) {
         cli_paths_free(&paths);
         return CLI_EXIT_MODEL;
+    }
+    if (isnan(o.threshold)) {
+        int trc = default_threshold(model_dir, model ? model : "mobilefacenet", flip,
+                                    &o.threshold);
+        if (trc != CLI_EXIT_OK) {
+            cli_paths_free(&paths);
+            return trc;
+        }
     }
     int *rc = calloc(paths.n, sizeof *rc);
     int *labels = calloc(paths.n, sizeof *labels);

@@ -53,6 +53,18 @@ done
 # (every pinned embedder has a calibrated threshold now, dlib-resnet-tfjs
 # included, so the "no calibrated threshold" refusal cannot be reached here)
 "$bin" cluster --model no-such-model "$tmp/in" "$tmp/x" >"$tmp/out" 2>&1; check "unknown model" 2 $?
+# The default threshold is resolved like compare's: MODEL_DIR/thresholds.json
+# over the manifest (a copy of the model directory made of links).
+mdir=$tmp/models
+mkdir -p "$mdir"
+for f in "$("$bin" models path)"/*; do ln -s "$f" "$mdir/"; done
+rm -f "$mdir/thresholds.json"
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999, "pairs": "mine.txt", "n_pairs": 42}}}\n' > "$mdir/thresholds.json"
+"$bin" cluster --model-dir "$mdir" --list "$tmp/in" "$tmp/cal" >"$tmp/out" 2>&1; check "cluster, calibrated file" 0 $?
+expect "the file's threshold is used" grep -q "threshold 0.050" "$tmp/out"
+printf '{"schema": 1, "models": {' > "$mdir/thresholds.json"
+"$bin" cluster --model-dir "$mdir" --list "$tmp/in" "$tmp/cal2" >"$tmp/out" 2>&1; check "cluster, broken thresholds file" 4 $?
+expect "the broken file is named" grep -q "$mdir/thresholds.json" "$tmp/out"
 "$bin" cluster --list "$tmp/in" "$tmp/listed" >"$tmp/out" 2>&1; check "--list" 0 $?
 expect "--list writes only the tsv" test "$(ls "$tmp/listed")" = clusters.tsv
 
