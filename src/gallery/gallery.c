@@ -966,12 +966,15 @@ facenet_status facenet_gallery_list_collections(
     return status;
 }
 
-/* Re-tagging for a rename: every subject is verified under its current
- * collection name first (a forged row must not be laundered by a new tag),
- * and its new tag is computed; the tags are written after the walk. */
+/* Re-tagging subjects, for a collection rename (new collection name) and for
+ * a rekey (new keys): every subject is verified under its current tag first
+ * (a forged row must not be laundered by a new tag), and its new tag is
+ * computed; the tags are written after the walk, by retag_write(). */
 typedef struct retag_ctx {
     facenet_gallery *g;
-    const char *to;
+    const gallery_keys *new_keys; /* the keys the new tags are made with    */
+    const char *to;               /* new collection name; NULL: unchanged   */
+    const char *what;             /* "rename", "rekey": for messages         */
     int64_t *ids;
     uint8_t (*tags)[GALLERY_TAG_BYTES];
     size_t n, cap;
@@ -979,34 +982,56 @@ typedef struct retag_ctx {
     facenet_error *err;
 } retag_ctx;
 
+static int retag_reserve(retag_ctx *c)
+{
+    if (c->n < c->cap)
+        return 0;
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    int64_t *ids = realloc(c->ids, cap * sizeof *ids);
+    if (ids)
+        c->ids = ids;
+    uint8_t(*tags)[GALLERY_TAG_BYTES] = ids ? realloc(c->tags, cap * sizeof *tags) : NULL;
+    if (!ids || !tags)
+        return -1;
+    c->tags = tags;
+    c->cap = cap;
+    return 0;
+}
+
 static int retag_subject(void *arg, const gallery_subject_row *r)
 {
     retag_ctx *c = arg;
     if (gallery_subject_tag_verify(c->g->keys, c->g->gallery_id, r->id, r->collection, r->name,
                                    r->metadata, r->tag, r->tag_len) != 0) {
         c->status = fn_fail(c->err, FACENET_ERR_INTEGRITY,
-                            "gallery %s: subject %lld fails authentication; the collection is "
+                            "gallery %s: subject %lld fails authentication; the gallery is "
                             "left as it was",
                             c->g->path, (long long)r->id);
         return 1;
     }
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        int64_t *ids = realloc(c->ids, cap * sizeof *ids);
-        if (ids)
-            c->ids = ids;
-        uint8_t(*tags)[GALLERY_TAG_BYTES] = ids ? realloc(c->tags, cap * sizeof *tags) : NULL;
-        if (!ids || !tags) {
-            c->status = fn_fail(c->err, FACENET_ERR_NO_MEMORY, "rename: out of memory");
-            return 1;
-        }
-        c->tags = tags;
-        c->cap = cap;
+    if (retag_reserve(c) != 0) {
+        c->status = fn_fail(c->err, FACENET_ERR_NO_MEMORY, "%s: out of memory", c->what);
+        return 1;
     }
-    gallery_subject_tag(c->g->keys, c->g->gallery_id, r->id, c->to, r->name, r->metadata,
-                        c->tags[c->n]);
+    gallery_subject_tag(c->new_keys, c->g->gallery_id, r->id, c->to ? c->to : r->collection,
+                        r->name, r->metadata, c->tags[c->n]);
     c->ids[c->n++] = r->id;
     return 0;
+}
+
+/* Inside the caller's write transaction. */
+static facenet_status retag_write(gallery_store *s, const retag_ctx *c, facenet_error *err)
+{
+    facenet_status status = FACENET_OK;
+    for (size_t i = 0; status == FACENET_OK && i < c->n; i++)
+        status = s->ops->subject_set_tag(s, c->ids[i], c->tags[i], GALLERY_TAG_BYTES, err);
+    return status;
+}
+
+static void retag_free(retag_ctx *c)
+{
+    free(c->ids);
+    free(c->tags);
 }
 
 /* Inside the caller's write transaction: the collection's id, with a
@@ -1039,8 +1064,8 @@ static facenet_status rename_in_txn(facenet_gallery *g, const char *from, const 
         status = c->status;
     if (status == FACENET_OK)
         status = s->ops->collection_rename(s, *id, to, err);
-    for (size_t i = 0; status == FACENET_OK && i < c->n; i++)
-        status = s->ops->subject_set_tag(s, c->ids[i], c->tags[i], GALLERY_TAG_BYTES, err);
+    if (status == FACENET_OK)
+        status = retag_write(s, c, err);
     return status;
 }
 
@@ -1059,7 +1084,9 @@ facenet_status facenet_gallery_rename_collection(facenet_gallery *g, const char 
         return status;
     memset(&c, 0, sizeof c);
     c.g = g;
+    c.new_keys = g->keys;
     c.to = to;
+    c.what = "rename";
     c.err = err;
     /* Copied before the commit, so that nothing can fail after it. */
     char *copy = strdup(to);
@@ -1091,8 +1118,7 @@ facenet_status facenet_gallery_rename_collection(facenet_gallery *g, const char 
     }
     pthread_rwlock_unlock(&g->lock);
     free(copy);
-    free(c.ids);
-    free(c.tags);
+    retag_free(&c);
     return status;
 }
 
@@ -1482,8 +1508,7 @@ typedef struct rekey_ctx {
     gallery_keys *new_keys;
     uint8_t *blobs;   /* REKEY_PAGE sealed templates                   */
     int64_t *ids;     /* REKEY_PAGE row ids                            */
-    uint8_t (*tags)[GALLERY_TAG_BYTES];
-    size_t n, cap;
+    size_t n;
     float *row;
     facenet_status status;
     facenet_error *err;
@@ -1501,34 +1526,6 @@ static int rekey_template(void *arg, const gallery_template_row *r)
     return 0;
 }
 
-static int rekey_subject(void *arg, const gallery_subject_row *r)
-{
-    rekey_ctx *c = arg;
-    if (gallery_subject_tag_verify(c->g->keys, c->g->gallery_id, r->id, r->collection, r->name,
-                                   r->metadata, r->tag, r->tag_len) != 0) {
-        c->status = fn_fail(c->err, FACENET_ERR_INTEGRITY,
-                            "gallery %s: subject %lld fails authentication", c->g->path,
-                            (long long)r->id);
-        return 1;
-    }
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        int64_t *ids = realloc(c->ids, cap * sizeof *ids);
-        if (ids)
-            c->ids = ids;
-        uint8_t(*tags)[GALLERY_TAG_BYTES] = ids ? realloc(c->tags, cap * sizeof *tags) : NULL;
-        if (!ids || !tags) {
-            c->status = fn_fail(c->err, FACENET_ERR_NO_MEMORY, "rekey: out of memory");
-            return 1;
-        }
-        c->tags = tags;
-        c->cap = cap;
-    }
-    gallery_subject_tag(c->new_keys, c->g->gallery_id, r->id, r->collection, r->name, r->metadata,
-                        c->tags[c->n]);
-    c->ids[c->n++] = r->id;
-    return 0;
-}
 
 static facenet_status rekey_templates(rekey_ctx *c)
 {
@@ -1558,6 +1555,7 @@ facenet_status facenet_gallery_rekey(facenet_gallery *g, const uint8_t *new_key,
                                      facenet_error *err)
 {
     rekey_ctx c;
+    retag_ctx subjects;
     uint8_t check[GALLERY_KEY_CHECK_BYTES];
     facenet_status status;
 
@@ -1566,6 +1564,7 @@ facenet_status facenet_gallery_rekey(facenet_gallery *g, const uint8_t *new_key,
     if ((status = writable(g, err)))
         return status;
     memset(&c, 0, sizeof c);
+    memset(&subjects, 0, sizeof subjects);
     c.g = g;
     c.err = err;
     c.new_keys = sodium_malloc(sizeof *c.new_keys);
@@ -1576,13 +1575,11 @@ facenet_status facenet_gallery_rekey(facenet_gallery *g, const uint8_t *new_key,
         status = fn_fail(err, FACENET_ERR_NO_MEMORY, "rekey: out of memory");
         goto out;
     }
-    c.cap = REKEY_PAGE;
-    c.tags = malloc(REKEY_PAGE * sizeof *c.tags);
-    if (!c.tags) {
-        status = fn_fail(err, FACENET_ERR_NO_MEMORY, "rekey: out of memory");
-        goto out;
-    }
     gallery_keys_derive(c.new_keys, new_key);
+    subjects.g = g;
+    subjects.new_keys = c.new_keys;
+    subjects.what = "rekey";
+    subjects.err = err;
     gallery_key_check_make(c.new_keys, g->gallery_id, check);
 
     pthread_rwlock_wrlock(&g->lock);
@@ -1591,14 +1588,12 @@ facenet_status facenet_gallery_rekey(facenet_gallery *g, const uint8_t *new_key,
     if (status == FACENET_OK) {
         status = rekey_templates(&c);
         if (status == FACENET_OK) {
-            c.n = 0;
-            c.status = FACENET_OK;
-            status = s->ops->subjects(s, 0, 0, rekey_subject, &c, err);
+            status = s->ops->subjects(s, 0, 0, retag_subject, &subjects, err);
             if (status == FACENET_OK)
-                status = c.status;
+                status = subjects.status;
         }
-        for (size_t i = 0; status == FACENET_OK && i < c.n; i++)
-            status = s->ops->subject_set_tag(s, c.ids[i], c.tags[i], GALLERY_TAG_BYTES, err);
+        if (status == FACENET_OK)
+            status = retag_write(s, &subjects, err);
         if (status == FACENET_OK)
             status = s->ops->meta_set(s, "key_check", check, sizeof check, err);
         if (status == FACENET_OK)
@@ -1624,6 +1619,6 @@ out:
         sodium_free(c.row);
     free(c.blobs);
     free(c.ids);
-    free(c.tags);
+    retag_free(&subjects);
     return status;
 }
