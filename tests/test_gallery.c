@@ -743,6 +743,114 @@ static void best_collection(facenet_gallery *g, uint64_t n, char *out, size_t si
     snprintf(out, size, "%s", m[0].collection);
 }
 
+/* The best dot product of q (normalised here) with embeddings first..first+n-1. */
+static double best_dot(const float *q, uint64_t first, int n, int *which)
+{
+    float v[TG_DIM];
+    double qn = 0, best = -2;
+    for (int i = 0; i < TG_DIM; i++)
+        qn += (double)q[i] * q[i];
+    for (int t = 0; t < n; t++) {
+        double d = 0, vn = 0;
+        tg_embedding(v, TG_DIM, first + (uint64_t)t);
+        for (int i = 0; i < TG_DIM; i++) {
+            d += (double)q[i] * v[i];
+            vn += (double)v[i] * v[i];
+        }
+        d /= sqrt(qn * vn);
+        if (d > best) {
+            best = d;
+            *which = t;
+        }
+    }
+    return best;
+}
+
+static void test_score_subject(void **state)
+{
+    fixture *f = *state;
+    facenet_gallery *g = tg_open(f->path, 1, FACENET_GALLERY_CREATE | FACENET_GALLERY_INT4);
+    facenet_gallery_match m, top[1];
+    facenet_error err;
+    float q[TG_DIM], v[TG_DIM], zero[TG_DIM] = {0};
+    int64_t ids05[3], ids20[3], scratch[3], ids_other[2];
+    char name[32];
+    int which = -1;
+
+    for (int s = 0; s < 30; s++) {
+        snprintf(name, sizeof name, "person %02d", s);
+        int64_t *ids = s == 5 ? ids05 : s == 20 ? ids20 : scratch;
+        assert_int_equal(tg_enroll(g, name, (uint64_t)s * 100, 3, ids, &err), FACENET_OK);
+    }
+    assert_int_equal(enroll_in(g, "other", "person 05", 5000, 2, ids_other), FACENET_OK);
+    /* a noisy copy of person 05's third template */
+    tg_embedding(v, TG_DIM, 5 * 100 + 2);
+    tg_noisy(v, q, TG_DIM, 0.6f, 11);
+
+    /* exact: the subject's best template and its score, whatever copy the
+     * searches scan (int4 here) */
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, NULL, "person 05", &m,
+                                                   &err),
+                     FACENET_OK);
+    double want = best_dot(q, 500, 3, &which);
+    assert_true(fabs(m.score - want) < 1e-5);
+    assert_int_equal(which, 2);
+    assert_int_equal(m.template_id, ids05[2]);
+    assert_string_equal(m.subject, "person 05");
+    assert_string_equal(m.collection, "default");
+    assert_true(m.accepted); /* ~0.6 against the gallery's 0.5 */
+    /* the same score as the exact search's top match */
+    assert_int_equal(search(g, q, 1, -2, top, 1), 1);
+    assert_string_equal(top[0].subject, "person 05");
+    assert_true(top[0].score == m.score);
+    assert_int_equal(top[0].template_id, m.template_id);
+
+    /* a subject far from the query is scored too, not hidden */
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, "default", "person 20",
+                                                   &m, &err),
+                     FACENET_OK);
+    assert_true(fabs(m.score - best_dot(q, 2000, 3, &which)) < 1e-5);
+    assert_int_equal(m.template_id, ids20[which]);
+    assert_false(m.accepted);
+    /* the same name in another collection is another subject */
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, "other", "person 05",
+                                                   &m, &err),
+                     FACENET_OK);
+    assert_true(fabs(m.score - best_dot(q, 5000, 2, &which)) < 1e-5);
+    assert_int_equal(m.template_id, ids_other[which]);
+    assert_string_equal(m.collection, "other");
+
+    /* what does not exist, and bad queries */
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, NULL, "nobody", &m,
+                                                   &err),
+                     FACENET_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.message, "nobody"));
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, "missing", "person 05",
+                                                   &m, &err),
+                     FACENET_ERR_NOT_FOUND);
+    assert_int_equal(facenet_gallery_score_subject(g, "other@1", q, TG_DIM, NULL, "person 05", &m,
+                                                   &err),
+                     FACENET_ERR_UNSUPPORTED);
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM - 1, NULL, "person 05",
+                                                   &m, &err),
+                     FACENET_ERR_SHAPE);
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, zero, TG_DIM, NULL, "person 05",
+                                                   &m, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, NULL, " person 05", &m,
+                                                   &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, NULL, NULL, &m, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+
+    /* removed subjects are gone from 1:1 too */
+    assert_int_equal(facenet_gallery_remove_subject(g, NULL, "person 05", NULL, &err), FACENET_OK);
+    assert_int_equal(facenet_gallery_score_subject(g, TG_MODEL, q, TG_DIM, NULL, "person 05", &m,
+                                                   &err),
+                     FACENET_ERR_NOT_FOUND);
+    facenet_gallery_close(g);
+}
+
 static void test_collection_rename(void **state)
 {
     fixture *f = *state;
@@ -1372,6 +1480,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deletion_is_real, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collection_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collection_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_score_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),

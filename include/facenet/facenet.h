@@ -572,6 +572,19 @@ facenet_status facenet_gallery_search(
     int dim, const facenet_gallery_search_options *options,
     facenet_gallery_match *matches, size_t *n_matches, facenet_error *err);
 
+/* 1:1 against one enrolled subject: the exact cosine similarity of the
+ * query (`dim` floats, normalised here) to the subject's best template,
+ * into *match (accepted: at least the gallery's open-set threshold, 0
+ * when it has none; a 1:1 decision should use the model's verification
+ * threshold instead). `collection` NULL means "default". Returns
+ * FACENET_ERR_NOT_FOUND when there is no such subject or it has no
+ * templates. Costs a walk over the row ids plus one dot product per
+ * template of the subject, whatever the gallery's size. */
+facenet_status facenet_gallery_score_subject(
+    facenet_gallery *gallery, const char *model_id, const float *query,
+    int dim, const char *collection, const char *subject,
+    facenet_gallery_match *match, facenet_error *err);
+
 typedef struct facenet_gallery_subject {
     int64_t id;
     const char *collection;

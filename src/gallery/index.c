@@ -910,6 +910,28 @@ static void job_init(scan_shared *job, const gallery_index *ix, const gallery_qu
     }
 }
 
+size_t gallery_index_score_subject(const gallery_index *ix, const float *v, int64_t subject_id,
+                                   gallery_hit *best)
+{
+    /* The kernel the search's float rescoring uses, so both report the
+     * same score for the same template. */
+    const dot_f32_fn dot = pick_f32();
+    size_t found = 0;
+    for (size_t i = 0; i < ix->n; i++) {
+        if (ix->subject_id[i] != subject_id)
+            continue;
+        float score;
+        dot(v, ix->vec + i * (size_t)ix->dim, ix->dim, 1, &score);
+        if (found == 0 || score > best->score) {
+            best->score = score;
+            best->row = i;
+            best->subject_id = subject_id;
+        }
+        found++;
+    }
+    return found;
+}
+
 int gallery_index_scan_scores(const gallery_index *ix, const float *v, gallery_scan scan,
                               int portable, float *scores)
 {

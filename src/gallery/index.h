@@ -107,6 +107,13 @@ int gallery_index_threads(const gallery_index *ix, int requested);
 size_t gallery_index_search(const gallery_index *ix, const gallery_query *q,
                             gallery_hit *hits);
 
+/* The best exact (float) score among subject_id's rows into *best (its
+ * row and score); returns how many rows the subject has (0: *best is
+ * untouched). A walk over the row ids plus one dot product per template of
+ * the subject: cheap next to a search, and exact whatever copies exist. */
+size_t gallery_index_score_subject(const gallery_index *ix, const float *v, int64_t subject_id,
+                                   gallery_hit *best);
+
 /* The first-pass score of every row (of the copy `scan` reads, before any
  * float rescoring) into scores[ix->n]; portable = 1 uses the plain C
  * kernels instead of the AVX2 ones. For tests: the kernels must agree

@@ -19,7 +19,7 @@ static const char openapi_json[] =
     "\"no_face\",\"overloaded\",\"out_of_memory\",\"internal\",\"invalid_path\","
     "\"no_gallery\",\"invalid_field\",\"too_many_images\",\"invalid_argument\","
     "\"invalid_query\",\"collection_not_found\",\"subject_not_found\","
-    "\"face_not_found\",\"no_threshold\",\"undecidable\",\"gallery_unavailable\","
+    "\"face_not_found\",\"no_threshold\",\"gallery_unavailable\","
     "\"invalid_multipart\",\"too_many_in_flight\",\"queue_timeout\","
     "\"deadline_exceeded\"]},\"message\":{\"type\":\"string\"}}}}},"
     "\"Image\":{\"type\":\"object\",\"required\":[\"image\"],\"properties\":{\"image\":{\"type\":\"string\","

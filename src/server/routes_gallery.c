@@ -25,8 +25,6 @@
 #include "server/server_int.h"
 
 #define IDENTIFY_MAX_K 100
-#define VERIFY_FIRST_K 50
-#define VERIFY_SCAN_K 1000 /* the gallery's largest k */
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
 
@@ -193,96 +191,40 @@ static int count_template(void *arg, const facenet_gallery_template *t)
 }
 
 /* 1:1 against an enrolled subject, at the model's 1:1 threshold: the
- * similarity is the subject's best template's. */
+ * similarity is the subject's best template's, scored exactly whatever
+ * the gallery's size (facenet_gallery_score_subject). */
 enum MHD_Result fn_verify_subject(fn_server *s, struct MHD_Connection *conn, request *req,
                                   const fn_blob *image, const char *collection,
                                   const char *subject)
 {
-    facenet_gallery_search_options options;
-    facenet_gallery_match *matches = NULL;
-    count_ctx count = {0, 0, 0};
-    size_t n = 0;
+    facenet_gallery_match match;
     facenet_error err;
     facenet_status st;
-    float *query = NULL, similarity = NAN;
+    float *query;
     enum MHD_Result ret;
 
     if (!collection)
         collection = "default";
-    matches = malloc(VERIFY_SCAN_K * sizeof *matches);
     query = malloc((size_t)s->dim * sizeof *query);
-    if (!matches || !query) {
-        free(matches);
-        free(query);
+    if (!query)
         return fn_respond_error(conn, req, 503, "out_of_memory", "the server is out of memory",
                                 NULL);
-    }
     if (embed_one(s, conn, req, image, query, NULL, &ret) != 0) {
-        free(matches);
         free(query);
         return ret;
     }
-    /* The gallery API has no per-subject score, so search this collection
-     * exactly and find the subject among the best: first the best
-     * VERIFY_FIRST_K (cheap; decides nearly every query), then, only when
-     * the subject is not there and all of them reach the threshold, the
-     * best VERIFY_SCAN_K (the top-k list costs O(k) per candidate). */
-    facenet_gallery_search_options_default(&options);
-    options.collection = collection;
-    options.threshold = s->threshold;
-    options.exact = 1;
-    options.threads = 1;
-    for (int pass = 0; pass < 2; pass++) {
-        options.k = pass == 0 ? VERIFY_FIRST_K : VERIFY_SCAN_K;
-        st = facenet_gallery_search(s->gallery, s->model_id, query, s->dim, &options, matches,
-                                    &n, &err);
-        for (size_t i = 0; st == FACENET_OK && i < n; i++)
-            if (strcmp(matches[i].subject, subject) == 0)
-                similarity = matches[i].score;
-        if (st != FACENET_OK || !isnan(similarity) || n < (size_t)options.k ||
-            matches[n - 1].score < s->threshold)
-            break;
-    }
+    st = facenet_gallery_score_subject(s->gallery, s->model_id, query, s->dim, collection,
+                                       subject, &match, &err);
     sodium_memzero(query, (size_t)s->dim * sizeof *query);
     free(query);
-    if (st == FACENET_OK && isnan(similarity)) {
-        /* Not among the best: is there such a subject at all? Asked only
-         * now, because listing a subject is slow on a large gallery. */
-        st = facenet_gallery_list_templates(s->gallery, collection, subject, count_template,
-                                            &count, &err);
-        if (st != FACENET_OK) {
-            free(matches);
-            return gallery_error(conn, req, st, "subject_not_found", "no such subject");
-        }
-    }
-    if (st == FACENET_OK && isnan(similarity) && n == VERIFY_SCAN_K &&
-        matches[n - 1].score >= s->threshold) {
-        /* Not among the best 1000, all of them above the threshold: the
-         * subject's own score is unknown and could still reach it. */
-        free(matches);
-        return fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "undecidable",
-                                "too many subjects are similar to this face to score the one "
-                                "asked for",
-                                NULL);
-    }
-    free(matches);
     if (st != FACENET_OK)
         return gallery_error(conn, req, st, "subject_not_found", "no such subject");
-    /* Below every score found, so below the threshold: no similarity is
-     * given (which also tells a prober less). */
-    if (isnan(similarity))
-        return fn_respond_json(conn, req, MHD_HTTP_OK,
-                               json_pack("{s:s, s:s, s:n, s:f, s:b, s:s}", "collection",
-                                         collection, "subject", subject, "similarity",
-                                         "threshold", (double)s->threshold, "same", 0,
-                                         "model", s->embed_info->name),
-                               NULL);
     return fn_respond_json(conn, req, MHD_HTTP_OK,
                            json_pack("{s:s, s:s, s:f, s:f, s:f, s:b, s:s}", "collection",
                                      collection, "subject", subject, "similarity",
-                                     (double)similarity, "distance",
-                                     2.0 - 2.0 * (double)similarity, "threshold",
-                                     (double)s->threshold, "same", similarity >= s->threshold,
+                                     (double)match.score, "distance",
+                                     2.0 - 2.0 * (double)match.score, "threshold",
+                                     (double)s->threshold, "same", match.score >= s->threshold,
                                      "model", s->embed_info->name),
                            NULL);
 }

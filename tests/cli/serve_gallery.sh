@@ -180,6 +180,9 @@ expect "verify against a subject 200" [ "$(json "$verifier" POST /v1/verify "$tm
 expect "verify: the copy is Ada" body_has '"same":true'
 expect "verify stranger against Ada 200" [ "$(json "$verifier" POST /v1/verify "$tmp/verify_stranger.json")" = 200 ]
 expect "verify: the stranger is not Ada" body_has '"same":false'
+# scored exactly against Ada's templates (facenet_gallery_score_subject), so
+# the similarity is a number even far below the threshold
+expect "verify stranger: similarity is a number" grep -Eq '"similarity":-?[0-9]' "$tmp/body"
 expect "verify unknown subject 404" [ "$(json "$verifier" POST /v1/verify "$tmp/verify_nobody.json")" = 404 ]
 expect "verify unknown subject: stable code" code_is subject_not_found
 printf '{"image":"%s","image1":"%s","subject":"bob"}' "$(b64 "$tmp/probe.png")" "$(b64 "$tmp/probe.png")" >"$tmp/verify_mixed.json"
