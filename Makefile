@@ -4,6 +4,7 @@
 #                short fuzz runs and the static analysers
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
@@ -17,7 +18,7 @@ export FACENET_MODEL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/model
 # The face-api demo photos, fetched (pinned by SHA-256) by `make models`.
 export FACENET_DEMO_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/facenet/demo
 
-.PHONY: all deps build models demo check test test-asan fuzz lint bench bench-lfw install clean
+.PHONY: all deps build models demo check test test-asan test-tsan fuzz lint bench bench-lfw install clean
 
 all: build
 
@@ -48,6 +49,18 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  FACENET_REQUIRE_MODELS=1 FACENET_TEST_QUICK=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE slow
 
+# The tests that run threads over shared state (the engine's pool, the
+# detector's threads, the gallery's search pool and a handle shared by
+# searching and enrolling threads), under ThreadSanitizer.
+TSAN_TESTS := test_pool test_detect_threads test_gallery_index test_gallery
+test-tsan:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-O1 -g -fsanitize=thread" \
+	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TSAN_TESTS)
+	TSAN_OPTIONS=halt_on_error=1 FACENET_REQUIRE_MODELS=1 FACENET_TEST_QUICK=1 \
+	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS) \
+	  -R '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
+
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFACENET_FUZZ=ON \
 	  -DFACENET_SANITIZE=ON -DFACENET_TESTS=OFF -DCMAKE_C_FLAGS="-O2 -g"
@@ -57,7 +70,7 @@ fuzz:
 lint: build
 	./scripts/lint.sh $(BUILD)
 
-check: deps models test test-asan fuzz lint
+check: deps models test test-asan test-tsan fuzz lint
 
 # The benchmark with its peers (bench/peers: raw XNNPACK, dlib's own
 # ResNet), built only here, measured in the same run as our backends.

@@ -60,6 +60,35 @@ static void test_every_task_once(void **state)
     }
 }
 
+/* Short calls whose size grows by one from call to call: the pattern
+ * that once let a worker holding a finished call's word (index == its
+ * n_tasks) run task n_tasks of the next, larger call too, and count it as
+ * done there (see src/nn/pool.c). Rare on its own; under `make test-tsan`
+ * the old code failed here within a few runs. */
+static void test_growing_calls(void **state)
+{
+    (void)state;
+    for (int threads = 2; threads <= 4; threads++) {
+        nn_pool *pool = NULL;
+        facenet_error err;
+        assert_int_equal(nn_pool_create(threads, &pool, &err), FACENET_OK);
+        counts *c = calloc(1, sizeof *c);
+        c->threads = threads;
+        for (int call = 0; call < 20000; call++) {
+            const int n = 2 + call % 3;
+            for (int t = 0; t < n; t++)
+                atomic_store(&c->hits[t], 0);
+            nn_pool_run(pool, n, count_task, c);
+            for (int t = 0; t < n; t++)
+                if (atomic_load(&c->hits[t]) != 1)
+                    fail_msg("threads %d, call %d: task %d of %d ran %d times", threads, call, t,
+                             n, atomic_load(&c->hits[t]));
+        }
+        free(c);
+        nn_pool_free(pool);
+    }
+}
+
 static void test_bad_sizes(void **state)
 {
     nn_pool *pool = (nn_pool *)&pool; /* must be reset to NULL */
@@ -121,6 +150,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_task_once),
+        cmocka_unit_test(test_growing_calls),
         cmocka_unit_test(test_bad_sizes),
         cmocka_unit_test(test_threads_from_env),
         cmocka_unit_test(test_session_threads),

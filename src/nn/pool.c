@@ -1,11 +1,19 @@
 /*
  * pool.c - the fork-join pool (see pool.h).
  *
- * One call at a time: the owner publishes (fn, ctx, n_tasks), then one
- * 64-bit word holding the call's generation (high half) and the next task
- * index (low half). Everyone claims tasks by compare-and-swap on that word,
- * so a worker that wakes late, still holding an old generation, can never
- * claim a task of a newer call with the old call's bounds: its CAS fails.
+ * One call at a time. The work word holds a generation (high half) and
+ * the next task index (low half); everyone claims tasks by compare-and-swap
+ * on it, so a worker that wakes late, still holding an old generation, can
+ * never claim a task of a newer call: its CAS fails.
+ *
+ * A call first closes the last call's word (a new generation whose index
+ * is past any bound), then writes (fn, ctx, n_tasks), then opens its own
+ * generation at index 0. Without the closing step a worker that had loaded
+ * the finished call's word (index == its n_tasks) and then read the new,
+ * larger n_tasks could still win its CAS on the old word and run a task
+ * that the new call runs again; its extra "done" also let the owner return
+ * while a task was still running. ThreadSanitizer's scheduling found this
+ * (tests/test_pool.c, `make test-tsan`).
  * The owner returns when the count of finished tasks reaches n_tasks.
  */
 #include "nn/pool.h"
@@ -26,6 +34,9 @@
  * waits for needs, then (workers only) sleep on the condition variable. */
 #define SPIN_POLLS 2000
 #define YIELD_POLLS 200
+
+/* The index of a closed work word: at or past every call's n_tasks. */
+#define CLOSED_INDEX 0x7fffffffu
 
 struct nn_pool {
     int threads;
@@ -69,16 +80,18 @@ static void take_tasks(nn_pool *p, uint32_t gen, int thread)
     for (;;) {
         if (generation_of(w) != gen)
             return;
-        const int index = (int)(uint32_t)w;
-        const int n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
-        nn_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
-        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
-        if (index >= n)
+        const uint32_t index = (uint32_t)w;
+        /* Acquire: if these read a newer call's values, its closing store
+         * is visible too, and the CAS below on the old word fails. */
+        const int n = atomic_load_explicit(&p->n_tasks, memory_order_acquire);
+        nn_task_fn fn = atomic_load_explicit(&p->fn, memory_order_acquire);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_acquire);
+        if (index >= (uint32_t)n)
             return;
         /* On failure w is reloaded and the checks run again. */
         if (atomic_compare_exchange_weak_explicit(&p->work, &w, w + 1, memory_order_acq_rel,
                                                   memory_order_acquire)) {
-            fn(ctx, index, thread);
+            fn(ctx, (int)index, thread);
             atomic_fetch_add_explicit(&p->done_tasks, 1, memory_order_release);
             w = atomic_load_explicit(&p->work, memory_order_acquire);
         }
@@ -196,10 +209,15 @@ void nn_pool_run(nn_pool *p, int n_tasks, nn_task_fn fn, void *ctx)
             fn(ctx, t, 0);
         return;
     }
-    const uint32_t gen = generation_of(atomic_load_explicit(&p->work, memory_order_relaxed)) + 1u;
-    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
+    const uint32_t last = generation_of(atomic_load_explicit(&p->work, memory_order_relaxed));
+    const uint32_t gen = last + 2u;
+    /* Close the last call's word before touching its bounds (see the top
+     * of the file), then publish this call. */
+    atomic_store_explicit(&p->work, (uint64_t)(last + 1u) << 32 | CLOSED_INDEX,
+                          memory_order_seq_cst);
+    atomic_store_explicit(&p->fn, fn, memory_order_release);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_release);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_release);
     atomic_store_explicit(&p->done_tasks, 0, memory_order_relaxed);
     atomic_store_explicit(&p->work, (uint64_t)gen << 32, memory_order_release);
     pthread_mutex_lock(&p->lock);
