@@ -34,6 +34,8 @@ static const char embed_usage[] =
     "                    also writes OUT.index.csv naming each row)\n"
     "  --model-dir DIR   model cache (default: facenet models path)\n"
     "\n"
+    "Images are processed on one worker thread per core ($FACENET_THREADS\n"
+    "sets the count); the output keeps the input order.\n"
     "Embeddings are biometric templates: store them as carefully as photos.\n"
     "Exit codes: 0 ok, 1 some images had no face, 2 usage, 3 models missing\n"
     "or altered, 4 an image could not be read (the others are processed).\n";
