@@ -1,5 +1,6 @@
-/* The detector's threads: pyramid levels and crop batches spread over 1,
- * 2 or 3 threads give the same faces, byte for byte, as one thread; the
+/* The detector's threads: pyramid levels (the largest cut into bands of
+ * P-Net cells) and crop batches spread over 1, 2 or 3 threads give the
+ * same faces, byte for byte, as one thread, which runs every level whole; the
  * thread count is validated and a failed change keeps the old one. Runs
  * on the demo photos (FACENET_DEMO_DIR) and one LFW image when present,
  * else on a synthetic image. */
@@ -63,6 +64,20 @@ static facenet_image *pattern_photo(int w, int h)
     return img;
 }
 
+/* The w x h window of `img` from (x0, y0), made through a wider row
+ * stride, so the detector reads a strided image of odd size. */
+static facenet_image *window(const facenet_image *img, int x0, int y0, int w, int h)
+{
+    const size_t stride = (size_t)facenet_image_width(img) * 3;
+    facenet_image *out = NULL;
+    assert_true(x0 + w <= facenet_image_width(img) && y0 + h <= facenet_image_height(img));
+    assert_int_equal(facenet_image_from_rgb(facenet_image_pixels(img) + (size_t)y0 * stride +
+                                                (size_t)x0 * 3,
+                                            w, h, stride, &out, NULL),
+                     FACENET_OK);
+    return out;
+}
+
 static void detect_with(int threads, const facenet_image *img, int min_size,
                         facenet_face **faces, size_t *n)
 {
@@ -115,6 +130,22 @@ static void test_threads_give_identical_faces(void **state)
         facenet_image *img = load_photo(path, 1);
         if (img) {
             check_same_faces(img, 40, "sample1 at 640x480", 1);
+            /* Odd sizes, so that with 2 and 3 threads the largest levels
+             * are cut into bands whose edges fall on every parity; the
+             * faces must still equal one thread's, which runs each level
+             * whole. */
+            static const int windows[][5] = {
+                {0, 0, 639, 479, 20}, {3, 5, 517, 411, 40}, {1, 2, 601, 333, 27},
+            };
+            for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
+                const int *v = windows[i];
+                char what[64];
+                facenet_image *part = window(img, v[0], v[1], v[2], v[3]);
+                snprintf(what, sizeof what, "sample1 window %dx%d, min face %d", v[2], v[3],
+                         v[4]);
+                check_same_faces(part, v[4], what, 1);
+                facenet_image_free(part);
+            }
             facenet_image_free(img);
             photos++;
         }

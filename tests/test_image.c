@@ -1111,6 +1111,101 @@ static int bits_equal(const float *a, const float *b, size_t n)
     return memcmp(a, b, n * sizeof *a) == 0;
 }
 
+/* img_crop_resize_rgb8_t reads the bytes in place and writes a band of
+ * output columns transposed and normalised: every value must be bit for bit
+ * (v - mean) * scale of img_crop_resize_into on the float copy, with either
+ * implementation, for random sizes, boxes over every edge, bands and row
+ * strides wider than the pixels. Each image is its own allocation of
+ * exactly height * stride bytes, so the sanitizer sees any over-read. */
+static void test_resize_rgb8_transposed_matches_float(void **state)
+{
+    const img_norm norm = {127.5f, 0.0078125f};
+    uint32_t seed = 777;
+    (void)state;
+    for (int t = 0; t < 400; t++) {
+        int v[11];
+        for (int k = 0; k < 11; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            v[k] = (int)(seed >> 16);
+        }
+        const int sw = 1 + v[0] % 70, sh = 1 + v[1] % 70, ow = 1 + v[2] % 60, oh = 1 + v[3] % 60;
+        const int whole = t % 4 == 0;
+        const int x1 = whole ? 1 : v[4] % 90 - 20, y1 = whole ? 1 : v[5] % 90 - 20;
+        const int x2 = whole ? sw : x1 + v[6] % 80, y2 = whole ? sh : y1 + v[7] % 80;
+        const int col0 = v[8] % ow, col1 = col0 + 1 + v[9] % (ow - col0);
+        const size_t stride = (size_t)sw * 3 + (size_t)(v[10] % 3) * 5;
+        const int box[4] = {x1, y1, x2, y2};
+        img_rgb8 img = {sw, sh, stride, malloc(stride * sh)};
+        img_f32 *f = NULL;
+        const size_t n = (size_t)ow * oh * 3, nb = (size_t)(col1 - col0) * oh * 3;
+        float *want = malloc(n * sizeof *want), *got = malloc(nb * sizeof *got);
+        assert_non_null(img.pixels);
+        assert_non_null(want);
+        assert_non_null(got);
+        for (size_t i = 0; i < stride * sh; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            img.pixels[i] = (uint8_t)(seed >> 24);
+        }
+        assert_int_equal(img_rgb8_to_f32(&img, &f, NULL), FACENET_OK);
+        assert_int_equal(img_crop_resize_into_impl(f, x1, y1, x2, y2, ow, oh, want,
+                                                   IMG_RESIZE_SCALAR, NULL),
+                         FACENET_OK);
+        for (int impl = 0; impl < 2; impl++) {
+            memset(got, 0xff, nb * sizeof *got);
+            assert_int_equal(img_crop_resize_rgb8_t_impl(&img, box, ow, oh, col0, col1, &norm,
+                                                         got,
+                                                         impl ? IMG_RESIZE_SCALAR
+                                                              : IMG_RESIZE_BEST,
+                                                         NULL),
+                             FACENET_OK);
+            for (int x = col0; x < col1; x++)
+                for (int y = 0; y < oh; y++)
+                    for (int c = 0; c < 3; c++) {
+                        const float e = (want[((size_t)y * ow + x) * 3 + c] - norm.mean) *
+                                        norm.scale;
+                        const float g = got[((size_t)(x - col0) * oh + y) * 3 + c];
+                        if (memcmp(&e, &g, sizeof e) != 0)
+                            fail_msg("case %d (%s): %dx%d box [%d %d %d %d] -> %dx%d cols "
+                                     "[%d, %d): (%d, %d, %d) is %.9g, want %.9g",
+                                     t, impl ? "scalar" : "best", sw, sh, x1, y1, x2, y2, ow,
+                                     oh, col0, col1, x, y, c, (double)g, (double)e);
+                    }
+        }
+        free(want);
+        free(got);
+        img_f32_free(f);
+        free(img.pixels);
+    }
+}
+
+/* Bad arguments fail with a message and write nothing. */
+static void test_resize_rgb8_transposed_rejects_bad_input(void **state)
+{
+    const img_norm norm = {127.5f, 0.0078125f};
+    static const int bad[][7] = {
+        /* box x1 y1 x2 y2, out side, col0, col1 */
+        {5, 5, 4, 9, 24, 0, 24},  {5, 5, 9, 4, 24, 0, 24},  {1, 1, 8, 8, 0, 0, 1},
+        {1, 1, 8, 8, 24, -1, 24}, {1, 1, 8, 8, 24, 0, 25},  {1, 1, 8, 8, 24, 7, 7},
+        {1, 1, 8, 8, 24, 9, 3},
+    };
+    img_rgb8 *img = NULL;
+    float out[24 * 24 * 3];
+    (void)state;
+    assert_int_equal(img_rgb8_new(8, 8, &img, NULL), FACENET_OK);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        facenet_error err;
+        memset(out, 0x5a, sizeof out);
+        memset(&err, 0, sizeof err);
+        assert_int_equal(img_crop_resize_rgb8_t(img, bad[i], bad[i][4], bad[i][4], bad[i][5],
+                                                bad[i][6], &norm, out, &err),
+                         FACENET_ERR_INVALID_ARGUMENT);
+        assert_true(err.message[0] != '\0');
+        for (size_t k = 0; k < sizeof out; k++)
+            assert_int_equal(((const unsigned char *)out)[k], 0x5a);
+    }
+    img_rgb8_free(img);
+}
+
 /* The AVX2 resize loops must give the scalar oracle's bytes exactly: for
  * shrinking and growing, odd sizes (the 8-, 2- and 1-row paths), crops
  * hanging over every edge, and 1- and 4-channel images. */
@@ -1399,6 +1494,8 @@ int main(void)
         cmocka_unit_test(test_resize_properties),
         cmocka_unit_test(test_crop_resize_matches_materialised_crop),
         cmocka_unit_test(test_resize_simd_matches_scalar),
+        cmocka_unit_test(test_resize_rgb8_transposed_matches_float),
+        cmocka_unit_test(test_resize_rgb8_transposed_rejects_bad_input),
         cmocka_unit_test(test_warp),
         cmocka_unit_test(test_mirror_and_conversions),
         cmocka_unit_test(test_png_writer_round_trip),

@@ -1,9 +1,16 @@
 /*
  * cmd_embed.c - `facenet embed IMG...|DIR`: embeddings to JSON, CSV or .npy.
+ *
+ * Images are claimed one at a time by worker threads (one per core, or
+ * $FACENET_THREADS), each with its own detector and embedder, so decoding,
+ * detection and embedding all run on every core; the results are written
+ * in input order, as one thread would.
  */
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +34,8 @@ static const char embed_usage[] =
     "                    also writes OUT.index.csv naming each row)\n"
     "  --model-dir DIR   model cache (default: facenet models path)\n"
     "\n"
+    "Images are processed on one worker thread per core ($FACENET_THREADS\n"
+    "sets the count); the output keeps the input order.\n"
     "Embeddings are biometric templates: store them as carefully as photos.\n"
     "Exit codes: 0 ok, 1 some images had no face, 2 usage, 3 models missing\n"
     "or altered, 4 an image could not be read (the others are processed).\n";
@@ -164,21 +173,30 @@ static facenet_status fn_cli_oom(facenet_error *err)
     return FACENET_ERR_NO_MEMORY;
 }
 
-static int embed_image(facenet_detector *det, facenet_embedder *emb, const char *path,
-                       int all_faces, int flip, embed_out *out)
+/* What one image gave: its faces' embeddings, or the message to print. */
+typedef struct embed_result {
+    int rc;
+    char message[FACENET_ERROR_MESSAGE_MAX + 32]; /* empty when there is none */
+    int first;    /* face index of the first embedding */
+    size_t count; /* embeddings */
+    float *scores; /* [count], owned */
+    float *v;      /* [count][dim], owned */
+} embed_result;
+
+static void embed_image(facenet_detector *det, facenet_embedder *emb, const char *path,
+                        int all_faces, int flip, int dim, embed_result *r)
 {
     facenet_image *img = NULL;
     facenet_face *faces = NULL;
     size_t n = 0;
     facenet_error err;
-    int rc = CLI_EXIT_OK;
     facenet_status st = facenet_image_load(path, NULL, &img, &err);
 
     if (st == FACENET_OK)
         st = facenet_detect(det, img, NULL, &faces, &n, &err);
     if (st == FACENET_OK && n == 0) {
-        fprintf(stderr, "facenet embed: %s: no face found\n", path);
-        rc = CLI_EXIT_PROBLEM;
+        snprintf(r->message, sizeof r->message, "%s: no face found", path);
+        r->rc = CLI_EXIT_PROBLEM;
     } else if (st == FACENET_OK) {
         size_t first = 0, count = n;
         if (!all_faces) {
@@ -186,23 +204,99 @@ static int embed_image(facenet_detector *det, facenet_embedder *emb, const char 
                                               facenet_image_height(img));
             count = 1;
         }
-        float *v = malloc(count * (size_t)out->dim * sizeof *v);
-        if (!v)
+        r->v = malloc(count * (size_t)dim * sizeof *r->v);
+        r->scores = malloc(count * sizeof *r->scores);
+        if (!r->v || !r->scores)
             st = fn_cli_oom(&err);
         if (st == FACENET_OK)
-            st = facenet_embed(emb, img, faces + first, count, flip, v, &err);
-        for (size_t i = 0; st == FACENET_OK && i < count; i++)
-            if (add_row(out, path, (int)(first + i), faces[first + i].score,
-                        v + i * (size_t)out->dim) != 0)
-                st = fn_cli_oom(&err);
-        free(v);
+            st = facenet_embed(emb, img, faces + first, count, flip, r->v, &err);
+        if (st == FACENET_OK) {
+            for (size_t i = 0; i < count; i++)
+                r->scores[i] = faces[first + i].score;
+            r->first = (int)first;
+            r->count = count;
+        }
     }
     if (st != FACENET_OK) {
-        fprintf(stderr, "facenet embed: %s\n", err.message);
-        rc = cli_exit_code(st);
+        snprintf(r->message, sizeof r->message, "%s", err.message);
+        r->rc = cli_exit_code(st);
     }
     free(faces);
     facenet_image_free(img);
+}
+
+typedef struct embed_job {
+    const cli_paths *paths;
+    embed_result *results; /* [paths->n] */
+    int all_faces, flip, dim;
+    atomic_size_t next;
+} embed_job;
+
+typedef struct embed_worker {
+    embed_job *job;
+    facenet_detector *det; /* owned by cmd_embed */
+    facenet_embedder *emb; /* owned by cmd_embed */
+    pthread_t tid;
+} embed_worker;
+
+static void *embed_worker_main(void *arg)
+{
+    embed_worker *w = arg;
+    embed_job *j = w->job;
+    for (;;) {
+        size_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->paths->n)
+            break;
+        embed_image(w->det, w->emb, j->paths->items[i], j->all_faces, j->flip, j->dim,
+                    &j->results[i]);
+    }
+    return NULL;
+}
+
+/* Image workers: $FACENET_THREADS when set, else one per core; never more
+ * than there are images. */
+static int embed_worker_count(size_t images)
+{
+    const char *env = getenv("FACENET_THREADS");
+    long n = env && *env ? atol(env) : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > 256)
+        n = 256;
+    if ((size_t)n > images)
+        n = images ? (long)images : 1;
+    return (int)n;
+}
+
+/* Run the workers (workers[0] has the caller's detector and embedder, the
+ * others their own) and gather the results into `out` in input order.
+ * Returns the highest exit code. */
+static int embed_all(embed_worker *workers, int n_workers, embed_job *job, embed_out *out)
+{
+    int rc = CLI_EXIT_OK, started = 1;
+    for (int t = 1; t < n_workers; t++)
+        if (pthread_create(&workers[t].tid, NULL, embed_worker_main, &workers[t]) == 0)
+            started++;
+        else
+            break;
+    embed_worker_main(&workers[0]);
+    for (int t = 1; t < started; t++)
+        pthread_join(workers[t].tid, NULL);
+    for (size_t i = 0; i < job->paths->n; i++) {
+        embed_result *r = &job->results[i];
+        if (r->message[0])
+            fprintf(stderr, "facenet embed: %s\n", r->message);
+        for (size_t k = 0; k < r->count && r->rc == CLI_EXIT_OK; k++)
+            if (add_row(out, job->paths->items[i], r->first + (int)k, r->scores[k],
+                        r->v + k * (size_t)out->dim) != 0) {
+                fprintf(stderr, "facenet embed: out of memory\n");
+                r->rc = CLI_EXIT_INTERNAL;
+            }
+        if (r->rc > rc)
+            rc = r->rc;
+        free(r->scores);
+        free(r->v);
+    }
     return rc;
 }
 
@@ -254,17 +348,47 @@ int cmd_embed(int argc, char **argv)
         cli_paths_free(&paths);
         return open_rc;
     }
-    /* Detection, the larger half of the work, runs its pyramid levels and
-     * crops on every core unless $FACENET_THREADS says otherwise. */
-    const char *env_threads = getenv("FACENET_THREADS");
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if ((!env_threads || !*env_threads) && cpus > 1)
-        facenet_detector_set_threads(det, cpus > 256 ? 256 : (int)cpus, NULL);
     out.dim = facenet_embedder_dim(emb);
-    for (size_t i = 0; i < paths.n; i++) {
-        int r = embed_image(det, emb, paths.items[i], all_faces, flip, &out);
-        if (r > rc)
-            rc = r;
+    {
+        const int n_workers = embed_worker_count(paths.n);
+        embed_worker *workers = calloc((size_t)n_workers, sizeof *workers);
+        embed_job job = {&paths, calloc(paths.n ? paths.n : 1, sizeof(embed_result)), all_faces,
+                         flip, out.dim, 0};
+        int ready = workers && job.results ? 1 : 0;
+        if (!ready) {
+            fprintf(stderr, "facenet embed: out of memory\n");
+            rc = CLI_EXIT_INTERNAL;
+        } else {
+            workers[0] = (embed_worker){&job, det, emb, 0};
+            /* Each further worker loads its own networks (a session runs
+             * one call at a time); the caller's pair was checked above. */
+            while (ready < n_workers && rc == CLI_EXIT_OK) {
+                embed_worker *w = &workers[ready];
+                w->job = &job;
+                rc = cli_open_pipeline(model_dir_opt, model, &w->det, &w->emb);
+                if (rc == CLI_EXIT_OK)
+                    ready++;
+            }
+        }
+        if (rc == CLI_EXIT_OK) {
+            /* The workers fill the cores; a lone worker (one image, one
+             * core, FACENET_THREADS=1) lets its detector use every core
+             * unless $FACENET_THREADS says otherwise. */
+            const char *env_threads = getenv("FACENET_THREADS");
+            long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+            if (n_workers > 1)
+                for (int t = 0; t < n_workers; t++)
+                    facenet_detector_set_threads(workers[t].det, 1, NULL);
+            else if ((!env_threads || !*env_threads) && cpus > 1)
+                facenet_detector_set_threads(det, cpus > 256 ? 256 : (int)cpus, NULL);
+            rc = embed_all(workers, n_workers, &job, &out);
+        }
+        for (int t = 1; workers && t < ready; t++) {
+            facenet_embedder_free(workers[t].emb);
+            facenet_detector_free(workers[t].det);
+        }
+        free(workers);
+        free(job.results);
     }
     int wrc = 0;
     if (strcmp(format, "npy") == 0) {

@@ -23,10 +23,6 @@ struct facenet_detector {
     int threads;
     nn_pool *pool;         /* owned; NULL for one thread */
     mtcnn_nets nets;       /* views of the three fields above */
-    /* The float copy of the last image, kept so that the next call of the
-     * same size neither allocates nor page-faults it in again. */
-    float *pixels;         /* owned; pixels_floats floats */
-    size_t pixels_floats;
 };
 
 static const char *const net_names[3] = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"};
@@ -154,38 +150,9 @@ void facenet_detector_free(facenet_detector *detector)
         return;
     free_workers(detector->workers, detector->threads);
     nn_pool_free(detector->pool);
-    free(detector->pixels);
     for (int i = 0; i < 3; i++)
         facenet_model_free(detector->models[i]);
     free(detector);
-}
-
-/* The image as floats 0..255 in the detector's buffer (a view: *f must
- * not be freed). */
-static facenet_status float_view(facenet_detector *d, const img_rgb8 *src, img_f32 *f,
-                                 facenet_error *err)
-{
-    const size_t floats = (size_t)src->width * src->height * 3;
-    if (floats > d->pixels_floats) {
-        float *p = malloc(floats * sizeof *p);
-        if (!p)
-            return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for a %dx%d image",
-                           src->width, src->height);
-        free(d->pixels);
-        d->pixels = p;
-        d->pixels_floats = floats;
-    }
-    float *out = d->pixels;
-    for (int y = 0; y < src->height; y++) {
-        const uint8_t *row = src->pixels + (size_t)y * src->stride;
-        for (int i = 0; i < src->width * 3; i++)
-            *out++ = (float)row[i];
-    }
-    f->width = src->width;
-    f->height = src->height;
-    f->channels = 3;
-    f->data = d->pixels;
-    return FACENET_OK;
 }
 
 facenet_status facenet_detect(facenet_detector *detector,
@@ -195,7 +162,6 @@ facenet_status facenet_detect(facenet_detector *detector,
                               facenet_error *err)
 {
     mtcnn_options opt;
-    img_f32 f;
     mtcnn_face *found = NULL;
     int n = 0;
     facenet_status st;
@@ -213,9 +179,7 @@ facenet_status facenet_detect(facenet_detector *detector,
         opt.factor = options->factor;
         opt.max_level_pixels = options->max_level_pixels;
     }
-    st = float_view(detector, fn_image_rgb(image), &f, err);
-    if (st == FACENET_OK)
-        st = mtcnn_detect(&detector->nets, &f, &opt, &found, &n, err);
+    st = mtcnn_detect(&detector->nets, fn_image_rgb(image), &opt, &found, &n, err);
     if (st != FACENET_OK)
         return st;
     if (n > 0) {

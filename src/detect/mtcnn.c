@@ -170,16 +170,10 @@ static const float *output_with_channels(facenet_session *s, int channels,
     return NULL;
 }
 
-/* Write img (rows y, cols x, 3 channels) transposed and normalised into
- * t[x][y][c] = (img[y][x][c] - 127.5) * 0.0078125. */
-static void transpose_normalise(const float *img, int w, int h, float *t)
-{
-    for (int x = 0; x < w; x++)
-        for (int y = 0; y < h; y++)
-            for (int c = 0; c < 3; c++)
-                t[((size_t)x * h + y) * 3 + c] =
-                    (img[((size_t)y * w + x) * 3 + c] - 127.5f) * 0.0078125f;
-}
+/* Every network input is the transposed image normalised to about [-1, 1]:
+ * t[x][y][c] = (img[y][x][c] - 127.5) * 0.0078125, written by the resize
+ * itself. */
+static const img_norm mtcnn_norm = {127.5f, 0.0078125f};
 
 typedef struct box_list {
     mtcnn_box *items;
@@ -248,28 +242,51 @@ static facenet_status first_failure(const facenet_status *status,
 
 /* ---- stage 1: P-Net over the pyramid --------------------------------------- */
 
-/* One pyramid level on one worker: its candidate boxes, after the
- * per-level NMS, go to `found` (empty on entry). */
-static facenet_status pnet_level(mtcnn_worker *w, const img_f32 *image,
-                                 double scale, float threshold, box_list *found,
-                                 facenet_error *err)
+/* P-Net is 3x3 valid conv, 2x2/2 max pool (SAME: an odd row count pads one
+ * row at the end), 3x3 valid, 3x3 valid, then 1x1 layers. Output cell i
+ * along an axis reads input pixels 2i .. 2i+11, so the cells [a, b) of a
+ * level can be computed alone from input columns [2a, 2b + 10): the band
+ * starts on an even column, so it pools the same pairs as the whole level,
+ * and a band that runs to the level's edge pads the same way. */
+#define PNET_BAND_HALO 10
+
+/* P-Net output cells along an axis of `len` input pixels. */
+static int pnet_cells(int len)
 {
-    int hs = (int)ceil(image->height * scale);
-    int ws = (int)ceil(image->width * scale);
-    size_t floats = (size_t)hs * ws * 3;
-    float *level = worker_scratch(w, 2 * floats);
-    float *input = level ? level + floats : NULL;
+    return (len - 2 + 1) / 2 - 4;
+}
+
+/* One piece of P-Net work: output cells [cell0, cell1) along x of one
+ * level (the whole level when it is not split). */
+typedef struct pnet_band {
+    int level;
+    int cell0, cell1;
+    long long work; /* input pixels, for ordering */
+} pnet_band;
+
+/* One band of one level on one worker: resample the band's input columns
+ * from the 8-bit image, run P-Net, and append the cells that pass to
+ * `found` (empty on entry), in the order facenet enumerates them: x-major. */
+static facenet_status pnet_run_band(mtcnn_worker *w, const img_rgb8 *image, double scale,
+                                    const pnet_band *band, float threshold, box_list *found,
+                                    facenet_error *err)
+{
+    const int hs = (int)ceil(image->height * scale);
+    const int ws = (int)ceil(image->width * scale);
+    const int whole[4] = {1, 1, image->width, image->height};
+    const int col0 = PNET_STRIDE * band->cell0;
+    const int last = band->cell1 == pnet_cells(ws);
+    const int col1 = last ? ws : PNET_STRIDE * band->cell1 + PNET_BAND_HALO;
+    float *input = worker_scratch(w, (size_t)(col1 - col0) * hs * 3);
     facenet_status st;
     int dp[4], dr[4];
 
-    if (!level)
+    if (!input)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for a %dx%d pyramid level",
                        ws, hs);
-    st = img_resize_into(image, ws, hs, level, err);
-    if (st != FACENET_OK)
-        return st;
-    transpose_normalise(level, ws, hs, input);
-    st = facenet_session_run(w->pnet, input, 1, ws, hs, 3, err);
+    st = img_crop_resize_rgb8_t(image, whole, ws, hs, col0, col1, &mtcnn_norm, input, err);
+    if (st == FACENET_OK)
+        st = facenet_session_run(w->pnet, input, 1, col1 - col0, hs, 3, err);
     if (st != FACENET_OK)
         return st;
     const float *prob = output_with_channels(w->pnet, 2, dp, err);
@@ -278,18 +295,23 @@ static facenet_status pnet_level(mtcnn_worker *w, const img_f32 *image,
         return FACENET_ERR_FORMAT;
     /* Output [1, W', H', C]: memory order is x-major, as facenet
      * enumerates the cells. */
-    int out_w = dp[1], out_h = dp[2];
+    const int out_w = dp[1], out_h = dp[2];
+    if (out_w != band->cell1 - band->cell0 || out_h != pnet_cells(hs))
+        return fn_fail(err, FACENET_ERR_FORMAT,
+                       "P-Net gave %dx%d cells for a %dx%d input, expected %dx%d", out_w, out_h,
+                       col1 - col0, hs, band->cell1 - band->cell0, pnet_cells(hs));
     for (int xi = 0; xi < out_w; xi++) {
         for (int yi = 0; yi < out_h; yi++) {
             size_t cell = (size_t)xi * out_h + yi;
             float p = prob[cell * 2 + 1];
             if (!(p >= threshold))
                 continue;
+            const int x = band->cell0 + xi;
             mtcnn_box b;
             memset(&b, 0, sizeof b);
-            b.x1 = trunc((PNET_STRIDE * xi + 1) / scale);
+            b.x1 = trunc((PNET_STRIDE * x + 1) / scale);
             b.y1 = trunc((PNET_STRIDE * yi + 1) / scale);
-            b.x2 = trunc((PNET_STRIDE * xi + PNET_CELL) / scale);
+            b.x2 = trunc((PNET_STRIDE * x + PNET_CELL) / scale);
             b.y2 = trunc((PNET_STRIDE * yi + PNET_CELL) / scale);
             b.score = p;
             for (int k = 0; k < 4; k++)
@@ -298,52 +320,153 @@ static facenet_status pnet_level(mtcnn_worker *w, const img_f32 *image,
                 return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory in P-Net");
         }
     }
-    return nms_list(found, 0.5, MTCNN_NMS_UNION, err);
+    return FACENET_OK;
 }
 
-typedef struct level_job {
+/* Bands narrower than this many output cells cost more in halo (10 input
+ * columns recomputed per cut) than they gain in balance. */
+#define PNET_MIN_BAND_CELLS 8
+
+/* Cut the levels into bands for `threads` threads: one band per level on
+ * one thread; otherwise a level bigger than half of one thread's share
+ * (total / (2 * threads) input pixels) is cut into near-equal bands of
+ * about that size, so that the largest level (half of all
+ * P-Net work) no longer holds one thread while the others idle. Writes the
+ * bands in level order and returns how many, or -1 if they are more than
+ * max. */
+static int pnet_plan(const img_rgb8 *image, const double *scales, int n_levels, int threads,
+                     pnet_band *bands, int max)
+{
+    long long total = 0;
+    int n = 0;
+    for (int l = 0; l < n_levels; l++)
+        total += (long long)ceil(image->width * scales[l]) * (long long)ceil(image->height * scales[l]);
+    for (int l = 0; l < n_levels; l++) {
+        const int ws = (int)ceil(image->width * scales[l]);
+        const int hs = (int)ceil(image->height * scales[l]);
+        const int cells = pnet_cells(ws);
+        const long long target = total / (2LL * threads);
+        long long pieces = threads > 1 && target > 0 ? ((long long)ws * hs + target - 1) / target : 1;
+        if (pieces > cells / PNET_MIN_BAND_CELLS)
+            pieces = cells / PNET_MIN_BAND_CELLS;
+        if (pieces < 1)
+            pieces = 1;
+        if (pieces > max - n)
+            return -1;
+        for (long long p = 0; p < pieces; p++) {
+            pnet_band *b = &bands[n++];
+            b->level = l;
+            b->cell0 = (int)(cells * p / pieces);
+            b->cell1 = (int)(cells * (p + 1) / pieces);
+            b->work = (long long)(b->cell1 - b->cell0) * PNET_STRIDE * hs;
+        }
+    }
+    return n;
+}
+
+typedef struct pnet_job {
     const mtcnn_nets *nets;
-    const img_f32 *image;
-    const double *scales;   /* [n] the levels to run, largest first */
+    const img_rgb8 *image;
+    const double *scales;   /* [levels] */
+    const pnet_band *bands; /* [n] in level order */
+    const int *order;       /* [n] band of each task, the largest first */
     float threshold;
-    box_list *found;        /* [n] */
+    box_list *found;        /* [n], per band */
     facenet_status *status; /* [n] */
     facenet_error *errors;  /* [n] */
-} level_job;
+} pnet_job;
 
-static void level_task(void *ctx, int task, int thread)
+static void pnet_task(void *ctx, int task, int thread)
 {
-    const level_job *j = ctx;
-    j->status[task] = pnet_level(&j->nets->workers[thread], j->image, j->scales[task],
-                                 j->threshold, &j->found[task], &j->errors[task]);
+    const pnet_job *j = ctx;
+    const int b = j->order[task];
+    j->status[b] = pnet_run_band(&j->nets->workers[thread], j->image,
+                                 j->scales[j->bands[b].level], &j->bands[b], j->threshold,
+                                 &j->found[b], &j->errors[b]);
 }
 
-/* P-Net over every level, the levels spread over the threads (largest
- * first, so the big ones start early), then the candidates appended to
- * `out` in level order, exactly as one thread would. */
-static facenet_status pnet_pyramid(const mtcnn_nets *nets, const img_f32 *image,
-                                   const double *scales, int n, float threshold,
+/* The per-level NMS, run on a level's bands gathered in order. */
+typedef struct level_nms_job {
+    box_list *levels;       /* [n] */
+    facenet_status *status; /* [n] */
+    facenet_error *errors;  /* [n] */
+} level_nms_job;
+
+static void level_nms_task(void *ctx, int task, int thread)
+{
+    const level_nms_job *j = ctx;
+    (void)thread;
+    j->status[task] = nms_list(&j->levels[task], 0.5, MTCNN_NMS_UNION, &j->errors[task]);
+}
+
+/* Append src's boxes to dst. */
+static int append_boxes(box_list *dst, const box_list *src)
+{
+    for (int k = 0; k < src->n; k++)
+        if (!push_box(dst, &src->items[k]))
+            return 0;
+    return 1;
+}
+
+/* P-Net over every band of every level, claimed by the threads largest
+ * first; then each level's bands joined in order and the per-level NMS,
+ * and the candidates appended to `out` in level order: exactly the boxes,
+ * in the order, that one thread running whole levels finds. */
+static facenet_status pnet_pyramid(const mtcnn_nets *nets, const img_rgb8 *image,
+                                   const double *scales, int n_levels, float threshold,
                                    box_list *out, facenet_error *err)
 {
-    box_list *found = calloc((size_t)n, sizeof *found);
-    facenet_status *status = calloc((size_t)n, sizeof *status);
-    facenet_error *errors = calloc((size_t)n, sizeof *errors);
+    /* A level gets at most about 4 * threads bands (see pnet_plan). */
+    const int max_bands = n_levels * (4 * nets->threads + 2);
+    pnet_band *bands = malloc((size_t)max_bands * sizeof *bands);
+    int *order = malloc((size_t)max_bands * sizeof *order);
+    box_list *found = calloc((size_t)max_bands, sizeof *found);
+    box_list *levels = calloc((size_t)n_levels, sizeof *levels);
+    facenet_status *status = calloc((size_t)max_bands, sizeof *status);
+    facenet_error *errors = calloc((size_t)max_bands, sizeof *errors);
     facenet_status st = FACENET_OK;
+    int n = 0;
 
-    if (!found || !status || !errors) {
-        st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d pyramid levels", n);
+    if (!bands || !order || !found || !levels || !status || !errors) {
+        st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d pyramid levels", n_levels);
     } else {
-        level_job j = {nets, image, scales, threshold, found, status, errors};
-        nn_pool_run(nets->pool, n, level_task, &j);
+        n = pnet_plan(image, scales, n_levels, nets->threads, bands, max_bands);
+        if (n < 0)
+            st = fn_fail(err, FACENET_ERR_INTERNAL, "P-Net: too many bands");
+    }
+    if (st == FACENET_OK) {
+        /* Insertion sort, stable: the largest bands start first. */
+        for (int i = 0; i < n; i++) {
+            int k = i;
+            while (k > 0 && bands[order[k - 1]].work < bands[i].work) {
+                order[k] = order[k - 1];
+                k--;
+            }
+            order[k] = i;
+        }
+        pnet_job j = {nets, image, scales, bands, order, threshold, found, status, errors};
+        nn_pool_run(nets->pool, n, pnet_task, &j);
         st = first_failure(status, errors, n, err);
     }
-    for (int i = 0; st == FACENET_OK && i < n; i++)
-        for (int k = 0; k < found[i].n && st == FACENET_OK; k++)
-            if (!push_box(out, &found[i].items[k]))
-                st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory in P-Net");
-    for (int i = 0; found && i < n; i++)
-        free(found[i].items);
+    for (int b = 0; st == FACENET_OK && b < n; b++)
+        if (!append_boxes(&levels[bands[b].level], &found[b]))
+            st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory in P-Net");
+    if (st == FACENET_OK) {
+        level_nms_job j = {levels, status, errors};
+        nn_pool_run(nets->pool, n_levels, level_nms_task, &j);
+        st = first_failure(status, errors, n_levels, err);
+    }
+    for (int l = 0; st == FACENET_OK && l < n_levels; l++)
+        if (!append_boxes(out, &levels[l]))
+            st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory in P-Net");
+    for (int b = 0; found && b < n; b++)
+        free(found[b].items);
+    for (int l = 0; levels && l < n_levels; l++)
+        free(levels[l].items);
+    free(bands);
+    free(order);
     free(found);
+    free(levels);
     free(status);
     free(errors);
     return st;
@@ -360,12 +483,12 @@ typedef struct crop_outputs {
 
 typedef struct crop_job {
     const mtcnn_nets *nets;
-    const img_f32 *image;
+    const img_rgb8 *image;
     const mtcnn_box *boxes;
-    int n, batches, size, onet;
+    int n, call, size, onet; /* call: crops per network call, one call per task */
     crop_outputs out;
-    facenet_status *status; /* [batches] */
-    facenet_error *errors;  /* [batches] */
+    facenet_status *status;  /* [tasks] */
+    facenet_error *errors;   /* [tasks] */
 } crop_job;
 
 /* Copy output `channels` of a batch of n crops into dst[n][channels]. */
@@ -391,69 +514,65 @@ static facenet_status take_output(facenet_session *net, int channels, int n, flo
 #define RNET_CALL_BATCH 4
 #define ONET_CALL_BATCH 1
 
-/* Crop every (integer) box of the batch, resize to size x size, run the
- * network, keep its outputs; a few crops per network call. */
-static facenet_status crop_batch(const crop_job *j, mtcnn_worker *w, int first, int count,
-                                 facenet_error *err)
+/* Crops [first, first + m) of the job: resample each (integer) box straight
+ * from the 8-bit image into the network's input, run the network once,
+ * keep its outputs. */
+static facenet_status crop_call(const crop_job *j, mtcnn_worker *w, int first, int m,
+                                facenet_error *err)
 {
     const size_t per = (size_t)j->size * j->size * 3;
-    const int call = j->onet ? ONET_CALL_BATCH : RNET_CALL_BATCH;
     facenet_session *net = j->onet ? w->onet : w->rnet;
-    float *crop = worker_scratch(w, per * ((size_t)call + 1));
-    float *batch = crop ? crop + per : NULL;
+    float *batch = worker_scratch(w, per * (size_t)m);
     facenet_status st = FACENET_OK;
 
-    if (!crop)
-        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d face crops", count);
-    for (int c0 = first; c0 < first + count && st == FACENET_OK; c0 += call) {
-        const int m = first + count - c0 < call ? first + count - c0 : call;
-        for (int i = 0; i < m && st == FACENET_OK; i++) {
-            const mtcnn_box *b = &j->boxes[c0 + i];
-            st = img_crop_resize_into(j->image, (int)b->x1, (int)b->y1, (int)b->x2,
-                                      (int)b->y2, j->size, j->size, crop, err);
-            if (st == FACENET_OK)
-                transpose_normalise(crop, j->size, j->size, batch + per * (size_t)i);
-        }
-        if (st == FACENET_OK)
-            st = facenet_session_run(net, batch, m, j->size, j->size, 3, err);
-        if (st == FACENET_OK)
-            st = take_output(net, 2, m, j->out.prob + (size_t)c0 * 2, err);
-        if (st == FACENET_OK)
-            st = take_output(net, 4, m, j->out.reg + (size_t)c0 * 4, err);
-        if (st == FACENET_OK && j->out.lm)
-            st = take_output(net, 10, m, j->out.lm + (size_t)c0 * 10, err);
+    if (!batch)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d face crops", m);
+    for (int i = 0; i < m && st == FACENET_OK; i++) {
+        const mtcnn_box *b = &j->boxes[first + i];
+        const int box[4] = {(int)b->x1, (int)b->y1, (int)b->x2, (int)b->y2};
+        st = img_crop_resize_rgb8_t(j->image, box, j->size, j->size, 0, j->size, &mtcnn_norm,
+                                    batch + per * (size_t)i, err);
     }
+    if (st == FACENET_OK)
+        st = facenet_session_run(net, batch, m, j->size, j->size, 3, err);
+    if (st == FACENET_OK)
+        st = take_output(net, 2, m, j->out.prob + (size_t)first * 2, err);
+    if (st == FACENET_OK)
+        st = take_output(net, 4, m, j->out.reg + (size_t)first * 4, err);
+    if (st == FACENET_OK && j->out.lm)
+        st = take_output(net, 10, m, j->out.lm + (size_t)first * 10, err);
     return st;
 }
 
+/* One network call's crops; the threads claim calls as they finish the
+ * last, so a thread slowed by another process does not hold the stage. */
 static void crop_task(void *ctx, int task, int thread)
 {
     const crop_job *j = ctx;
-    const int first = (int)((long long)j->n * task / j->batches);
-    const int last = (int)((long long)j->n * (task + 1) / j->batches);
-    j->status[task] = last > first ? crop_batch(j, &j->nets->workers[thread], first,
-                                                last - first, &j->errors[task])
-                                   : FACENET_OK;
+    const int first = task * j->call;
+    const int m = j->n - first < j->call ? j->n - first : j->call;
+    j->status[task] = crop_call(j, &j->nets->workers[thread], first, m, &j->errors[task]);
 }
 
-/* Run R-Net (size 24) or O-Net (size 48) on every box: one batch per
- * thread. */
-static facenet_status run_crops(const mtcnn_nets *nets, const img_f32 *image,
+/* Run R-Net (size 24) or O-Net (size 48) on every box, a few crops per
+ * call. */
+static facenet_status run_crops(const mtcnn_nets *nets, const img_rgb8 *image,
                                 const box_list *boxes, int size, crop_outputs *out,
                                 facenet_error *err)
 {
-    const int batches = boxes->n < nets->threads ? boxes->n : nets->threads;
-    facenet_status *status = calloc((size_t)batches, sizeof *status);
-    facenet_error *errors = calloc((size_t)batches, sizeof *errors);
+    const int call = size == 48 ? ONET_CALL_BATCH : RNET_CALL_BATCH;
+    const int tasks = (boxes->n + call - 1) / call;
+    facenet_status *status = calloc((size_t)tasks, sizeof *status);
+    facenet_error *errors = calloc((size_t)tasks, sizeof *errors);
     facenet_status st;
 
     if (!status || !errors) {
         st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d face crops", boxes->n);
     } else {
-        crop_job j = {nets, image, boxes->items, boxes->n, batches, size, size == 48, *out,
+        crop_job j = {nets, image, boxes->items, boxes->n, call, size, size == 48, *out,
                       status, errors};
-        nn_pool_run(nets->pool, batches, crop_task, &j);
-        st = first_failure(status, errors, batches, err);
+        nn_pool_run(nets->pool, tasks, crop_task, &j);
+        st = first_failure(status, errors, tasks, err);
     }
     free(status);
     free(errors);
@@ -462,7 +581,7 @@ static facenet_status run_crops(const mtcnn_nets *nets, const img_f32 *image,
 
 /* Keep the boxes whose score passes, with the network's regression (and
  * landmarks, for O-Net) attached. */
-static facenet_status refine(const mtcnn_nets *nets, const img_f32 *image,
+static facenet_status refine(const mtcnn_nets *nets, const img_rgb8 *image,
                              box_list *boxes, int size, float threshold,
                              int with_landmarks, facenet_error *err)
 {
@@ -503,7 +622,7 @@ static facenet_status refine(const mtcnn_nets *nets, const img_f32 *image,
     return st;
 }
 
-static facenet_status check_inputs(const mtcnn_nets *nets, const img_f32 *image,
+static facenet_status check_inputs(const mtcnn_nets *nets, const img_rgb8 *image,
                                    const mtcnn_options *opt, facenet_error *err)
 {
     if (!nets || !nets->workers || nets->threads < 1 || !image || !opt)
@@ -517,8 +636,8 @@ static facenet_status check_inputs(const mtcnn_nets *nets, const img_f32 *image,
         if (!w->pnet || !w->rnet || !w->onet)
             return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "MTCNN: missing networks");
     }
-    if (image->channels != 3)
-        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "MTCNN needs an RGB image");
+    if (image->width < 1 || image->height < 1 || !image->pixels)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "MTCNN: empty image");
     if (opt->min_size < 12 || opt->min_size > 100000)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                        "min face size %d is outside 12..100000", opt->min_size);
@@ -532,7 +651,7 @@ static facenet_status check_inputs(const mtcnn_nets *nets, const img_f32 *image,
     return FACENET_OK;
 }
 
-facenet_status mtcnn_detect(const mtcnn_nets *nets, const img_f32 *image,
+facenet_status mtcnn_detect(const mtcnn_nets *nets, const img_rgb8 *image,
                             const mtcnn_options *opt, mtcnn_face **faces,
                             int *n_faces, facenet_error *err)
 {

@@ -47,21 +47,24 @@ typedef struct mtcnn_worker {
 } mtcnn_worker;
 
 /* The networks of a detector, `threads` sets of them, and the pool that
- * runs them: pyramid levels are spread over the threads (each level whole,
- * on one thread's P-Net session) and the R-Net and O-Net crops are cut
- * into one batch per thread. Results do not depend on the thread count:
- * every level and every crop is computed the same way wherever it runs. */
+ * runs them: the threads claim pyramid levels (the largest cut into bands
+ * of output cells when there are several threads) and R-Net / O-Net calls
+ * of a few crops as they go. Results do not depend on the thread count:
+ * a band's cells equal the whole level's, and every crop is computed the
+ * same way wherever it runs. */
 typedef struct mtcnn_nets {
     mtcnn_worker *workers; /* [threads]; borrowed */
     int threads;           /* >= 1 */
     nn_pool *pool;         /* borrowed; NULL when threads == 1 */
 } mtcnn_nets;
 
-/* Detect faces in a float RGB image (values 0..255). On success *faces is
+/* Detect faces in an 8-bit RGB image (read in place: pyramid levels and
+ * crops are resampled from its bytes, bit-identical to resampling a float
+ * copy). On success *faces is
  * a malloc'd array of *n_faces faces (caller frees; NULL when none), in
  * descending O-Net score order. Uses the workers' scratch: one call at a
  * time per mtcnn_nets. */
-facenet_status mtcnn_detect(const mtcnn_nets *nets, const img_f32 *image,
+facenet_status mtcnn_detect(const mtcnn_nets *nets, const img_rgb8 *image,
                             const mtcnn_options *opt, mtcnn_face **faces,
                             int *n_faces, facenet_error *err);
 

@@ -155,6 +155,24 @@ facenet_status img_crop_resize_into(const img_f32 *src, int x1, int y1,
                                     int x2, int y2, int out_w, int out_h,
                                     float *dst, facenet_error *err);
 
+/* Normalisation of a network input: t = (v - mean) * scale, in float. */
+typedef struct img_norm {
+    float mean, scale;
+} img_norm;
+
+/* img_crop_resize_into on the float copy of an 8-bit RGB image, without
+ * the copy, written the way MTCNN's networks read their input: only output
+ * columns [col0, col1) (a band, 0 <= col0 < col1 <= out_w), transposed and
+ * normalised, t[((x - col0) * out_h + y) * 3 + c] = (v(x, y, c) - mean) *
+ * scale. `box` is x1, y1, x2, y2 as for img_crop_resize_into ({1, 1, w, h}
+ * is the whole image). Every v is bit-identical to what img_crop_resize_into
+ * gives on img_rgb8_to_f32's copy of `src` (the bytes are exact floats and
+ * the same operations run in the same order). `t` holds (col1 - col0) *
+ * out_h * 3 floats. */
+facenet_status img_crop_resize_rgb8_t(const img_rgb8 *src, const int box[4], int out_w,
+                                      int out_h, int col0, int col1, const img_norm *norm,
+                                      float *t, facenet_error *err);
+
 /* Affine warp. `a` is the forward 2x3 matrix, row-major, mapping image
  * coordinates to output coordinates: (u, v) = (a0 x + a1 y + a2,
  * a3 x + a4 y + a5). out[y][x] is the bilinear sample of src at

@@ -307,6 +307,128 @@ facenet_status img_resize(const img_f32 *src, int out_w, int out_h,
     return st;
 }
 
+/* ---- 8-bit RGB in, transposed and normalised floats out ------------------- */
+
+/* The scalar horizontal row, reading bytes: (float)byte is exactly the
+ * value the float copy of the image holds, so this is horizontal_row_rgb
+ * on that copy, operation for operation. */
+static void horizontal_row_rgb8(const uint8_t *in, const axis_taps *tx, int out_w,
+                                float *out)
+{
+    for (int j = 0; j < out_w; j++) {
+        float r = 0, g = 0, b = 0;
+        for (int k = tx->first[j]; k < tx->first[j + 1]; k++) {
+            const uint8_t *p = in + (size_t)tx->src[k] * 3;
+            float w = tx->weight[k];
+            r += w * (float)p[0];
+            g += w * (float)p[1];
+            b += w * (float)p[2];
+        }
+        out[3 * j] = r;
+        out[3 * j + 1] = g;
+        out[3 * j + 2] = b;
+    }
+}
+
+static void horizontal_pass_rgb8(const img_rgb8 *src, const axis_taps *tx, int out_w,
+                                 int row_lo, int row_hi, int simd, float *tmp)
+{
+    int y = row_lo;
+    if (simd) {
+        /* The AVX2 loop reads 4 bytes per pixel: not on the image's last
+         * row, whose last pixel has no byte after it. */
+        int end = row_hi < src->height - 1 ? row_hi : src->height - 1;
+        if (end > y) {
+            img_resize_rows_rgb8_avx2(src->pixels, src->stride, y, end, tx, out_w, tmp);
+            y = end;
+        }
+    }
+    for (; y < row_hi; y++)
+        horizontal_row_rgb8(src->pixels + (size_t)y * src->stride, tx, out_w,
+                            tmp + (size_t)(y - row_lo) * out_w * 3);
+}
+
+/* Write one output row y (n_cols RGB pixels) into column-major t. */
+static void store_transposed(const float *row, int n_cols, int out_h, int y,
+                             const img_norm *norm, float *t)
+{
+    for (int x = 0; x < n_cols; x++) {
+        float *o = t + ((size_t)x * out_h + y) * 3;
+        o[0] = (row[3 * x] - norm->mean) * norm->scale;
+        o[1] = (row[3 * x + 1] - norm->mean) * norm->scale;
+        o[2] = (row[3 * x + 2] - norm->mean) * norm->scale;
+    }
+}
+
+facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4],
+                                           int out_w, int out_h, int col0, int col1,
+                                           const img_norm *norm, float *t,
+                                           img_resize_impl impl, facenet_error *err)
+{
+    const int simd = impl == IMG_RESIZE_BEST && img_resize_have_avx2();
+    const int64_t in_w = (int64_t)box[2] - box[0] + 1, in_h = (int64_t)box[3] - box[1] + 1;
+    axis_spec ax = {(int64_t)box[0] - 1, in_w, src->width, out_w};
+    axis_spec ay = {(int64_t)box[1] - 1, in_h, src->height, out_h};
+    axis_taps tx = {NULL, NULL, NULL}, ty = {NULL, NULL, NULL};
+    int row_lo, row_hi;
+    facenet_status st;
+
+    if (box[2] < box[0] || box[3] < box[1])
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "crop box [%d, %d, %d, %d] is empty",
+                       box[0], box[1], box[2], box[3]);
+    if (out_w < 1 || out_h < 1 || out_w > IMG_MAX_SIDE || out_h > IMG_MAX_SIDE)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "resize: output size %dx%d is outside 1..%d", out_w, out_h,
+                       IMG_MAX_SIDE);
+    if (col0 < 0 || col1 > out_w || col1 <= col0)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "resize: output columns [%d, %d) are not inside [0, %d)", col0, col1,
+                       out_w);
+    st = axis_build(&ax, &tx, err);
+    if (!tx.first)
+        return st;
+    st = axis_build(&ay, &ty, err);
+    if (!ty.first) {
+        axis_taps_free(&tx);
+        return st;
+    }
+    rows_used(&ty, out_h, &row_lo, &row_hi);
+    {
+        /* Only the columns asked for: the x table seen from col0 on. */
+        const axis_taps cols = {tx.first + col0, tx.src, tx.weight};
+        const int n_cols = col1 - col0;
+        const size_t row_len = (size_t)n_cols * 3;
+        float *tmp = malloc(sizeof(float) * ((size_t)(row_hi - row_lo) + 2) * row_len);
+        float *row = tmp ? tmp + (size_t)(row_hi - row_lo + 1) * row_len : NULL;
+        if (!tmp) {
+            st = fn_fail(err, FACENET_ERR_NO_MEMORY,
+                         "resize: cannot allocate %d intermediate rows", row_hi - row_lo);
+        } else {
+            horizontal_pass_rgb8(src, &cols, n_cols, row_lo, row_hi, simd, tmp);
+            for (int y = 0; y < out_h; y++) {
+                const axis_taps one = {ty.first + y, ty.src, ty.weight};
+                if (simd)
+                    img_resize_vertical_avx2(tmp, &one, row_lo, row_len, 1, row);
+                else
+                    vertical_pass(tmp, &one, row_lo, n_cols, 1, 3, row);
+                store_transposed(row, n_cols, out_h, y, norm, t);
+            }
+        }
+        free(tmp);
+    }
+    axis_taps_free(&tx);
+    axis_taps_free(&ty);
+    return st;
+}
+
+facenet_status img_crop_resize_rgb8_t(const img_rgb8 *src, const int box[4], int out_w,
+                                      int out_h, int col0, int col1, const img_norm *norm,
+                                      float *t, facenet_error *err)
+{
+    return img_crop_resize_rgb8_t_impl(src, box, out_w, out_h, col0, col1, norm, t,
+                                       IMG_RESIZE_BEST, err);
+}
+
 facenet_status img_crop_resize_into_impl(const img_f32 *src, int x1, int y1,
                                          int x2, int y2, int out_w, int out_h,
                                          float *dst, img_resize_impl impl,

@@ -101,6 +101,60 @@ RESIZE_AVX2 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, i
         row_rgb(src + (size_t)y * src_stride, tx, out_w, tmp + (size_t)(y - y0) * out_stride);
 }
 
+/* Pixel `off` (in bytes) of two 8-bit rows as floats: row a in lanes
+ * 0..3, row b in 4..7 (4 bytes read from each, the 4th unused). */
+RESIZE_AVX2 static inline __m256 load_pair8(const uint8_t *a, const uint8_t *b, size_t off)
+{
+    int32_t wa, wb;
+    memcpy(&wa, a + off, sizeof wa);
+    memcpy(&wb, b + off, sizeof wb);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, wb, wa)));
+}
+
+/* rows_rgb over 8-bit rows. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+rows_rgb8(const int G, const uint8_t *in, size_t src_stride, const axis_taps *tx, int out_w,
+          float *out, size_t out_stride)
+{
+    __m256 acc[4];
+    for (int j = 0; j < out_w; j++) {
+        for (int g = 0; g < G; g++)
+            acc[g] = _mm256_setzero_ps();
+        for (int k = tx->first[j]; k < tx->first[j + 1]; k++) {
+            const size_t off = (size_t)tx->src[k] * 3;
+            const __m256 w = _mm256_set1_ps(tx->weight[k]);
+            for (int g = 0; g < G; g++) {
+                const uint8_t *a = in + (size_t)(2 * g) * src_stride;
+                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, load_pair8(a, a + src_stride, off)));
+            }
+        }
+        const int spill = j + 1 < out_w;
+        for (int g = 0; g < G; g++) {
+            float *o = out + (size_t)(2 * g) * out_stride + (size_t)j * 3;
+            store_rgb(o, _mm256_castps256_ps128(acc[g]), spill);
+            store_rgb(o + out_stride, _mm256_extractf128_ps(acc[g], 1), spill);
+        }
+    }
+}
+
+RESIZE_AVX2 void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
+                                           const axis_taps *tx, int out_w, float *tmp)
+{
+    const size_t out_stride = (size_t)out_w * 3;
+    int y = y0;
+    for (; y + 8 <= y1; y += 8)
+        rows_rgb8(4, src + (size_t)y * stride, stride, tx, out_w,
+                  tmp + (size_t)(y - y0) * out_stride, out_stride);
+    for (; y + 2 <= y1; y += 2)
+        rows_rgb8(1, src + (size_t)y * stride, stride, tx, out_w,
+                  tmp + (size_t)(y - y0) * out_stride, out_stride);
+    if (y < y1) {
+        /* One row: pair it with itself and keep the low half. */
+        rows_rgb8(1, src + (size_t)y * stride, 0, tx, out_w, tmp + (size_t)(y - y0) * out_stride,
+                  0);
+    }
+}
+
 RESIZE_AVX2 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
                                           size_t row_len, int out_h, float *dst)
 {
@@ -139,6 +193,12 @@ void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1, const
                               int out_w, float *tmp)
 {
     (void)src; (void)src_w; (void)y0; (void)y1; (void)tx; (void)out_w; (void)tmp;
+}
+
+void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
+                               const axis_taps *tx, int out_w, float *tmp)
+{
+    (void)src; (void)stride; (void)y0; (void)y1; (void)tx; (void)out_w; (void)tmp;
 }
 
 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo, size_t row_len,

@@ -34,6 +34,11 @@ facenet_status img_crop_resize_into_impl(const img_f32 *src, int x1, int y1,
                                          float *dst, img_resize_impl impl,
                                          facenet_error *err);
 
+facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4],
+                                           int out_w, int out_h, int col0, int col1,
+                                           const img_norm *norm, float *t,
+                                           img_resize_impl impl, facenet_error *err);
+
 /* 1 if this build and CPU run the AVX2 loops. */
 int img_resize_have_avx2(void);
 
@@ -43,6 +48,11 @@ int img_resize_have_avx2(void);
  * image's last row (its last pixel has no float after it). */
 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
                               const axis_taps *tx, int out_w, float *tmp);
+
+/* The same over an 8-bit RGB image (`stride` bytes per row): 4 bytes are
+ * read per pixel, so the caller must not pass the image's last row. */
+void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
+                               const axis_taps *tx, int out_w, float *tmp);
 
 /* Vertical pass: out_h rows of row_len floats from `tmp`, whose row 0 is
  * image row row_lo. */

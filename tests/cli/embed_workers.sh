@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `facenet embed` over several images runs one worker per core (or
+# $FACENET_THREADS): the output must be the one-worker output byte for byte,
+# in input order, and an unreadable image in the middle must fail alone
+# (exit 4, its message on stderr) while the others are still written.
+set -uo pipefail
+bin=${FACENET_BIN:?FACENET_BIN is not set}
+demo=${FACENET_DEMO_DIR:-}
+if [ -z "$demo" ] || [ ! -f "$demo/sample1.jpg" ]; then
+  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: demo photos missing"; exit 1; fi
+  echo "SKIP: FACENET_DEMO_DIR has no demo photos"; exit 77
+fi
+if ! "$bin" models verify >/dev/null 2>&1; then
+  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: models missing"; exit 1; fi
+  echo "SKIP: models not fetched"; exit 77
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() { # check NAME EXPECTED_RC ACTUAL_RC
+  if [ "$2" = "$3" ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: $1: exit $3, expected $2"; fi
+}
+expect() { # expect NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
+}
+
+imgs=()
+for i in 3 1 2 5; do imgs+=("$demo/sample$i.jpg"); done
+head -c 3000 "$demo/sample4.jpg" > "$tmp/broken.jpg"
+list=("${imgs[0]}" "${imgs[1]}" "$tmp/broken.jpg" "${imgs[2]}" "${imgs[3]}")
+
+FACENET_THREADS=1 "$bin" embed --all-faces --format csv -o "$tmp/one.csv" "${list[@]}" \
+  2> "$tmp/one.err"
+check "one worker: broken image gives exit 4" 4 $?
+for n in 2 3; do
+  FACENET_THREADS=$n "$bin" embed --all-faces --format csv -o "$tmp/many$n.csv" "${list[@]}" \
+    2> "$tmp/many$n.err"
+  check "$n workers: broken image gives exit 4" 4 $?
+  expect "$n workers: same rows, same order, same bytes" cmp -s "$tmp/one.csv" "$tmp/many$n.csv"
+  expect "$n workers: same messages" cmp -s "$tmp/one.err" "$tmp/many$n.err"
+done
+expect "the broken image is named on stderr" grep -q "broken.jpg" "$tmp/one.err"
+expect "rows of all four good photos, in input order" \
+  test "$(tail -n +2 "$tmp/one.csv" | cut -d, -f1 | uniq | tr -d '"' | xargs -n1 basename | tr '\n' ' ')" \
+  = "sample3.jpg sample1.jpg sample2.jpg sample5.jpg "
+
+echo "embed_workers: $passed passed, $failed failed"
+[ "$failed" = 0 ]
