@@ -25,6 +25,11 @@
  * Work is split into tasks of (block of rows) x (group of panels), which
  * the thread pool spreads over its threads.
  *
+ * Two shapes leave the GEMM: layers of at most NARROW_MAX outputs (MTCNN's
+ * box and score heads) run as dot products, eight rows at a time; and
+ * convolutions of at most 4 input and 12 output channels (P-Net's first
+ * layer) run on a direct kernel with 8 output pixels in the lanes.
+ *
  * Depthwise convolution and pooling run per output pixel over channel
  * vectors, with the bias, activation and PReLU in registers as well.
  */
