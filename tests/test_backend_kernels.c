@@ -35,8 +35,11 @@ static float *noise(size_t n)
     return p;
 }
 
-/* A random convolution or pooling geometry with valid output sizes. */
-static int random_geom(nn_conv_geom *g, int depthwise_or_pool)
+/* A random convolution or pooling geometry with valid output sizes.
+ * few_channels: at most 4 inputs, 12 outputs and horizontal stride 1, on
+ * rows up to 70 wide (the avx2 backend's direct kernel for first layers:
+ * 8-pixel vectors, their tails and the odd output channel). */
+static int random_geom(nn_conv_geom *g, int depthwise_or_pool, int few_channels)
 {
     int pad_after_h, pad_after_w, out;
     memset(g, 0, sizeof *g);
@@ -59,6 +62,15 @@ static int random_geom(nn_conv_geom *g, int depthwise_or_pool)
                        &pad_after_w, &out);
     g->out_w = out;
     g->out_c = depthwise_or_pool ? g->in_c : 1 + (int)rnd(40);
+    if (few_channels) {
+        g->in_c = 1 + (int)rnd(4);
+        g->out_c = 1 + (int)rnd(12);
+        g->in_w = 1 + (int)rnd(70);
+        g->stride_w = 1;
+        nn_resolve_padding(mode, g->in_w, g->kernel_w, 1, eb, ea, &g->pad_left, &pad_after_w,
+                           &out);
+        g->out_w = out;
+    }
     g->act = (nn_activation)rnd(3);
     return g->out_h >= 1 && g->out_w >= 1;
 }
@@ -100,14 +112,14 @@ static void run_layer(const nn_backend *b, const nn_layer_params *p, const nn_co
     b->release(prepared);
 }
 
-static void check_layers(nn_op op, int trials)
+static void check_layers(nn_op op, int trials, int few_channels)
 {
     nn_pool *pool3 = NULL;
     facenet_error err;
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < trials; t++) {
         nn_conv_geom g;
-        if (!random_geom(&g, op == NN_OP_DEPTHWISE_CONV2D))
+        if (!random_geom(&g, op == NN_OP_DEPTHWISE_CONV2D, few_channels))
             continue;
         nn_layer_params p;
         memset(&p, 0, sizeof p);
@@ -155,19 +167,25 @@ static void check_layers(nn_op op, int trials)
 static void test_conv2d(void **state)
 {
     (void)state;
-    check_layers(NN_OP_CONV2D, 300);
+    check_layers(NN_OP_CONV2D, 300, 0);
+}
+
+static void test_conv2d_few_channels(void **state)
+{
+    (void)state;
+    check_layers(NN_OP_CONV2D, 300, 1);
 }
 
 static void test_depthwise(void **state)
 {
     (void)state;
-    check_layers(NN_OP_DEPTHWISE_CONV2D, 300);
+    check_layers(NN_OP_DEPTHWISE_CONV2D, 300, 0);
 }
 
 static void test_fully_connected(void **state)
 {
     (void)state;
-    check_layers(NN_OP_FULLY_CONNECTED, 150);
+    check_layers(NN_OP_FULLY_CONNECTED, 150, 0);
 }
 
 static void test_pooling(void **state)
@@ -178,7 +196,7 @@ static void test_pooling(void **state)
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < 300; t++) {
         nn_conv_geom g;
-        if (!random_geom(&g, 1))
+        if (!random_geom(&g, 1, 0))
             continue;
         const int is_max = (int)rnd(2);
         const size_t xcount = (size_t)g.n * g.in_h * g.in_w * g.in_c;
@@ -208,6 +226,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_conv2d_few_channels),
         cmocka_unit_test(test_depthwise),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),

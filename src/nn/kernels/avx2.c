@@ -25,6 +25,11 @@
  * Work is split into tasks of (block of rows) x (group of panels), which
  * the thread pool spreads over its threads.
  *
+ * Two shapes leave the GEMM: layers of at most NARROW_MAX outputs (MTCNN's
+ * box and score heads) run as dot products, eight rows at a time; and
+ * convolutions of at most 4 input and 12 output channels (P-Net's first
+ * layer) run on a direct kernel with 8 output pixels in the lanes.
+ *
  * Depthwise convolution and pooling run per output pixel over channel
  * vectors, with the bias, activation and PReLU in registers as well.
  */
@@ -169,9 +174,38 @@ static size_t tile_scratch_floats(const nn_conv_geom *g)
     return round_up((size_t)GEMM_MR * g->kernel_h * g->kernel_w * g->in_c, ALIGN_FLOATS);
 }
 
+/* The direct kernel (see conv_direct): few input channels (an image's 3),
+ * few outputs (P-Net's first layer has 10, which fill 10 of the GEMM's 16
+ * lanes), unit horizontal stride. */
+#define DIRECT_MAX_IN_C 4
+#define DIRECT_MAX_OUT_C 12
+#define DIRECT_ROWS 8 /* output rows per task */
+
+static int conv_is_direct(const nn_conv_geom *g)
+{
+    return g->in_c <= DIRECT_MAX_IN_C && g->out_c <= DIRECT_MAX_OUT_C && g->stride_w == 1 &&
+           !conv_is_pointwise(g);
+}
+
+/* One planar input row of the direct kernel: the padded columns that
+ * 8-pixel vectors up to out_w rounded up to 8 read. */
+static size_t direct_row_floats(const nn_conv_geom *g)
+{
+    return round_up((size_t)g->out_w, 8) + (size_t)g->kernel_w - 1;
+}
+
+/* Per thread: the input rows of one task, one plane per channel. */
+static size_t direct_scratch_floats(const nn_conv_geom *g)
+{
+    const size_t in_rows = (size_t)(DIRECT_ROWS - 1) * g->stride_h + (size_t)g->kernel_h;
+    return round_up(in_rows * g->in_c * direct_row_floats(g), ALIGN_FLOATS);
+}
+
 static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 {
-    return conv_is_pointwise(g) ? 0 : (size_t)threads * tile_scratch_floats(g);
+    if (conv_is_pointwise(g))
+        return 0;
+    return (size_t)threads * (conv_is_direct(g) ? direct_scratch_floats(g) : tile_scratch_floats(g));
 }
 
 #if HAVE_AVX2
@@ -390,43 +424,63 @@ static void im2col(const nn_conv_geom *g, const float *x, int row0, int rows, fl
     }
 }
 
+/* Eight vectors to one: lane r of the result is the sum of the lanes of
+ * v[r]. Two rounds of pairwise adds, then the two 128-bit halves. */
+AVX2_TARGET static inline __m256 sum_lanes8(const __m256 v[8])
+{
+    const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
+                         _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
 /* Rows [row0, row0 + rows) of a narrow layer: out_c dot products of
- * length K per row, 8 lanes at a time, then the epilogue in scalar. */
+ * length K per row. Eight rows at a time, one output at a time: eight
+ * independent accumulators hide the FMA latency (one row's chain of K/8
+ * FMAs alone ran at a tenth of the FMA rate), and one transposing
+ * reduction yields the eight rows' sums in one vector, so the bias,
+ * activation and PReLU run on vectors. The last block repeats its first
+ * row in the missing lanes and stores only the valid ones; every row's
+ * sum is computed the same way wherever its block starts, so the split
+ * over threads does not change a result. */
 AVX2_TARGET static void narrow_rows(const avx_layer *l, nn_activation act, const float *a,
                                     size_t lda, int rows, float *c)
 {
-    const int k_dim = l->k_dim, n = l->out_c, tail = k_dim % 8;
+    const int k_dim = l->k_dim, n = l->out_c, tail = k_dim % 8, k_full = k_dim - tail;
     const __m256i mask = lane_mask(tail);
-    for (int m = 0; m < rows; m++, a += lda, c += n) {
-        __m256 acc[NARROW_MAX];
-        for (int o = 0; o < n; o++)
-            acc[o] = _mm256_setzero_ps();
-        int k = 0;
-        for (; k + 8 <= k_dim; k += 8) {
-            const __m256 x = _mm256_loadu_ps(a + k);
-            for (int o = 0; o < n; o++)
-                acc[o] = _mm256_fmadd_ps(x, _mm256_load_ps(l->rows + (size_t)o * l->k_pad + k),
-                                         acc[o]);
-        }
-        if (tail) {
-            const __m256 x = _mm256_maskload_ps(a + k, mask);
-            for (int o = 0; o < n; o++)
-                acc[o] = _mm256_fmadd_ps(x, _mm256_load_ps(l->rows + (size_t)o * l->k_pad + k),
-                                         acc[o]);
-        }
+    for (int m = 0; m < rows; m += 8) {
+        const int valid = min_int(8, rows - m);
+        const float *row[8];
+        for (int r = 0; r < 8; r++)
+            row[r] = a + (size_t)(m + (r < valid ? r : 0)) * lda;
         for (int o = 0; o < n; o++) {
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[o]), _mm256_extractf128_ps(acc[o], 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            float v = _mm_cvtss_f32(h) + l->bias[o];
+            const float *w = l->rows + (size_t)o * l->k_pad;
+            __m256 acc[8];
+            for (int r = 0; r < 8; r++)
+                acc[r] = _mm256_setzero_ps();
+            for (int k = 0; k < k_full; k += 8) {
+                const __m256 wv = _mm256_load_ps(w + k);
+                for (int r = 0; r < 8; r++)
+                    acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row[r] + k), wv, acc[r]);
+            }
+            if (tail) {
+                const __m256 wv = _mm256_load_ps(w + k_full);
+                for (int r = 0; r < 8; r++)
+                    acc[r] = _mm256_fmadd_ps(_mm256_maskload_ps(row[r] + k_full, mask), wv, acc[r]);
+            }
+            __m256 v = _mm256_add_ps(sum_lanes8(acc), _mm256_set1_ps(l->bias[o]));
             if (act != NN_ACT_NONE) {
-                v = v > 0.0f ? v : 0.0f;
+                v = _mm256_max_ps(v, _mm256_setzero_ps());
                 if (act == NN_ACT_RELU6)
-                    v = v < 6.0f ? v : 6.0f;
+                    v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
             }
             if (l->alpha)
-                v = v > 0.0f ? v : l->alpha[o] * v;
-            c[o] = v;
+                v = _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(l->alpha[o])),
+                                     _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LE_OQ));
+            float out[8];
+            _mm256_storeu_ps(out, v);
+            for (int r = 0; r < valid; r++)
+                c[(size_t)(m + r) * n + o] = out[r];
         }
     }
 }
@@ -569,6 +623,176 @@ static void conv_task(void *ctx, int task, int thread)
     }
 }
 
+/* ---- direct convolution of few channels ---------------------------------------
+ *
+ * For a first layer such as P-Net's (3 -> 10 channels, 3x3, K = 27) the
+ * GEMM wastes 6 of its 16 output lanes and pays its epilogue every 27
+ * k-steps. Here the lanes are 8 consecutive output pixels of one channel
+ * instead: the task's input rows are copied once into zero-padded planes
+ * (one per input channel), each tap of each channel is one unaligned
+ * load shared by all G outputs, and the weights are broadcast. Each
+ * output is the bias plus one FMA per (ky, kx, ci) in the GEMM's K order,
+ * so the results equal the GEMM path's. The G x 8 results are transposed
+ * to NHWC in registers. */
+
+typedef struct direct_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread, row_floats;
+    int tasks_per_image;
+} direct_job;
+
+/* Copy input rows [iy0, iy0 + rows) of image `image` into planes[r][ci],
+ * shifted right by pad_left, zero outside the input. */
+static void direct_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                        size_t row_floats, float *planes)
+{
+    const int c = g->in_c;
+    const int ix_end = min_int(g->in_w, (int)row_floats - g->pad_left);
+    for (int r = 0; r < rows; r++) {
+        const int iy = iy0 + r;
+        float *dst = planes + (size_t)r * c * row_floats;
+        memset(dst, 0, (size_t)c * row_floats * sizeof *dst);
+        if (iy < 0 || iy >= g->in_h)
+            continue;
+        const float *src = image + (size_t)iy * g->in_w * c;
+        for (int ix = max_int(0, -g->pad_left); ix < ix_end; ix++)
+            for (int ci = 0; ci < c; ci++)
+                dst[(size_t)ci * row_floats + (size_t)(ix + g->pad_left)] = src[(size_t)ix * c + ci];
+    }
+}
+
+/* acc[o] holds channel o of 8 pixels; store pixels [0, valid) of channels
+ * [0, G) at y (pixel stride out_c). */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+direct_store(const int G, __m256 *acc, int out_c, int valid, float *y)
+{
+    __m256 r[8];
+    for (int o = 0; o < 8; o++)
+        r[o] = o < G ? acc[o] : _mm256_setzero_ps();
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 px[8];
+    px[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    px[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    px[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    px[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    px[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    px[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    px[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    px[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+    /* G may exceed out_c by one: that lane is not stored. */
+    const int low = min_int(out_c, 8);
+    for (int p = 0; p < valid; p++)
+        store_partial(y + (size_t)p * out_c, px[p], low);
+    for (int o = 8; o < G && o < out_c; o++) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc[o]);
+        for (int p = 0; p < valid; p++)
+            y[(size_t)p * out_c + o] = lanes[p];
+    }
+}
+
+/* Output rows [oy0, oy1) of one image; planes hold the input rows from
+ * oy0 * stride_h - pad_top on. G >= out_c; the weights past out_c are 0.
+ * Named accumulators, as in micro_tile: gcc spills an array of them to
+ * memory at every FMA of the nested tap loops. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+direct_rows(const int G, const direct_job *j, const float *planes, int oy0, int oy1, float *y)
+{
+    const avx_layer *l = j->l;
+    const nn_conv_geom *g = j->g;
+    const int c = g->in_c, out_c = g->out_c;
+    const size_t rf = j->row_floats, plane_row = (size_t)c * rf;
+#define DIRECT_CHANNELS(X) X(0, a0) X(1, a1) X(2, a2) X(3, a3) X(4, a4) X(5, a5) \
+                           X(6, a6) X(7, a7) X(8, a8) X(9, a9) X(10, a10) X(11, a11)
+#define DIRECT_START(o, v) if (G > (o)) (v) = _mm256_set1_ps(l->bias[o]);
+#define DIRECT_FMA(o, v)                                                                   \
+    if (G > (o))                                                                              \
+        (v) = _mm256_fmadd_ps(_mm256_broadcast_ss(w + (o)), xv, v);
+#define DIRECT_FINISH(o, v)                                                                \
+    if (G > (o)) {                                                                          \
+        if (g->act != NN_ACT_NONE) {                                                        \
+            (v) = _mm256_max_ps(v, zero);                                                   \
+            if (g->act == NN_ACT_RELU6)                                                     \
+                (v) = _mm256_min_ps(v, _mm256_set1_ps(6.0f));                               \
+        }                                                                                   \
+        if (l->alpha)                                                                       \
+            (v) = _mm256_fmadd_ps(_mm256_set1_ps(l->alpha[o]), _mm256_min_ps(v, zero),       \
+                                  _mm256_max_ps(v, zero));                                  \
+        acc[o] = (v);                                                                       \
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    for (int oy = oy0; oy < oy1; oy++) {
+        const float *in0 = planes + (size_t)(oy - oy0) * g->stride_h * plane_row;
+        float *yrow = y + (size_t)oy * g->out_w * out_c;
+        for (int ox = 0; ox < g->out_w; ox += 8) {
+            __m256 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zero;
+            DIRECT_CHANNELS(DIRECT_START)
+            const float *w = l->w;
+            for (int ky = 0; ky < g->kernel_h; ky++) {
+                const float *in_ky = in0 + (size_t)ky * plane_row + ox;
+                for (int kx = 0; kx < g->kernel_w; kx++)
+                    for (int ci = 0; ci < c; ci++, w += GEMM_NR) {
+                        const __m256 xv = _mm256_loadu_ps(in_ky + (size_t)ci * rf + kx);
+                        DIRECT_CHANNELS(DIRECT_FMA)
+                    }
+            }
+            __m256 acc[DIRECT_MAX_OUT_C];
+            DIRECT_CHANNELS(DIRECT_FINISH)
+            direct_store(G, acc, out_c, min_int(8, g->out_w - ox), yrow + (size_t)ox * out_c);
+        }
+    }
+#undef DIRECT_CHANNELS
+#undef DIRECT_START
+#undef DIRECT_FMA
+#undef DIRECT_FINISH
+}
+
+AVX2_TARGET static void direct_task(void *ctx, int task, int thread)
+{
+    const direct_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const int b = task / j->tasks_per_image;
+    const int oy0 = task % j->tasks_per_image * DIRECT_ROWS;
+    const int oy1 = min_int(g->out_h, oy0 + DIRECT_ROWS);
+    float *planes = j->scratch + (size_t)thread * j->scratch_per_thread;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * g->out_h * g->out_w * g->out_c;
+
+    direct_fill(g, image, oy0 * g->stride_h - g->pad_top, (oy1 - oy0 - 1) * g->stride_h + g->kernel_h,
+                j->row_floats, planes);
+    /* An even number of outputs (zero weights fill the odd one): six
+     * copies of the kernel instead of twelve. */
+    switch ((g->out_c + 1) / 2) {
+    case 1: direct_rows(2, j, planes, oy0, oy1, y); break;
+    case 2: direct_rows(4, j, planes, oy0, oy1, y); break;
+    case 3: direct_rows(6, j, planes, oy0, oy1, y); break;
+    case 4: direct_rows(8, j, planes, oy0, oy1, y); break;
+    case 5: direct_rows(10, j, planes, oy0, oy1, y); break;
+    default: direct_rows(12, j, planes, oy0, oy1, y); break;
+    }
+}
+
+static void conv_direct(const nn_conv_geom *g, const float *x, const avx_layer *l,
+                        float *scratch, float *y, nn_pool *pool)
+{
+    direct_job j = {l, g, x, y, scratch, direct_scratch_floats(g), direct_row_floats(g), 1};
+    j.tasks_per_image = (g->out_h + DIRECT_ROWS - 1) / DIRECT_ROWS;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, direct_task, &j);
+}
+
 static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
                        float *scratch, float *y, nn_pool *pool)
 {
@@ -584,6 +808,10 @@ static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepar
         j.rows = g->n * g->out_h * g->out_w;
         j.block_rows = GEMM_MC;
         run_gemm(&j, pool);
+        return;
+    }
+    if (conv_is_direct(g)) {
+        conv_direct(g, x, l, scratch, y, pool);
         return;
     }
     const int total_rows = g->n * g->out_h;
