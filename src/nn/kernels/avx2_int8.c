@@ -15,22 +15,26 @@
  *   - weights (at load): symmetric, per output channel, w ~ sw[o] * q,
  *     q in -63..63; packed in panels of 16 output channels, 4 consecutive
  *     k of one channel per 32-bit lane ([k/4][16][4] bytes per panel);
- *   - activations (per call): asymmetric, per row of the GEMM, i.e. per
- *     output pixel's input window (per sample for fully connected layers):
- *     x ~ sa * (u - zp), u in 0..255, with the row's range widened to
- *     include 0 so that zp is an integer and padding is exactly 0. A row's
- *     codes depend on that row's values only, so a result never depends on
- *     the batch, the block or the thread that computed it: integer sums
- *     are exact and the epilogue is the same float arithmetic everywhere.
+ *   - activations (per call): asymmetric, x ~ sa * (u - zp), u in 0..255,
+ *     the range widened to include 0 so that zp is an integer and zero
+ *     padding is exact. 1x1 convolutions and fully connected layers
+ *     quantise each row of the GEMM (one input pixel, one sample) with its
+ *     own range, as they read it; KxK convolutions quantise their input
+ *     once, one range per sample, and gather windows of bytes. Either way
+ *     a code depends only on its own pixel or sample, so a result never
+ *     depends on the batch, the block or the thread that computed it:
+ *     integer sums are exact and the epilogue is the same float
+ *     arithmetic everywhere.
  *   - epilogue: y = sa * sw[o] * (sum u*q - zp * sum_k q) + bias[o], then
  *     the activation and a fused PReLU, in registers, written as float.
  *
  * Depthwise convolution and pooling (memory bound, a small share of the
  * time) run on the fp32 "avx2" kernels, called through nn_backend_avx2,
  * as do layers with at most NARROW_MAX outputs (MTCNN's box and score
- * heads: tiny, and the values the detector thresholds) and fully
- * connected layers longer than FC_MAX_K. Such layers keep an avx2
- * prepared blob.
+ * heads: tiny, and the values the detector thresholds), KxK convolutions
+ * of fewer than KXK_MIN_IN_C input channels (the first layer of every
+ * network, P-Net's second) and fully connected layers longer than
+ * FC_MAX_K. Such layers keep an avx2 prepared blob.
  */
 #include "nn/backend.h"
 
@@ -47,12 +51,17 @@
 #define HAVE_AVX2 0
 #endif
 
-#define Q_MR 4   /* rows per micro tile                      */
+#define Q_MR 6   /* rows per micro tile (q_kernel_6x16)      */
 #define Q_NR 16  /* output channels per panel                */
 #define Q_MC 96  /* rows per task block                      */
 #define W_MAX 63 /* weights: 7 bits, see above              */
 #define A_MAX 255
 #define NARROW_MAX 4
+/* KxK convolutions with fewer input channels than this stay fp32: their
+ * windows are gathered from runs of KW * I bytes, too short to pay for
+ * the gather (measured: 3 -> 64 at 112x112 and P-Net's 10 -> 16 ran at
+ * 0.6x the fp32 speed in int8; 28 -> 48 and 32 -> 64 at 1.5 to 1.6x). */
+#define KXK_MIN_IN_C 16
 /* Fully connected layers quantise their rows on the stack (the interface
  * gives them no scratch): Q_MR rows of at most this many inputs. */
 #define FC_MAX_K 4096
@@ -132,7 +141,8 @@ static void *q_prepare(const nn_layer_params *p)
     l->out_c = p->out_c;
     l->k_dim = p->kernel_h * p->kernel_w * p->in_c;
     if (p->op == NN_OP_DEPTHWISE_CONV2D || p->out_c <= NARROW_MAX ||
-        (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K)) {
+        (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K) ||
+        (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1 && p->in_c < KXK_MIN_IN_C)) {
         l->fp32 = nn_backend_avx2.prepare(p);
         if (!l->fp32) {
             free(l);
@@ -364,56 +374,104 @@ AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const 
     }
 }
 
-/* One R x 16 tile (R = 1..Q_MR) of panel p over the whole K: 2R int32
- * accumulators in registers, written like avx2.c's micro_tile so that
- * rows >= R are dead code once R is a constant. */
-AVX2_TARGET static inline __attribute__((always_inline)) void
-q_tile(const int R, const q_layer *l, int p, const q_rows *a, int r0, const q_out *o)
+/* The int32 sums of a 6 x 16 tile over K (k_pad / 4 steps of 4): row r
+ * of A at a[r] (4 codes per step), the panel at b (64 bytes per step),
+ * sums to out[r][0..16). Written in assembly because gcc (12, -O3) keeps
+ * 10 of the 12 accumulators of the intrinsics version on the stack (it
+ * hoists every broadcast and vpmaddubsw of a step before their adds),
+ * which halved the speed: here the 12 accumulators are ymm0-11, the
+ * ones ymm12, the broadcast row ymm13 and two products ymm14-15; the
+ * panel is a memory operand. Per row and step: vpbroadcastd, then for
+ * each 8 channels vpmaddubsw (u8 x s8 -> pairs in s16, which cannot
+ * saturate: see the top of the file), vpmaddwd with ones (-> s32) and
+ * vpaddd. */
+static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int steps,
+                          int32_t out[6][16])
 {
-    const int8_t *b = l->w + (size_t)p * l->k_pad * Q_NR;
-    const size_t lda = (size_t)l->k_pad;
-    const uint8_t *a0 = a->q + (size_t)r0 * lda;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i c00, c01, c10, c11, c20, c21, c30, c31;
-    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_si256();
-
-#define Q_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31)
-#define Q_STEP(r, v0, v1)                                                                  \
-    if (R > (r)) {                                                                            \
-        int32_t quad;                                                                       \
-        memcpy(&quad, a0 + (size_t)(r) * lda + k, sizeof quad);                              \
-        const __m256i av = _mm256_set1_epi32(quad);                                         \
-        (v0) = _mm256_add_epi32((v0), _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones)); \
-        (v1) = _mm256_add_epi32((v1), _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones)); \
-    }
-#define Q_STORE(r, v0, v1)                                                                 \
-    if (R > (r)) {                                                                            \
-        float *cr = o->c + (size_t)(r) * o->ldc;                                              \
-        const float sa = a->scale[r0 + (r)];                                                  \
-        const int32_t zp = a->zp[r0 + (r)];                                                   \
-        q_store((v0), sa, zp, l, p * Q_NR, o->act, cr, o->nr);                                \
-        q_store((v1), sa, zp, l, p * Q_NR + 8, o->act, cr + 8, o->nr - 8);                    \
-    }
-
-    for (int k = 0; k < l->k_pad; k += 4, b += 4 * Q_NR) {
-        const __m256i b0 = _mm256_load_si256((const __m256i *)(const void *)b);
-        const __m256i b1 = _mm256_load_si256((const __m256i *)(const void *)(b + 32));
-        Q_ROWS(Q_STEP)
-    }
-    Q_ROWS(Q_STORE)
-#undef Q_ROWS
-#undef Q_STEP
-#undef Q_STORE
+    static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    long n = steps;
+#define Q_ROW(ptr, acc0, acc1)                                 \
+    "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
+    "vpmaddubsw (%[b]), %%ymm13, %%ymm14\n\t"                  \
+    "vpmaddubsw 32(%[b]), %%ymm13, %%ymm15\n\t"                \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                   \
+    "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                   \
+    "vpaddd %%ymm14, %%" acc0 ", %%" acc0 "\n\t"               \
+    "vpaddd %%ymm15, %%" acc1 ", %%" acc1 "\n\t"
+    __asm__ volatile(
+        "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
+        "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"
+        "vpxor %%xmm2, %%xmm2, %%xmm2\n\t"
+        "vpxor %%xmm3, %%xmm3, %%xmm3\n\t"
+        "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
+        "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
+        "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
+        "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
+        "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
+        "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
+        "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
+        "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
+        "vmovdqu %[ones], %%ymm12\n\t"
+        "test %[n], %[n]\n\t"
+        "jle 2f\n\t"
+        "1:\n\t"
+        Q_ROW("a0", "ymm0", "ymm1")
+        Q_ROW("a1", "ymm2", "ymm3")
+        Q_ROW("a2", "ymm4", "ymm5")
+        Q_ROW("a3", "ymm6", "ymm7")
+        Q_ROW("a4", "ymm8", "ymm9")
+        Q_ROW("a5", "ymm10", "ymm11")
+        "add $4, %[a0]\n\t"
+        "add $4, %[a1]\n\t"
+        "add $4, %[a2]\n\t"
+        "add $4, %[a3]\n\t"
+        "add $4, %[a4]\n\t"
+        "add $4, %[a5]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "vmovdqu %%ymm0, 0(%[out])\n\t"
+        "vmovdqu %%ymm1, 32(%[out])\n\t"
+        "vmovdqu %%ymm2, 64(%[out])\n\t"
+        "vmovdqu %%ymm3, 96(%[out])\n\t"
+        "vmovdqu %%ymm4, 128(%[out])\n\t"
+        "vmovdqu %%ymm5, 160(%[out])\n\t"
+        "vmovdqu %%ymm6, 192(%[out])\n\t"
+        "vmovdqu %%ymm7, 224(%[out])\n\t"
+        "vmovdqu %%ymm8, 256(%[out])\n\t"
+        "vmovdqu %%ymm9, 288(%[out])\n\t"
+        "vmovdqu %%ymm10, 320(%[out])\n\t"
+        "vmovdqu %%ymm11, 352(%[out])\n\t"
+        "vzeroupper\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
+          [a5] "+r"(a5), [b] "+r"(b), [n] "+r"(n)
+        : [out] "r"(out), [ones] "m"(ones)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
+#undef Q_ROW
 }
 
-AVX2_TARGET static void q_micro(int mr, const q_layer *l, int p, const q_rows *a, int r0,
+/* One R x 16 tile (R = 1..6 rows from r0) of panel p over the whole K,
+ * then the epilogue. A tile of fewer rows runs the 6-row kernel with its
+ * last row repeated and drops the copies. */
+AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a, int r0,
                                 const q_out *o)
 {
-    switch (mr) {
-    case 4: q_tile(4, l, p, a, r0, o); break;
-    case 3: q_tile(3, l, p, a, r0, o); break;
-    case 2: q_tile(2, l, p, a, r0, o); break;
-    default: q_tile(1, l, p, a, r0, o); break;
+    _Alignas(32) int32_t sums[6][16];
+    const uint8_t *rows[6];
+    for (int r = 0; r < 6; r++)
+        rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
+    q_kernel_6x16(rows, l->w + (size_t)p * l->k_pad * Q_NR, l->k_pad / 4, sums);
+    for (int r = 0; r < R; r++) {
+        float *cr = o->c + (size_t)r * o->ldc;
+        const float sa = a->scale[r0 + r];
+        const int32_t zp = a->zp[r0 + r];
+        q_store(_mm256_load_si256((const __m256i *)(const void *)sums[r]), sa, zp, l, p * Q_NR,
+                o->act, cr, o->nr);
+        q_store(_mm256_load_si256((const __m256i *)(const void *)(sums[r] + 8)), sa, zp, l,
+                p * Q_NR + 8, o->act, cr + 8, o->nr - 8);
     }
 }
 
