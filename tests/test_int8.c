@@ -8,7 +8,8 @@
  *   bytes.
  * - Real photos: MobileFaceNet in int8 against fp32 on every face of the
  *   demo photos (cosine), MTCNN in int8 against fp32 on the same photos
- *   (same faces, boxes and landmarks within a few pixels).
+ *   (matched faces within a few percent of their width; a face found by
+ *   one precision only must be a borderline one).
  * - $FACENET_PRECISION: what it selects, and that bad names fail naming
  *   themselves. */
 #include <setjmp.h>
