@@ -30,6 +30,14 @@
  *                    CPU can run. A name that cannot run fails the load.
  *   FACENET_THREADS  threads per session, and per detector, when the
  *                    caller does not say (1..256). Default: 1.
+ *   FACENET_PRECISION  "fp32" (the default) or "int8" for every model
+ *                    loaded without naming a backend, or a list such as
+ *                    "mobilefacenet:int8,mtcnn:int8" (a manifest name, or
+ *                    "mtcnn" for its three networks; later entries win).
+ *                    int8 runs on the "avx2-int8" backend (8-bit integer
+ *                    convolutions, about 0.997 cosine to fp32 embeddings:
+ *                    not exact) whatever FACENET_BACKEND says. An unknown
+ *                    model or precision name fails every load, naming it.
  */
 #ifndef FACENET_FACENET_H
 #define FACENET_FACENET_H
@@ -167,8 +175,10 @@ facenet_status facenet_model_load_file(const char *path,
                                        facenet_model **out,
                                        facenet_error *err);
 
-/* facenet_model_load with a named compute backend ("reference", "avx2"),
- * or NULL for the default ($FACENET_BACKEND, else the best available).
+/* facenet_model_load with a named compute backend ("reference", "avx2",
+ * or "avx2-int8", which facenet_backend_name never lists because it is not
+ * exact), or NULL for the default ($FACENET_PRECISION, then
+ * $FACENET_BACKEND, else the best available).
  * Fails with FACENET_ERR_UNSUPPORTED when that backend cannot run here. */
 facenet_status facenet_model_load_backend(const char *dir,
                                           const facenet_model_info *info,

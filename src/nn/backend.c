@@ -115,11 +115,19 @@ const nn_backend *nn_backend_at(int index)
     return index >= 0 && index < N_BACKENDS ? backends[index] : NULL;
 }
 
+/* Found by name only: not exact, so never listed nor a default. */
+static const nn_backend *const by_name_only[] = {
+    &nn_backend_avx2_int8,
+};
+
 const nn_backend *nn_backend_find(const char *name)
 {
     for (int i = 0; name && i < N_BACKENDS; i++)
         if (strcmp(backends[i]->name, name) == 0)
             return backends[i]->available() ? backends[i] : NULL;
+    for (size_t i = 0; name && i < sizeof by_name_only / sizeof by_name_only[0]; i++)
+        if (strcmp(by_name_only[i]->name, name) == 0)
+            return by_name_only[i]->available() ? by_name_only[i] : NULL;
     return NULL;
 }
 

@@ -15,8 +15,13 @@
  *   "reference"  the portable C kernels of kernels/ref.h: the numeric
  *                oracle, single-threaded;
  *   "avx2"       AVX2 + FMA kernels (x86-64, chosen at run time from the
- *                CPU's features), threaded over output rows and channels.
- * The default is the best available one, or $FACENET_BACKEND.
+ *                CPU's features), threaded over output rows and channels;
+ *   "avx2-int8"  8-bit integer convolution and fully connected layers on
+ *                AVX2 (kernels/avx2_int8.c), the rest on "avx2". Not exact:
+ *                it is found by name only (nn_backend_find, or a model's
+ *                precision: $FACENET_PRECISION, model.c), never listed by
+ *                nn_backend_at nor chosen as a default.
+ * The default is the best available exact one, or $FACENET_BACKEND.
  */
 #ifndef FACENET_NN_BACKEND_H
 #define FACENET_NN_BACKEND_H
@@ -77,5 +82,6 @@ const nn_backend *nn_backend_default(facenet_error *err);
 /* The individual backends. */
 extern const nn_backend nn_backend_reference;
 extern const nn_backend nn_backend_avx2;
+extern const nn_backend nn_backend_avx2_int8;
 
 #endif

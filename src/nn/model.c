@@ -96,21 +96,101 @@ static facenet_status finish_model(nn_graph *graph, const nn_backend *backend,
     return FACENET_OK;
 }
 
-/* The named backend, or the default one for NULL. */
-static const nn_backend *pick_backend(const char *name, facenet_error *err)
+/* Does a $FACENET_PRECISION model name (a manifest name, or "mtcnn" for
+ * its three networks) cover `model` (NULL for an unpinned file)? */
+static int precision_covers(const char *entry, size_t len, const char *model)
 {
-    if (!name)
-        return nn_backend_default(err);
-    const nn_backend *b = nn_backend_find(name);
-    if (!b)
-        fn_fail(err, FACENET_ERR_UNSUPPORTED,
-                "backend '%s': no such backend, or this CPU cannot run it", name);
-    return b;
+    if (!model)
+        return 0;
+    if (len == 5 && strncmp(entry, "mtcnn", 5) == 0)
+        return strncmp(model, "mtcnn-", 6) == 0;
+    return strlen(model) == len && strncmp(entry, model, len) == 0;
+}
+
+static int precision_model_known(const char *entry, size_t len)
+{
+    char name[64];
+    if (len == 0 || len >= sizeof name)
+        return 0;
+    memcpy(name, entry, len);
+    name[len] = '\0';
+    return strcmp(name, "mtcnn") == 0 || facenet_model_find(name) != NULL;
+}
+
+/* 1 if $FACENET_PRECISION asks for int8 for `model`, 0 for fp32 (also
+ * when unset), -1 (err filled) when it does not parse. Every entry is
+ * checked, whether or not it names this model, so a typo fails every
+ * load instead of silently leaving a model in fp32. */
+static int precision_wants_int8(const char *model, facenet_error *err)
+{
+    const char *spec = getenv("FACENET_PRECISION");
+    int int8 = 0;
+    if (!spec || !*spec)
+        return 0;
+    for (const char *p = spec;;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0) {
+            fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                    "FACENET_PRECISION: empty entry in '%s'", spec);
+            return -1;
+        }
+        const char *colon = memchr(p, ':', len);
+        const char *prec = colon ? colon + 1 : p;
+        const size_t prec_len = len - (size_t)(prec - p);
+        int want;
+        if (prec_len == 4 && strncmp(prec, "int8", 4) == 0)
+            want = 1;
+        else if (prec_len == 4 && strncmp(prec, "fp32", 4) == 0)
+            want = 0;
+        else {
+            fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                    "FACENET_PRECISION: unknown precision '%.*s' (use fp32 or int8)",
+                    (int)prec_len, prec);
+            return -1;
+        }
+        if (colon && !precision_model_known(p, (size_t)(colon - p))) {
+            fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                    "FACENET_PRECISION: unknown model '%.*s' (a manifest name such as "
+                    "mobilefacenet, or mtcnn)",
+                    (int)(colon - p), p);
+            return -1;
+        }
+        /* Later entries override earlier ones. */
+        if (!colon || precision_covers(p, (size_t)(colon - p), model))
+            int8 = want;
+        if (!end)
+            return int8;
+        p = end + 1;
+    }
+}
+
+/* The named backend; for NULL, the one $FACENET_PRECISION asks for
+ * `model` (int8), else the default one. */
+static facenet_status pick_backend(const char *name, const char *model,
+                                   const nn_backend **out, facenet_error *err)
+{
+    if (!name) {
+        const int int8 = precision_wants_int8(model, err);
+        if (int8 < 0)
+            return FACENET_ERR_INVALID_ARGUMENT;
+        if (!int8) {
+            *out = nn_backend_default(err);
+            return *out ? FACENET_OK : FACENET_ERR_UNSUPPORTED;
+        }
+        name = nn_backend_avx2_int8.name;
+    }
+    *out = nn_backend_find(name);
+    if (!*out)
+        return fn_fail(err, FACENET_ERR_UNSUPPORTED,
+                       "backend '%s': no such backend, or this CPU cannot run it", name);
+    return FACENET_OK;
 }
 
 static facenet_status load_file(const char *path, facenet_model_format format,
                                 const char *expected_sha256, const char *backend_name,
-                                facenet_model **out, facenet_error *err)
+                                const char *model_name, facenet_model **out,
+                                facenet_error *err)
 {
     uint8_t *data = NULL;
     size_t size = 0;
@@ -122,9 +202,10 @@ static facenet_status load_file(const char *path, facenet_model_format format,
     *out = NULL;
     if (!path)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "path is NULL");
-    const nn_backend *backend = pick_backend(backend_name, err);
-    if (!backend)
-        return FACENET_ERR_UNSUPPORTED;
+    const nn_backend *backend = NULL;
+    st = pick_backend(backend_name, model_name, &backend, err);
+    if (st != FACENET_OK)
+        return st;
     st = fn_read_file(path, MODEL_MAX_BYTES, &data, &size, err);
     if (st == FACENET_ERR_NOT_FOUND)
         fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);
@@ -149,7 +230,7 @@ facenet_status facenet_model_load_file(const char *path,
                                        facenet_model **out,
                                        facenet_error *err)
 {
-    return load_file(path, format, expected_sha256, NULL, out, err);
+    return load_file(path, format, expected_sha256, NULL, NULL, out, err);
 }
 
 /* Shards of a pinned TF.js model: only the pinned shard is accepted, and
@@ -203,11 +284,13 @@ facenet_status facenet_model_load_backend(const char *dir,
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "dir and info are required");
     snprintf(path, sizeof path, "%s/%s", dir, info->file_name);
     if (info->format != FACENET_FORMAT_TFJS)
-        return load_file(path, info->format, info->sha256, backend_name, out, err);
+        return load_file(path, info->format, info->sha256, backend_name, info->name, out,
+                         err);
 
-    const nn_backend *backend = pick_backend(backend_name, err);
-    if (!backend)
-        return FACENET_ERR_UNSUPPORTED;
+    const nn_backend *backend = NULL;
+    st = pick_backend(backend_name, info->name, &backend, err);
+    if (st != FACENET_OK)
+        return st;
     st = fn_read_file(path, MODEL_MAX_BYTES, &data, &size, err);
     if (st == FACENET_ERR_NOT_FOUND)
         return fn_fail(err, st, "%s: model file is missing; run 'facenet models fetch'", path);

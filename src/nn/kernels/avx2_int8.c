@@ -1,0 +1,740 @@
+/*
+ * avx2_int8.c - the "avx2-int8" backend: 8-bit integer convolution and
+ * fully connected layers for x86-64 with AVX2 (no VNNI needed).
+ *
+ * Why this scheme (docs/PERFORMANCE.md, "The int8 path"): on this Zen 3
+ * CPU `vpmaddubsw` (u8 x s8, 32 products per instruction) followed by
+ * `vpmaddwd` with ones and `vpaddd` sustains about 30 MAC per cycle,
+ * twice the fp32 FMA rate; s16 x s16 `vpmaddwd` + `vpaddd` only about 19.
+ * `vpmaddubsw` adds its two products with signed 16-bit saturation, so
+ * activations keep 8 bits (u8, 0..255) and weights 7 (-63..63): the worst
+ * pair is 2 * 255 * 63 = 32130 < 32767, nothing ever saturates, and the
+ * int32 sums are exact.
+ *
+ * Quantisation:
+ *   - weights (at load): symmetric, per output channel, w ~ sw[o] * q,
+ *     q in -63..63; packed in panels of 16 output channels, 4 consecutive
+ *     k of one channel per 32-bit lane ([k/4][16][4] bytes per panel);
+ *   - activations (per call): asymmetric, x ~ sa * (u - zp), u in 0..255,
+ *     the range widened to include 0 so that zp is an integer and zero
+ *     padding is exact. 1x1 convolutions and fully connected layers
+ *     quantise each row of the GEMM (one input pixel, one sample) with its
+ *     own range, as they read it; KxK convolutions quantise their input
+ *     once, one range per sample, and gather windows of bytes. Either way
+ *     a code depends only on its own pixel or sample, so a result never
+ *     depends on the batch, the block or the thread that computed it:
+ *     integer sums are exact and the epilogue is the same float
+ *     arithmetic everywhere.
+ *   - epilogue: y = sa * sw[o] * (sum u*q - zp * sum_k q) + bias[o], then
+ *     the activation and a fused PReLU, in registers, written as float.
+ *
+ * Depthwise convolution and pooling (memory bound, a small share of the
+ * time) run on the fp32 "avx2" kernels, called through nn_backend_avx2,
+ * as do layers with at most NARROW_MAX outputs (MTCNN's box and score
+ * heads: tiny, and the values the detector thresholds), KxK convolutions
+ * of fewer than KXK_MIN_IN_C input channels (the first layer of every
+ * network, P-Net's second) and fully connected layers longer than
+ * FC_MAX_K. Such layers keep an avx2 prepared blob.
+ */
+#include "nn/backend.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#else
+#define HAVE_AVX2 0
+#endif
+
+#define Q_MR 6   /* rows per micro tile (q_kernel_6x16)      */
+#define Q_NR 16  /* output channels per panel                */
+#define Q_MC 96  /* rows per task block                      */
+#define W_MAX 63 /* weights: 7 bits, see above              */
+#define A_MAX 255
+#define NARROW_MAX 4
+/* KxK convolutions with fewer input channels than this stay fp32: their
+ * windows are gathered from runs of KW * I bytes, too short to pay for
+ * the gather (measured: 3 -> 64 at 112x112 and P-Net's 10 -> 16 ran at
+ * 0.6x the fp32 speed in int8; 28 -> 48 and 32 -> 64 at 1.5 to 1.6x). */
+#define KXK_MIN_IN_C 16
+/* Fully connected layers quantise their rows on the stack (the interface
+ * gives them no scratch): Q_MR rows of at most this many inputs. */
+#define FC_MAX_K 4096
+
+typedef struct q_layer {
+    nn_op op;
+    int out_c, k_dim, k_pad, panels; /* k_pad: k_dim rounded up to 4 */
+    int8_t *w;       /* panels of [k_pad / 4][16][4]                */
+    float *wscale;   /* [panels * 16], 0 past out_c                  */
+    int32_t *qsum;   /* [panels * 16]: sum over k of the codes       */
+    float *bias;     /* [panels * 16]                                */
+    float *alpha;    /* [panels * 16] PReLU slopes, or NULL          */
+    void *fp32;      /* avx2 blob for layers not run in int8, or NULL */
+} q_layer;
+
+static size_t round_up(size_t v, size_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+static int max_int(int a, int b) { return a > b ? a : b; }
+
+static void q_release(void *prepared)
+{
+    q_layer *l = prepared;
+    if (!l)
+        return;
+    if (l->fp32)
+        nn_backend_avx2.release(l->fp32);
+    free(l->w);
+    free(l->wscale);
+    free(l->qsum);
+    free(l->bias);
+    free(l->alpha);
+    free(l);
+}
+
+/* 64-byte aligned, zeroed. */
+static void *alloc_zeroed(size_t bytes)
+{
+    bytes = round_up(bytes + 1, 64);
+    void *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+/* Quantise output channel o's weights into its panel (an all-zero channel
+ * gets scale 0 and zero codes). */
+static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
+{
+    const float *src = p->weights + (size_t)o * l->k_dim;
+    int8_t *panel = l->w + (size_t)(o / Q_NR) * l->k_pad * Q_NR;
+    const int lane = o % Q_NR;
+    float peak = 0.0f;
+    for (int k = 0; k < l->k_dim; k++)
+        peak = fmaxf(peak, fabsf(src[k]));
+    const float inv = peak > 0.0f ? (float)W_MAX / peak : 0.0f;
+    int32_t sum = 0;
+    for (int k = 0; k < l->k_dim; k++) {
+        long q = lrintf(src[k] * inv);
+        q = q > W_MAX ? W_MAX : q < -W_MAX ? -W_MAX : q;
+        panel[(size_t)(k / 4) * Q_NR * 4 + (size_t)lane * 4 + k % 4] = (int8_t)q;
+        sum += (int32_t)q;
+    }
+    l->wscale[o] = peak / (float)W_MAX;
+    l->qsum[o] = sum;
+}
+
+static void *q_prepare(const nn_layer_params *p)
+{
+    q_layer *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->op = p->op;
+    l->out_c = p->out_c;
+    l->k_dim = p->kernel_h * p->kernel_w * p->in_c;
+    if (p->op == NN_OP_DEPTHWISE_CONV2D || p->out_c <= NARROW_MAX ||
+        (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K) ||
+        (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1 && p->in_c < KXK_MIN_IN_C)) {
+        l->fp32 = nn_backend_avx2.prepare(p);
+        if (!l->fp32) {
+            free(l);
+            return NULL;
+        }
+        return l;
+    }
+    l->k_pad = (int)round_up((size_t)l->k_dim, 4);
+    l->panels = (p->out_c + Q_NR - 1) / Q_NR;
+    const size_t padded = (size_t)l->panels * Q_NR;
+    l->w = alloc_zeroed(padded * (size_t)l->k_pad);
+    l->wscale = alloc_zeroed(padded * sizeof(float));
+    l->qsum = alloc_zeroed(padded * sizeof(int32_t));
+    l->bias = alloc_zeroed(padded * sizeof(float));
+    if (p->prelu)
+        l->alpha = alloc_zeroed(padded * sizeof(float));
+    if (!l->w || !l->wscale || !l->qsum || !l->bias || (p->prelu && !l->alpha)) {
+        q_release(l);
+        return NULL;
+    }
+    for (int o = 0; o < p->out_c; o++)
+        quantise_channel(p, l, o);
+    if (p->bias)
+        memcpy(l->bias, p->bias, (size_t)p->out_c * sizeof(float));
+    if (p->prelu)
+        memcpy(l->alpha, p->prelu, (size_t)p->out_c * sizeof(float));
+    return l;
+}
+
+static int conv_is_pointwise(const nn_conv_geom *g)
+{
+    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
+           g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h && g->out_w == g->in_w;
+}
+
+/* Per thread, in floats (64-byte multiples): the codes of one block of
+ * rows, their scales and zero points. */
+static size_t thread_scratch_floats(const nn_conv_geom *g)
+{
+    const size_t k_dim = (size_t)g->kernel_h * g->kernel_w * g->in_c;
+    const size_t bytes = Q_MC * round_up(k_dim, 4) + Q_MC * (sizeof(float) + sizeof(int32_t));
+    return round_up(bytes, 64) / sizeof(float);
+}
+
+/* KxK convolutions first quantise their whole input, one scale and zero
+ * point per sample (quantising each window instead costs more than the
+ * layer's multiplies when it has few output channels, as in P-Net): the
+ * codes, then the scales, then the zero points, in floats. */
+static size_t sample_scratch_floats(const nn_conv_geom *g)
+{
+    if (conv_is_pointwise(g))
+        return 0;
+    const size_t bytes = round_up((size_t)g->n * g->in_h * g->in_w * g->in_c, 64) +
+                         round_up((size_t)g->n * (sizeof(float) + sizeof(int32_t)), 64);
+    return bytes / sizeof(float);
+}
+
+static size_t q_conv2d_scratch(const nn_conv_geom *g, int threads)
+{
+    /* The prepared blob is not known here: enough for either path. */
+    const size_t fp32 = nn_backend_avx2.conv2d_scratch(g, threads);
+    const size_t int8 = sample_scratch_floats(g) + (size_t)threads * thread_scratch_floats(g);
+    return fp32 > int8 ? fp32 : int8;
+}
+
+#if HAVE_AVX2
+
+static int q_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* ---- activation quantisation ------------------------------------------------ */
+
+static const int32_t mask_source[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* The first `valid` (0..8) lanes. */
+AVX2_TARGET static inline __m256i lane_mask(int valid)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)(mask_source + 8 - valid));
+}
+
+/* Widen [lo, hi] to cover x[0..n). Masked-off lanes load as 0, which the
+ * range always includes. */
+AVX2_TARGET static inline void range_update(const float *x, int n, __m256 *lo, __m256 *hi)
+{
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 v = _mm256_loadu_ps(x + k);
+        *lo = _mm256_min_ps(*lo, v);
+        *hi = _mm256_max_ps(*hi, v);
+    }
+    if (k < n) {
+        const __m256 v = _mm256_maskload_ps(x + k, lane_mask(n - k));
+        *lo = _mm256_min_ps(*lo, v);
+        *hi = _mm256_max_ps(*hi, v);
+    }
+}
+
+AVX2_TARGET static inline float hmin(__m256 v)
+{
+    __m128 h = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_min_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_min_ss(h, _mm_movehdup_ps(h)));
+}
+
+AVX2_TARGET static inline float hmax(__m256 v)
+{
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+/* 8 codes from 8 floats: round(x * inv) + z, clamped to 0..255 by the
+ * saturating packs, in the low 8 bytes. _mm256_cvtps_epi32 rounds to
+ * nearest even. */
+AVX2_TARGET static inline uint64_t codes8(__m256 x, __m256 inv, __m256i z)
+{
+    const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(x, inv)), z);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(w, w));
+}
+
+/* Codes of x[0..n) into q[0..n). */
+AVX2_TARGET static inline void quantise_run(const float *x, int n, __m256 inv, __m256i z,
+                                            uint8_t *q)
+{
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int k = 0;
+    for (; k + 32 <= n; k += 32) {
+        const __m256i a = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), inv)), z);
+        const __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), inv)), z);
+        const __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 16), inv)), z);
+        const __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 24), inv)), z);
+        /* Saturating packs clamp to 0..255; the permute undoes their lane
+         * interleaving. */
+        const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+        _mm256_storeu_si256((__m256i *)(void *)(q + k), bytes);
+    }
+    for (; k + 8 <= n; k += 8) {
+        const uint64_t c8 = codes8(_mm256_loadu_ps(x + k), inv, z);
+        memcpy(q + k, &c8, 8);
+    }
+    if (k < n) {
+        const uint64_t c8 = codes8(_mm256_maskload_ps(x + k, lane_mask(n - k)), inv, z);
+        memcpy(q + k, &c8, (size_t)(n - k));
+    }
+}
+
+/* Scale and zero point for the range [lo, hi] (which includes 0):
+ * x ~ scale * (q - zp). An all-zero range (or NaN) gets scale 0 and zero
+ * codes. Returns 0 in that case. */
+static int range_params(float lo, float hi, float *scale, float *inv, int32_t *zp)
+{
+    if (!(hi > lo)) {
+        *scale = *inv = 0.0f;
+        *zp = 0;
+        return 0;
+    }
+    *scale = (hi - lo) / (float)A_MAX;
+    *inv = (float)A_MAX / (hi - lo);
+    const long z = lrintf(-lo * *inv);
+    *zp = (int32_t)(z < 0 ? 0 : z > A_MAX ? A_MAX : z);
+    return 1;
+}
+
+/* Codes of one row of n floats into q (k_pad bytes, the tail zeroed). */
+AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, uint8_t *q,
+                                     float *scale, int32_t *zp)
+{
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    float inv;
+    range_update(x, n, &lo, &hi);
+    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
+        memset(q, 0, (size_t)k_pad);
+        return;
+    }
+    quantise_run(x, n, _mm256_set1_ps(inv), _mm256_set1_epi32(*zp), q);
+    memset(q + n, 0, (size_t)(k_pad - n)); /* meets zero weights */
+}
+
+/* ---- GEMM --------------------------------------------------------------------- */
+
+AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float *alpha)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    if (act != NN_ACT_NONE) {
+        v = _mm256_max_ps(v, zero);
+        if (act == NN_ACT_RELU6)
+            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
+    }
+    if (alpha)
+        v = _mm256_fmadd_ps(_mm256_loadu_ps(alpha), _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
+    return v;
+}
+
+/* The codes of a block of rows and what dequantises them. */
+typedef struct q_rows {
+    const uint8_t *q; /* row r at q + r * k_pad */
+    const float *scale;
+    const int32_t *zp;
+} q_rows;
+
+typedef struct q_out {
+    float *c; /* the tile's first element */
+    size_t ldc;
+    int nr;   /* valid columns, 1..16 */
+    nn_activation act;
+} q_out;
+
+/* Dequantise one vector of 8 sums and store it. */
+AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const q_layer *l,
+                                       int col, nn_activation act, float *dst, int valid)
+{
+    const __m256i corr = _mm256_mullo_epi32(_mm256_set1_epi32(zp),
+                                            _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col)));
+    const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(sa), _mm256_load_ps(l->wscale + col));
+    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, corr)), scale,
+                               _mm256_load_ps(l->bias + col));
+    v = finish(v, act, l->alpha ? l->alpha + col : NULL);
+    if (valid >= 8) {
+        _mm256_storeu_ps(dst, v);
+    } else if (valid > 0) {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, v);
+        memcpy(dst, tmp, (size_t)valid * sizeof(float));
+    }
+}
+
+/* The int32 sums of a 6 x 16 tile over K (k_pad / 4 steps of 4): row r
+ * of A at a[r] (4 codes per step), the panel at b (64 bytes per step),
+ * sums to out[r][0..16). Written in assembly because gcc (12, -O3) keeps
+ * 10 of the 12 accumulators of the intrinsics version on the stack (it
+ * hoists every broadcast and vpmaddubsw of a step before their adds),
+ * which halved the speed: here the 12 accumulators are ymm0-11, the
+ * ones ymm12, the broadcast row ymm13 and two products ymm14-15; the
+ * panel is a memory operand. Per row and step: vpbroadcastd, then for
+ * each 8 channels vpmaddubsw (u8 x s8 -> pairs in s16, which cannot
+ * saturate: see the top of the file), vpmaddwd with ones (-> s32) and
+ * vpaddd. */
+static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int steps,
+                          int32_t out[6][16])
+{
+    static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    long n = steps;
+#define Q_ROW(ptr, acc0, acc1)                                 \
+    "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
+    "vpmaddubsw (%[b]), %%ymm13, %%ymm14\n\t"                  \
+    "vpmaddubsw 32(%[b]), %%ymm13, %%ymm15\n\t"                \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                   \
+    "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                   \
+    "vpaddd %%ymm14, %%" acc0 ", %%" acc0 "\n\t"               \
+    "vpaddd %%ymm15, %%" acc1 ", %%" acc1 "\n\t"
+    __asm__ volatile(
+        "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
+        "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"
+        "vpxor %%xmm2, %%xmm2, %%xmm2\n\t"
+        "vpxor %%xmm3, %%xmm3, %%xmm3\n\t"
+        "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
+        "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
+        "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
+        "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
+        "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
+        "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
+        "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
+        "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
+        "vmovdqu %[ones], %%ymm12\n\t"
+        "test %[n], %[n]\n\t"
+        "jle 2f\n\t"
+        "1:\n\t"
+        Q_ROW("a0", "ymm0", "ymm1")
+        Q_ROW("a1", "ymm2", "ymm3")
+        Q_ROW("a2", "ymm4", "ymm5")
+        Q_ROW("a3", "ymm6", "ymm7")
+        Q_ROW("a4", "ymm8", "ymm9")
+        Q_ROW("a5", "ymm10", "ymm11")
+        "add $4, %[a0]\n\t"
+        "add $4, %[a1]\n\t"
+        "add $4, %[a2]\n\t"
+        "add $4, %[a3]\n\t"
+        "add $4, %[a4]\n\t"
+        "add $4, %[a5]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "vmovdqu %%ymm0, 0(%[out])\n\t"
+        "vmovdqu %%ymm1, 32(%[out])\n\t"
+        "vmovdqu %%ymm2, 64(%[out])\n\t"
+        "vmovdqu %%ymm3, 96(%[out])\n\t"
+        "vmovdqu %%ymm4, 128(%[out])\n\t"
+        "vmovdqu %%ymm5, 160(%[out])\n\t"
+        "vmovdqu %%ymm6, 192(%[out])\n\t"
+        "vmovdqu %%ymm7, 224(%[out])\n\t"
+        "vmovdqu %%ymm8, 256(%[out])\n\t"
+        "vmovdqu %%ymm9, 288(%[out])\n\t"
+        "vmovdqu %%ymm10, 320(%[out])\n\t"
+        "vmovdqu %%ymm11, 352(%[out])\n\t"
+        "vzeroupper\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
+          [a5] "+r"(a5), [b] "+r"(b), [n] "+r"(n)
+        : [out] "r"(out), [ones] "m"(ones)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
+#undef Q_ROW
+}
+
+/* One R x 16 tile (R = 1..6 rows from r0) of panel p over the whole K,
+ * then the epilogue. A tile of fewer rows runs the 6-row kernel with its
+ * last row repeated and drops the copies. */
+AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a, int r0,
+                                const q_out *o)
+{
+    _Alignas(32) int32_t sums[6][16];
+    const uint8_t *rows[6];
+    for (int r = 0; r < 6; r++)
+        rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
+    q_kernel_6x16(rows, l->w + (size_t)p * l->k_pad * Q_NR, l->k_pad / 4, sums);
+    for (int r = 0; r < R; r++) {
+        float *cr = o->c + (size_t)r * o->ldc;
+        const float sa = a->scale[r0 + r];
+        const int32_t zp = a->zp[r0 + r];
+        q_store(_mm256_load_si256((const __m256i *)(const void *)sums[r]), sa, zp, l, p * Q_NR,
+                o->act, cr, o->nr);
+        q_store(_mm256_load_si256((const __m256i *)(const void *)(sums[r] + 8)), sa, zp, l,
+                p * Q_NR + 8, o->act, cr + 8, o->nr - 8);
+    }
+}
+
+/* Rows [0, rows) of a quantised block times panels [p0, p1) into c (row
+ * stride ldc, column 0 = output channel 0). Panels are the outer loop so
+ * that a panel stays in L1 while the rows sweep it. */
+static void q_block(const q_layer *l, const q_rows *a, int rows, int p0, int p1, float *c,
+                    size_t ldc, nn_activation act)
+{
+    for (int p = p0; p < p1; p++) {
+        for (int m = 0; m < rows; m += Q_MR) {
+            const q_out o = {c + (size_t)m * ldc + (size_t)p * Q_NR, ldc,
+                             min_int(Q_NR, l->out_c - p * Q_NR), act};
+            q_micro(min_int(Q_MR, rows - m), l, p, a, m, &o);
+        }
+    }
+}
+
+/* ---- tasks -------------------------------------------------------------------- */
+
+typedef struct q_job {
+    const q_layer *l;
+    const nn_conv_geom *g; /* KxK convolution, or NULL: A is x with stride lda */
+    const float *x;
+    size_t lda;
+    float *y;
+    nn_activation act;
+    int rows, block_rows, groups;
+    float *scratch;
+    size_t scratch_per_thread; /* floats */
+    /* KxK: the input quantised per sample. */
+    const uint8_t *qx;
+    const float *sample_scale;
+    const int32_t *sample_zp;
+} q_job;
+
+/* Codes of a whole sample of n floats into q, with one scale and zero
+ * point for the sample. */
+AVX2_TARGET static void quantise_sample(const float *x, size_t n, uint8_t *q, float *scale,
+                                        int32_t *zp)
+{
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    float inv;
+    const size_t chunk = (size_t)1 << 30; /* ints below */
+    for (size_t k = 0; k < n; k += chunk)
+        range_update(x + k, (int)(n - k < chunk ? n - k : chunk), &lo, &hi);
+    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
+        memset(q, 0, n);
+        return;
+    }
+    for (size_t k = 0; k < n; k += chunk)
+        quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), _mm256_set1_ps(inv),
+                     _mm256_set1_epi32(*zp), q + k);
+}
+
+/* Output pixel m's KH x KW x I window (NHWC order) of the quantised input
+ * qx into dst (k_pad bytes); taps over the padding are real zeros, i.e.
+ * the sample's zero point. */
+static void gather_window(const nn_conv_geom *g, const uint8_t *qx, const int32_t *sample_zp,
+                          int m, int k_pad, uint8_t *dst, int32_t *zp)
+{
+    const size_t in_c = (size_t)g->in_c;
+    const int plane = g->out_h * g->out_w;
+    const int b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
+    const uint8_t *image = qx + (size_t)b * g->in_h * g->in_w * in_c;
+    const int iy0 = oy * g->stride_h - g->pad_top, ix0 = ox * g->stride_w - g->pad_left;
+    const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+    const size_t row_len = (size_t)g->kernel_w * in_c;
+    const int z = sample_zp[b];
+    uint8_t *row = dst;
+
+    *zp = z;
+    for (int ky = 0; ky < g->kernel_h; ky++, row += row_len) {
+        const int iy = iy0 + ky;
+        if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
+            memset(row, z, row_len);
+            continue;
+        }
+        if (kx_lo > 0)
+            memset(row, z, (size_t)kx_lo * in_c);
+        memcpy(row + (size_t)kx_lo * in_c,
+               image + ((size_t)iy * g->in_w + (size_t)(ix0 + kx_lo)) * in_c,
+               (size_t)(kx_hi - kx_lo) * in_c);
+        if (kx_hi < g->kernel_w)
+            memset(row + (size_t)kx_hi * in_c, z, (size_t)(g->kernel_w - kx_hi) * in_c);
+    }
+    memset(row, 0, (size_t)k_pad - (size_t)(row - dst)); /* meets zero weights */
+}
+
+/* Panels of group pg of `groups`. */
+static void panel_range(const q_layer *l, int pg, int groups, int *p0, int *p1)
+{
+    *p0 = (int)((long long)l->panels * pg / groups);
+    *p1 = (int)((long long)l->panels * (pg + 1) / groups);
+}
+
+static void q_task(void *ctx, int task, int thread)
+{
+    const q_job *j = ctx;
+    const q_layer *l = j->l;
+    const int rb = task / j->groups, pg = task % j->groups;
+    const int row0 = rb * j->block_rows, rows = min_int(j->block_rows, j->rows - row0);
+    uint8_t *codes = (uint8_t *)(j->scratch + (size_t)thread * j->scratch_per_thread);
+    float *scale = (float *)(void *)(codes + (size_t)j->block_rows * l->k_pad);
+    int32_t *zp = (int32_t *)(void *)(scale + j->block_rows);
+    int p0, p1;
+
+    const int plane = j->g ? j->g->out_h * j->g->out_w : 1;
+    for (int r = 0; r < rows; r++) {
+        uint8_t *q = codes + (size_t)r * l->k_pad;
+        if (j->g) {
+            gather_window(j->g, j->qx, j->sample_zp, row0 + r, l->k_pad, q, zp + r);
+            scale[r] = j->sample_scale[(row0 + r) / plane];
+        } else
+            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad, q, scale + r,
+                         zp + r);
+    }
+    const q_rows a = {codes, scale, zp};
+    panel_range(l, pg, j->groups, &p0, &p1);
+    q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
+}
+
+/* Layers smaller than this many multiply-accumulates run on the calling
+ * thread (as in avx2.c). */
+#define PARALLEL_MIN_MACS 65536.0
+
+/* Panel groups so that blocks * groups gives every thread a few tasks. */
+static int panel_groups(int blocks, int panels, int threads)
+{
+    int groups = 1;
+    while (threads > 1 && blocks * groups < 4 * threads && groups * 2 <= panels)
+        groups *= 2;
+    return groups;
+}
+
+static void run_job(q_job *j, nn_pool *pool)
+{
+    const double macs = (double)j->rows * j->l->k_dim * j->l->out_c;
+    if (macs < PARALLEL_MIN_MACS)
+        pool = NULL;
+    const int blocks = (j->rows + j->block_rows - 1) / j->block_rows;
+    j->groups = panel_groups(blocks, j->l->panels, nn_pool_threads(pool));
+    nn_pool_run(pool, blocks * j->groups, q_task, j);
+}
+
+static void q_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
+                     float *scratch, float *y, nn_pool *pool)
+{
+    const q_layer *l = prepared;
+    if (l->fp32) {
+        nn_backend_avx2.conv2d(g, x, l->fp32, scratch, y, pool);
+        return;
+    }
+    q_job j;
+    memset(&j, 0, sizeof j);
+    j.l = l;
+    j.g = conv_is_pointwise(g) ? NULL : g;
+    j.x = x;
+    j.lda = (size_t)g->in_c;
+    j.y = y;
+    j.act = g->act;
+    j.rows = g->n * g->out_h * g->out_w;
+    j.block_rows = Q_MC;
+    j.scratch = scratch;
+    j.scratch_per_thread = thread_scratch_floats(g);
+    if (j.g) {
+        const size_t image = (size_t)g->in_h * g->in_w * g->in_c;
+        uint8_t *qx = (uint8_t *)scratch;
+        float *sample_scale = (float *)(void *)(qx + round_up((size_t)g->n * image, 64));
+        int32_t *sample_zp = (int32_t *)(void *)(sample_scale + g->n);
+        for (int b = 0; b < g->n; b++)
+            quantise_sample(x + (size_t)b * image, image, qx + (size_t)b * image,
+                            sample_scale + b, sample_zp + b);
+        j.qx = qx;
+        j.sample_scale = sample_scale;
+        j.sample_zp = sample_zp;
+        j.scratch = scratch + sample_scratch_floats(g);
+    }
+    run_job(&j, pool);
+}
+
+/* Fully connected: Q_MR rows per task, their codes on the stack. */
+typedef struct fc_job {
+    const q_layer *l;
+    const float *x;
+    size_t lda;
+    float *y;
+    nn_activation act;
+    int rows, groups;
+} fc_job;
+
+static void fc_task(void *ctx, int task, int thread)
+{
+    const fc_job *j = ctx;
+    const q_layer *l = j->l;
+    const int rb = task / j->groups, pg = task % j->groups;
+    const int row0 = rb * Q_MR, rows = min_int(Q_MR, j->rows - row0);
+    _Alignas(64) uint8_t codes[Q_MR * FC_MAX_K];
+    float scale[Q_MR];
+    int32_t zp[Q_MR];
+    int p0, p1;
+    (void)thread;
+
+    for (int r = 0; r < rows; r++)
+        quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
+                     codes + (size_t)r * l->k_pad, scale + r, zp + r);
+    const q_rows a = {codes, scale, zp};
+    panel_range(l, pg, j->groups, &p0, &p1);
+    q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
+}
+
+static void q_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
+                              const float *x, const void *prepared, float *y, nn_pool *pool)
+{
+    const q_layer *l = prepared;
+    if (l->fp32) {
+        nn_backend_avx2.fully_connected(n, in_dim, out_dim, act, x, l->fp32, y, pool);
+        return;
+    }
+    fc_job j = {l, x, (size_t)in_dim, y, act, n, 1};
+    if ((double)n * l->k_dim * l->out_c < PARALLEL_MIN_MACS)
+        pool = NULL;
+    const int blocks = (n + Q_MR - 1) / Q_MR;
+    j.groups = panel_groups(blocks, l->panels, nn_pool_threads(pool));
+    nn_pool_run(pool, blocks * j.groups, fc_task, &j);
+}
+
+#else /* !HAVE_AVX2 */
+
+static int q_available(void)
+{
+    return 0;
+}
+
+static void q_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
+                     float *scratch, float *y, nn_pool *pool)
+{
+    (void)g; (void)x; (void)prepared; (void)scratch; (void)y; (void)pool;
+}
+
+static void q_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
+                              const float *x, const void *prepared, float *y, nn_pool *pool)
+{
+    (void)n; (void)in_dim; (void)out_dim; (void)act; (void)x; (void)prepared; (void)y;
+    (void)pool;
+}
+
+#endif
+
+static void q_depthwise(const nn_conv_geom *g, const float *x, const void *prepared, float *y,
+                        nn_pool *pool)
+{
+    const q_layer *l = prepared;
+    nn_backend_avx2.depthwise(g, x, l->fp32, y, pool);
+}
+
+static void q_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_max, nn_pool *pool)
+{
+    nn_backend_avx2.pool2d(g, x, y, is_max, pool);
+}
+
+const nn_backend nn_backend_avx2_int8 = {
+    "avx2-int8",      q_available, q_prepare,   q_release,
+    q_conv2d_scratch, q_conv2d,    q_depthwise, q_fully_connected,
+    q_pool2d,
+};
