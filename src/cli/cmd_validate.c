@@ -294,6 +294,17 @@ static const char *sha_of(const char *model_name)
     return info ? info->sha256 : "?";
 }
 
+/* Is reduced precision asked for ($FACENET_PRECISION other than fp32, or
+ * $FACENET_BACKEND=avx2-int8)? Its embeddings, and even the faces found,
+ * differ from fp32's, and the cache keys name models, not precisions. */
+static int reduced_precision_requested(void)
+{
+    const char *precision = getenv("FACENET_PRECISION");
+    const char *backend = getenv("FACENET_BACKEND");
+    return (precision && *precision && strcmp(precision, "fp32") != 0) ||
+           (backend && strstr(backend, "int8"));
+}
+
 static int open_caches(const voptions *o, const vctx *ctx, vcache *c)
 {
     char dir[PATH_MAX], path[PATH_MAX + 64], key[EMB_CACHE_MAX_KEY];
@@ -302,6 +313,12 @@ static int open_caches(const voptions *o, const vctx *ctx, vcache *c)
     memset(c, 0, sizeof *c);
     if (o->no_cache)
         return 0;
+    if (reduced_precision_requested()) {
+        /* Never mix them into (or replace) the fp32 cache. */
+        fprintf(stderr, "facenet validate: FACENET_PRECISION/FACENET_BACKEND ask for reduced "
+                        "precision; running without the embedding cache\n");
+        return 0;
+    }
     if (o->cache_dir)
         snprintf(dir, sizeof dir, "%s", o->cache_dir);
     else if (default_cache_dir(dir, sizeof dir) != 0) {

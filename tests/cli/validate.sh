@@ -124,6 +124,13 @@ PY
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --metric cosine
   has "from the cache"
   has "metric cosine"
+  # int8 results never touch the fp32 cache
+  before=$(sha256sum "$cache/mtcnn.bin" "$cache/mobilefacenet.bin")
+  FACENET_PRECISION=mobilefacenet:int8 run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 \
+    --cache "$cache"
+  has "running without the embedding cache"
+  [ "$(sha256sum "$cache/mtcnn.bin" "$cache/mobilefacenet.bin")" = "$before" ] &&
+    passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: an int8 run changed the cache"; }
   # the ensemble: its dlib weight chosen per fold on the training folds,
   # reported per fold; a fixed weight is used as given
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
