@@ -2,8 +2,9 @@
  * (JPEG re-encoding, a 0.8x rescale, a small crop shift) matches at the
  * model's threshold; in a group photo each face is closest to itself; and
  * the group-photo false matches of every configuration (MobileFaceNet,
- * dlib ResNet, their ensemble, each with and without flip, at both LFW
- * thresholds), which decide compare's default operating point. */
+ * dlib ResNet, their ensemble, each with and without flip, the dlib
+ * ResNet with dlib's jitter, at both LFW thresholds), which decide
+ * compare's default operating point. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -315,6 +316,10 @@ static const config configs[] = {
     /* the weights the default fusion (separation) gives on all LFW pairs */
     {"ensemble w=2.49", V_MFN, V_DLIB, 2.486586, 0.830f, 0.8460f},
     {"ensemble+flip w=2.50", V_MFN_FLIP, V_DLIB_FLIP, 2.4970342, 0.835f, 0.8505f},
+    /* dlib's num_jitters (validate --jitter 10), alone and in the ensemble
+     * with the default fusion's weight on all pairs */
+    {"dlib-resnet jit10", -1, V_DLIB_JIT10, 0, 0.915f, 0.9215f},
+    {"ensemble jit10 w=2.48", V_MFN, V_DLIB_JIT10, 2.4777986, 0.835f, 0.8520f},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
 
@@ -459,7 +464,7 @@ static void test_group_photos_by_configuration(void **state)
      * threshold by default, and MobileFaceNet without flip stays the
      * default model. What it rests on, asserted so that a change to the
      * models or the pipeline that undoes it fails here:
-     *   - of the 20 operating points, MobileFaceNet at its strict
+     *   - of the 24 operating points, MobileFaceNet at its strict
      *     threshold lets the fewest pairs of different people through
      *     (1 of 29; 5 at its best-accuracy threshold): neither flip nor
      *     the ensembles do better on these photos;
