@@ -2,8 +2,9 @@
  * (JPEG re-encoding, a 0.8x rescale, a small crop shift) matches at the
  * model's threshold; in a group photo each face is closest to itself; and
  * the group-photo false matches of every configuration (MobileFaceNet,
- * dlib ResNet, their ensemble, each with and without flip, at both LFW
- * thresholds), which decide compare's default operating point. */
+ * dlib ResNet, their ensemble, each with and without flip, the dlib
+ * ResNet with dlib's jitter, at both LFW thresholds), which decide
+ * compare's default operating point. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -243,11 +244,24 @@ static void test_different_faces_in_a_group_differ(void **state)
 
 /* ---- every configuration on the same photos ------------------------------------ */
 
-/* The four embeddings this test compares: each model with and without
- * the mirrored face. */
-enum { V_MFN, V_MFN_FLIP, V_DLIB, V_DLIB_FLIP, N_VARIANTS };
-static const int variant_dim[N_VARIANTS] = {192, 192, 128, 128};
-static facenet_embedder *dlib_embedder;
+/* The embeddings this test compares: each model with and without the
+ * mirrored face, and the dlib ResNet with dlib's num_jitters (10 jittered
+ * chips; 5 with flip, as measured on LFW). */
+enum { V_MFN, V_MFN_FLIP, V_DLIB, V_DLIB_FLIP, V_DLIB_JIT10, V_DLIB_FLIP_JIT5, N_VARIANTS };
+static const int variant_dim[N_VARIANTS] = {192, 192, 128, 128, 128, 128};
+static const int variant_flip[N_VARIANTS] = {0, 1, 0, 1, 0, 1};
+static facenet_embedder *dlib_embedder, *dlib_jit10, *dlib_jit5;
+
+static facenet_embedder *variant_embedder(int v)
+{
+    switch (v) {
+    case V_MFN:
+    case V_MFN_FLIP: return embedder;
+    case V_DLIB_JIT10: return dlib_jit10;
+    case V_DLIB_FLIP_JIT5: return dlib_jit5;
+    default: return dlib_embedder;
+    }
+}
 
 typedef struct photo_faces {
     facenet_face *faces;
@@ -263,8 +277,8 @@ static void embed_variants(const facenet_image *img, photo_faces *p)
     for (int v = 0; v < N_VARIANTS; v++) {
         p->emb[v] = malloc((p->n ? p->n : 1) * (size_t)variant_dim[v] * sizeof(float));
         assert_non_null(p->emb[v]);
-        assert_int_equal(facenet_embed(v < V_DLIB ? embedder : dlib_embedder, img, p->faces, p->n,
-                                       v % 2, p->emb[v], &err),
+        assert_int_equal(facenet_embed(variant_embedder(v), img, p->faces, p->n,
+                                       variant_flip[v], p->emb[v], &err),
                          FACENET_OK);
     }
 }
@@ -299,6 +313,14 @@ static const config configs[] = {
      * does for its calibration */
     {"ensemble w=2", V_MFN, V_DLIB, 2.0, 0.790f, 0.8130f},
     {"ensemble+flip w=2.1", V_MFN_FLIP, V_DLIB_FLIP, 2.1, 0.815f, 0.8255f},
+    /* the weights the default fusion (separation) gives on all LFW pairs */
+    {"ensemble w=2.49", V_MFN, V_DLIB, 2.486586, 0.830f, 0.8460f},
+    {"ensemble+flip w=2.50", V_MFN_FLIP, V_DLIB_FLIP, 2.4970342, 0.835f, 0.8505f},
+    /* dlib's num_jitters (validate --jitter 10), alone and in the ensemble
+     * with the default fusion's weight on all pairs */
+    {"dlib-resnet jit10", -1, V_DLIB_JIT10, 0, 0.915f, 0.9215f},
+    {"ensemble jit10 w=2.48", V_MFN, V_DLIB_JIT10, 2.4777986, 0.835f, 0.8520f},
+    {"ens+flip jit5 w=2.49", V_MFN_FLIP, V_DLIB_FLIP_JIT5, 2.4915793, 0.835f, 0.8535f},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
 
@@ -443,7 +465,7 @@ static void test_group_photos_by_configuration(void **state)
      * threshold by default, and MobileFaceNet without flip stays the
      * default model. What it rests on, asserted so that a change to the
      * models or the pipeline that undoes it fails here:
-     *   - of the 16 operating points, MobileFaceNet at its strict
+     *   - of the 26 operating points, MobileFaceNet at its strict
      *     threshold lets the fewest pairs of different people through
      *     (1 of 29; 5 at its best-accuracy threshold): neither flip nor
      *     the ensembles do better on these photos;
@@ -475,7 +497,11 @@ static int setup(void **state)
     if (facenet_detector_create(tu_model_dir(), &detector, &err) != FACENET_OK ||
         facenet_embedder_create(tu_model_dir(), "mobilefacenet", &embedder, &err) != FACENET_OK ||
         facenet_embedder_create(tu_model_dir(), "dlib-resnet", &dlib_embedder, &err) !=
-            FACENET_OK) {
+            FACENET_OK ||
+        facenet_embedder_create(tu_model_dir(), "dlib-resnet", &dlib_jit10, &err) != FACENET_OK ||
+        facenet_embedder_set_jitter(dlib_jit10, 10, &err) != FACENET_OK ||
+        facenet_embedder_create(tu_model_dir(), "dlib-resnet", &dlib_jit5, &err) != FACENET_OK ||
+        facenet_embedder_set_jitter(dlib_jit5, 5, &err) != FACENET_OK) {
         fprintf(stderr, "%s\n", err.message);
         return -1;
     }
@@ -488,6 +514,8 @@ static int teardown(void **state)
     facenet_detector_free(detector);
     facenet_embedder_free(embedder);
     facenet_embedder_free(dlib_embedder);
+    facenet_embedder_free(dlib_jit10);
+    facenet_embedder_free(dlib_jit5);
     return 0;
 }
 

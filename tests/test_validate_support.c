@@ -214,6 +214,12 @@ static void test_thresholds_bad_files(void **state)
     write_text(path, "{\"schema\": 1, \"models\": {\"m\": ");
     assert_int_equal(thresholds_read(path, "m", &t, NULL, &err), FACENET_ERR_FORMAT);
     assert_non_null(strstr(err.message, path));
+
+    /* An entry that is not an object is named as such, with the file. */
+    write_text(path, "{\"schema\": 1, \"models\": {\"m\": 0.4}}");
+    assert_int_equal(thresholds_read(path, "m", &t, NULL, &err), FACENET_ERR_FORMAT);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "entry 'm' is not an object"));
 }
 
 /* The thresholds the pipeline uses: the manifest's, overridden by

@@ -352,6 +352,21 @@ void facenet_embedder_free(facenet_embedder *embedder);
 const facenet_model_info *facenet_embedder_info(const facenet_embedder *e);
 int facenet_embedder_dim(const facenet_embedder *embedder);
 
+/* Test-time augmentation as dlib's num_jitters: with jitters = N > 0,
+ * every later facenet_embed / facenet_embed_aligned call embeds N
+ * jittered copies of each aligned crop (a small random shift, scale and
+ * rotation, mirrored half of the time: dlib's jitter_image ranges) instead
+ * of the crop itself, sums their raw outputs (and, with flip, those of
+ * their mirrors) and normalises. The copies come from a fixed seed: the
+ * same face gives the same embedding on every run. Costs N network runs
+ * per face (2N with flip). 0 (the default) turns it off; at most
+ * FACENET_MAX_JITTERS. Jittered embeddings are not the plain ones: the
+ * calibrated thresholds were measured without jitter. */
+#define FACENET_MAX_JITTERS 100
+facenet_status facenet_embedder_set_jitter(facenet_embedder *embedder,
+                                           int jitters, facenet_error *err);
+int facenet_embedder_jitter(const facenet_embedder *embedder);
+
 /* Verification thresholds of an embedding model (cosine similarities;
  * 0 means "none calibrated") and where they come from. */
 #define FACENET_THRESHOLDS_FILE "thresholds.json"

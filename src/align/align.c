@@ -128,3 +128,81 @@ facenet_status align_margin_crop(const img_f32 *image, const double box[4],
     return img_crop_resize_into(image, (int)x1 + 1, (int)y1 + 1, (int)x2, (int)y2, size,
                                 size, dst, err);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Jitter                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define JITTER_MAX_DEGREES 3.0
+#define JITTER_MIN_FILL 0.97
+#define JITTER_MAX_FILL 0.99999
+#define JITTER_MAX_SHIFT 0.02
+#define JITTER_BORDER 3 /* dlib shrinks the chip by 3 pixels per side */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [lo, hi), from the top 53 bits. */
+static double uniform(uint64_t *state, double lo, double hi)
+{
+    double u = (double)(splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
+    return lo + (hi - lo) * u;
+}
+
+void align_jitter_next(uint64_t *state, align_jitter *out)
+{
+    /* In dlib's order: shift, scale, angle, mirror. */
+    out->tx = uniform(state, -JITTER_MAX_SHIFT, JITTER_MAX_SHIFT);
+    out->ty = uniform(state, -JITTER_MAX_SHIFT, JITTER_MAX_SHIFT);
+    out->fill = uniform(state, JITTER_MIN_FILL, JITTER_MAX_FILL);
+    out->angle = uniform(state, -JITTER_MAX_DEGREES, JITTER_MAX_DEGREES) * M_PI / 180.0;
+    out->mirror = uniform(state, 0, 1) > 0.5;
+}
+
+void align_jitter_matrix(const align_jitter *j, int size, double m[6])
+{
+    /* Output pixel p samples the chip at C + k R(angle) (p - c): c is the
+     * chip centre, C the shifted crop centre, k the crop side over the
+     * chip side. The forward matrix is the inverse of that. */
+    double c = (size - 1) / 2.0, inner = size - 2.0 * JITTER_BORDER;
+    double cx = c + j->tx * inner, cy = c + j->ty * inner;
+    double k = inner / j->fill / size;
+    double cs = cos(j->angle) / k, sn = sin(j->angle) / k;
+    m[0] = cs;
+    m[1] = sn;
+    m[2] = c - cs * cx - sn * cy;
+    m[3] = -sn;
+    m[4] = cs;
+    m[5] = c + sn * cx - cs * cy;
+}
+
+facenet_status align_jitter_chip(const float *chip, int size,
+                                 const align_jitter *j, float *dst,
+                                 facenet_error *err)
+{
+    double m[6];
+    img_f32 src;
+    facenet_status st;
+
+    if (!chip || !dst || !j || size < 2 * JITTER_BORDER + 1 || size > 4096)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "jitter: bad chip or size %d", size);
+    if (!(fabs(j->angle) <= JITTER_MAX_DEGREES * M_PI / 180.0 + 1e-12) ||
+        !(j->fill >= JITTER_MIN_FILL && j->fill <= JITTER_MAX_FILL) ||
+        !(fabs(j->tx) <= JITTER_MAX_SHIFT && fabs(j->ty) <= JITTER_MAX_SHIFT))
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "jitter: parameters out of range");
+    src.width = src.height = size;
+    src.channels = 3;
+    src.data = (float *)(uintptr_t)chip; /* read only: the warp never writes src */
+    align_jitter_matrix(j, size, m);
+    st = img_warp_affine_into(&src, m, size, size, dst, err);
+    if (st == FACENET_OK && j->mirror) {
+        img_f32 out = {size, size, 3, dst};
+        img_f32_mirror(&out);
+    }
+    return st;
+}

@@ -6,6 +6,7 @@
  * detection and embedding all run on every core; the results are written
  * in input order, as one thread would.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -29,6 +30,8 @@ static const char embed_usage[] =
     "  --all-faces       embed every face (default: the main face only, as\n"
     "                    facenet's aligner picks it)\n"
     "  --flip            add the mirrored face's embedding\n"
+    "  --jitter N        dlib's num_jitters: average N jittered copies of each\n"
+    "                    aligned face (fixed seed; 1..100; N network runs each)\n"
     "  --format F        json (default), csv or npy\n"
     "  -o, --output OUT  output file (default stdout; required for npy, which\n"
     "                    also writes OUT.index.csv naming each row)\n"
@@ -306,9 +309,10 @@ int cmd_embed(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},  {"all-faces", no_argument, NULL, 'a'},
         {"flip", no_argument, NULL, 'f'},         {"format", required_argument, NULL, 'F'},
         {"output", required_argument, NULL, 'o'}, {"model-dir", required_argument, NULL, 'M'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},         {"jitter", required_argument, NULL, 'J'},
+        {NULL, 0, NULL, 0}};
     const char *model = NULL, *model_dir_opt = NULL, *format = "json", *output = NULL;
-    int all_faces = 0, flip = 0, c, rc = CLI_EXIT_OK;
+    int all_faces = 0, flip = 0, jitter = 0, c, rc = CLI_EXIT_OK;
     cli_paths paths = {0};
     facenet_detector *det = NULL;
     facenet_embedder *emb = NULL;
@@ -323,6 +327,17 @@ int cmd_embed(int argc, char **argv)
         case 'F': format = optarg; break;
         case 'o': output = optarg; break;
         case 'M': model_dir_opt = optarg; break;
+        case 'J': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > FACENET_MAX_JITTERS) {
+                fprintf(stderr, "facenet embed: --jitter must be 1..%d\n", FACENET_MAX_JITTERS);
+                return CLI_EXIT_USAGE;
+            }
+            jitter = (int)v;
+            break;
+        }
         case 'h': fputs(embed_usage, stdout); return CLI_EXIT_OK;
         default: fputs(embed_usage, stderr); return CLI_EXIT_USAGE;
         }
@@ -343,8 +358,13 @@ int cmd_embed(int argc, char **argv)
         cli_paths_free(&paths);
         return CLI_EXIT_INPUT;
     }
+    facenet_error jerr;
     int open_rc = cli_open_pipeline(model_dir_opt, model, &det, &emb);
+    if (open_rc == CLI_EXIT_OK && facenet_embedder_set_jitter(emb, jitter, &jerr) != FACENET_OK)
+        open_rc = cli_report(&jerr);
     if (open_rc != CLI_EXIT_OK) {
+        facenet_embedder_free(emb);
+        facenet_detector_free(det);
         cli_paths_free(&paths);
         return open_rc;
     }

@@ -37,7 +37,9 @@
 #include "cli/cli_util.h"
 #include "common/error.h"
 #include "common/fileio.h"
+#include "align/align.h"
 #include "verify/embcache.h"
+#include "verify/fusion.h"
 #include "verify/lfw.h"
 #include "verify/rocplot.h"
 #include "verify/thresholds.h"
@@ -55,11 +57,18 @@ static const char validate_usage[] =
     "  --pairs FILE        pairs file (default DIR/pairs.txt)\n"
     "  --model NAME        mobilefacenet (default), dlib-resnet, dlib-resnet-tfjs,\n"
     "                      or ensemble (MobileFaceNet + dlib ResNet, concatenated)\n"
-    "  --ensemble-weight W the ensemble's dlib weight, fixed (0..10; 1 = equal).\n"
-    "                      Default: chosen per fold on its nine training folds\n"
-    "                      from 0, 0.1, ..., 3 by training accuracy (ties go to\n"
-    "                      the weight nearest 1), never on the test fold\n"
+    "  --ensemble-weight W the ensemble's dlib weight, fixed (0..10; 1 = equal)\n"
+    "  --fusion METHOD     else how each fold chooses the dlib weight on its nine\n"
+    "                      training folds (never the test fold): separation\n"
+    "                      (default; each model's distance divided by the gap\n"
+    "                      between its different- and same-person means),\n"
+    "                      threshold (divided by its own threshold), logistic\n"
+    "                      (logistic regression on the two distances), or\n"
+    "                      search (best training accuracy over 0, 0.1, ..., 3)\n"
     "  --flip              add the mirrored face's embedding\n"
+    "  --jitter N          dlib's num_jitters: embed N jittered copies of the dlib\n"
+    "                      chip (fixed seed) and average them (dlib models, and\n"
+    "                      the ensemble's dlib half; 1..100, default off)\n"
     "  --subtract-mean     subtract the training folds' mean embedding\n"
     "  --metric M          sqeuclidean (default; squared L2 of unit embeddings)\n"
     "                      or cosine (facenet's arccos(similarity)/pi)\n"
@@ -108,6 +117,7 @@ typedef struct vctx {
     int dims[MAX_MODELS];
     float *emb[MAX_MODELS];  /* n_images x dims[m] */
     int flip;
+    int jitter[MAX_MODELS];  /* jittered copies per model; 0: none */
     const char *model_dir;
     size_t *work;            /* indices of images that need computing */
     size_t n_work;
@@ -119,8 +129,9 @@ typedef struct vctx {
 typedef struct voptions {
     const char *lfw_dir, *pairs, *model, *out, *roc, *cache_dir, *model_dir_opt;
     const char *thresholds;
-    int flip, calibrate, no_cache, threads;
+    int flip, calibrate, no_cache, threads, jitter;
     double ensemble_weight; /* dlib's weight; < 0: chosen per fold */
+    int fusion;             /* how it is chosen: an lfw_fusion, or 0 = search */
     lfw_options lfw;
 } voptions;
 
@@ -336,10 +347,19 @@ static int open_caches(const voptions *o, const vctx *ctx, vcache *c)
     if (emb_cache_open(path, key, DET_FLOATS, &c->det, &err) != FACENET_OK)
         return cli_report(&err), -1;
     for (int m = 0; m < ctx->n_models; m++) {
-        snprintf(key, sizeof key, "embedding of the picked face; facenet %s; %s %s; flip %d",
-                 FACENET_VERSION_STRING, ctx->models[m]->name, ctx->models[m]->sha256, ctx->flip);
-        snprintf(path, sizeof path, "%s/%s%s.bin", dir, ctx->models[m]->name,
-                 ctx->flip ? "-flip" : "");
+        /* Jitter joins key and file name only when on, so that the caches
+         * of plain runs stay valid. */
+        char jit_key[96] = "", jit_file[32] = "";
+        if (ctx->jitter[m] > 0) {
+            snprintf(jit_key, sizeof jit_key, "; jitter %d seed %016llx", ctx->jitter[m],
+                     (unsigned long long)ALIGN_JITTER_SEED);
+            snprintf(jit_file, sizeof jit_file, "-jitter%d", ctx->jitter[m]);
+        }
+        snprintf(key, sizeof key, "embedding of the picked face; facenet %s; %s %s; flip %d%s",
+                 FACENET_VERSION_STRING, ctx->models[m]->name, ctx->models[m]->sha256, ctx->flip,
+                 jit_key);
+        snprintf(path, sizeof path, "%s/%s%s%s.bin", dir, ctx->models[m]->name,
+                 ctx->flip ? "-flip" : "", jit_file);
         if (emb_cache_open(path, key, (size_t)ctx->dims[m], &c->emb[m], &err) != FACENET_OK)
             return cli_report(&err), -1;
     }
@@ -454,11 +474,24 @@ static void record_detection(const facenet_image *img, const facenet_face *faces
     }
 }
 
+/* An embedder for model m with the run's jitter. */
+static facenet_status create_embedder(const vctx *ctx, int m, facenet_embedder **out,
+                                      facenet_error *err)
+{
+    facenet_status st = facenet_embedder_create(ctx->model_dir, ctx->models[m]->name, out, err);
+    if (st == FACENET_OK && (st = facenet_embedder_set_jitter(*out, ctx->jitter[m], err)) !=
+                                FACENET_OK) {
+        facenet_embedder_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 static facenet_status worker_embedder(vctx *ctx, vworker *w, int m, facenet_error *err)
 {
     if (w->emb[m])
         return FACENET_OK;
-    return facenet_embedder_create(ctx->model_dir, ctx->models[m]->name, &w->emb[m], err);
+    return create_embedder(ctx, m, &w->emb[m], err);
 }
 
 /* Compute what image i lacks. Model load failures are fatal for the run;
@@ -628,8 +661,7 @@ static int embed_fallbacks(vctx *ctx)
         face.box[2] = (float)w;
         face.box[3] = (float)h;
         for (int m = 0; m < ctx->n_models && rc == CLI_EXIT_OK; m++) {
-            if (!emb[m] && facenet_embedder_create(ctx->model_dir, ctx->models[m]->name, &emb[m],
-                                                   &err) != FACENET_OK) {
+            if (!emb[m] && create_embedder(ctx, m, &emb[m], &err) != FACENET_OK) {
                 rc = cli_report(&err);
                 break;
             }
@@ -696,7 +728,10 @@ static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pa
     lfw_metric metric = r->metric;
     printf("facenet validate: %zu pairs from %s (%d folds), %zu images in %s\n", pairs->n, o->pairs,
            r->folds, ctx->n_images, o->lfw_dir);
-    printf("model %s%s, metric %s%s\n", o->model, o->flip ? " + flip" : "", metric_name(metric),
+    printf("model %s%s", o->model, o->flip ? " + flip" : "");
+    if (o->jitter)
+        printf(" + %d jitters (dlib)", o->jitter);
+    printf(", metric %s%s\n", metric_name(metric),
            o->lfw.subtract_mean ? ", training-fold mean subtracted" : "");
     printf("faces: found in %zu images (%zu with several: facenet's rule picked one), "
            "not found in %zu\n",
@@ -727,7 +762,11 @@ static void print_report(const voptions *o, const vctx *ctx, const lfw_pairs *pa
         printf("\ndlib weight:   ");
         for (int k = 0; k < r->folds; k++)
             printf(" %.2f", s->fold_weight[k]);
-        printf("  (%s)", s->weights_chosen ? "chosen on each fold's training folds" : "fixed");
+        if (s->weights_chosen)
+            printf("  (%s fusion, chosen on each fold's training folds)",
+                   o->fusion ? lfw_fusion_name((lfw_fusion)o->fusion) : "search");
+        else
+            printf("  (fixed)");
     }
     printf("\nVAL@FAR=%g:  %.4f +- %.4f (FAR %.5f)\n", o->lfw.far_target, r->val_mean, r->val_std,
            r->far_mean);
@@ -806,11 +845,16 @@ static int write_json_report(const voptions *o, const vctx *ctx, const lfw_pairs
         json_number_or_null(r->eer), "per_fold", folds, "roc", roc);
     if (!doc)
         return CLI_EXIT_INTERNAL;
+    json_object_set_new(doc, "jitter", json_integer(o->jitter));
     if (s->have_weights)
         json_object_set_new(doc, "ensemble_weight",
-                            json_pack("{s:s,s:f}", "mode",
+                            json_pack("{s:s,s:s,s:f}", "mode",
                                       s->weights_chosen ? "per fold, on the training folds"
                                                         : "fixed",
+                                      "fusion",
+                                      !s->weights_chosen ? "fixed"
+                                      : o->fusion ? lfw_fusion_name((lfw_fusion)o->fusion)
+                                                  : "search",
                                       "calibration", s->cal_weight));
     if (s->have_cal)
         json_object_set_new(
@@ -864,6 +908,8 @@ static int write_calibration(const voptions *o, const char *model_dir, const lfw
     /* A flipped run is its own entry: its scores are not the plain ones. */
     char key[128];
     snprintf(key, sizeof key, "%s%s", o->model, o->flip ? "+flip" : "");
+    if (o->jitter) /* nothing reads it yet, but it must not pass for the plain entry */
+        snprintf(key + strlen(key), sizeof key - strlen(key), "+jitter%d", o->jitter);
     if (thresholds_write(path, key, &e, &err) != FACENET_OK)
         return cli_report(&err);
     printf("calibration: wrote %s thresholds to %s\n", key, path);
@@ -897,13 +943,16 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
         {"cache", required_argument, NULL, 'c'},    {"no-cache", no_argument, NULL, 'N'},
         {"model-dir", required_argument, NULL, 'M'}, {"help", no_argument, NULL, 'h'},
         {"ensemble-weight", required_argument, NULL, 'W'},
+        {"jitter", required_argument, NULL, 'J'},
+        {"fusion", required_argument, NULL, 'U'},
         {NULL, 0, NULL, 0}};
-    int c;
+    int c, fusion_set = 0;
 
     memset(o, 0, sizeof *o);
     lfw_options_default(&o->lfw);
     o->model = "mobilefacenet";
     o->ensemble_weight = -1;
+    o->fusion = (int)LFW_FUSION_SEPARATION;
     o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -951,6 +1000,27 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
             }
             break;
         }
+        case 'J':
+            if (parse_int(optarg, 1, FACENET_MAX_JITTERS, &o->jitter) != 0) {
+                fprintf(stderr, "facenet validate: --jitter must be 1..%d\n",
+                        FACENET_MAX_JITTERS);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'U': {
+            lfw_fusion f;
+            if (strcmp(optarg, "search") == 0)
+                o->fusion = 0;
+            else if (lfw_fusion_from_name(optarg, &f))
+                o->fusion = (int)f;
+            else {
+                fprintf(stderr, "facenet validate: --fusion is logistic, separation, threshold "
+                                "or search\n");
+                return CLI_EXIT_USAGE;
+            }
+            fusion_set = 1;
+            break;
+        }
         case 'N': o->no_cache = 1; break;
         case 'M': o->model_dir_opt = optarg; break;
         case 'h': fputs(validate_usage, stdout); return -1;
@@ -965,8 +1035,13 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
     }
     if (o->threads < 1)
         o->threads = 1;
-    if (o->ensemble_weight >= 0 && strcmp(o->model, "ensemble") != 0) {
-        fprintf(stderr, "facenet validate: --ensemble-weight needs --model ensemble\n");
+    if ((o->ensemble_weight >= 0 || fusion_set) && strcmp(o->model, "ensemble") != 0) {
+        fprintf(stderr, "facenet validate: --ensemble-weight and --fusion need --model ensemble\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (o->ensemble_weight >= 0 && fusion_set) {
+        fprintf(stderr, "facenet validate: --ensemble-weight fixes the weight; --fusion chooses "
+                        "it: give one\n");
         return CLI_EXIT_USAGE;
     }
     if (strcmp(o->model, "ensemble") == 0 && o->ensemble_weight < 0 && o->lfw.subtract_mean) {
@@ -1011,6 +1086,14 @@ static int choose_models(const voptions *o, vctx *ctx)
         }
         ctx->models[m] = info;
         ctx->dims[m] = info->embedding_dim;
+        /* Jitter is dlib's test-time augmentation: for its chip only. */
+        if (strcmp(info->alignment, "dlib150") == 0)
+            ctx->jitter[m] = o->jitter;
+    }
+    if (o->jitter && !ctx->jitter[n - 1]) {
+        fprintf(stderr, "facenet validate: --jitter applies to the dlib ResNet models and the "
+                        "ensemble, not to %s\n", o->model);
+        return CLI_EXIT_USAGE;
     }
     ctx->n_models = n;
     return CLI_EXIT_OK;
@@ -1103,6 +1186,67 @@ static facenet_status evaluate_weight_search(const voptions *o, const vctx *ctx,
     return st;
 }
 
+/* Squared L2 distance of every pair under model m alone. */
+static void model_distances(const vctx *ctx, const lfw_pairs *pairs, const size_t *pair_image,
+                            int m, double *dist)
+{
+    size_t dim = (size_t)ctx->dims[m];
+    for (size_t i = 0; i < pairs->n; i++)
+        dist[i] = lfw_distance(ctx->emb[m] + pair_image[2 * i] * dim,
+                               ctx->emb[m] + pair_image[2 * i + 1] * dim, dim,
+                               LFW_METRIC_SQEUCLIDEAN);
+}
+
+/* The ensemble with its dlib weight set per fold by a fusion method
+ * (verify/fusion.h) from the two models' squared L2 distances on the
+ * fold's training folds: w = sqrt(a_dlib / a_mfn) makes the concatenated
+ * embedding's distance that fusion up to a constant factor. The
+ * calibration uses the weight the method gives on all pairs; its
+ * distances are left in `dist`. */
+static facenet_status evaluate_fusion(const voptions *o, const vctx *ctx, const lfw_pairs *pairs,
+                                      const size_t *pair_image, size_t dim,
+                                      const unsigned char *same, float *e1, float *e2,
+                                      double *dist, lfw_result *r, vsummary *s,
+                                      facenet_error *err)
+{
+    size_t n = pairs->n;
+    int folds = o->lfw.folds;
+    double ratio[LFW_MAX_FOLDS] = {0}, all_ratio = 0;
+    const double *fold_dist[LFW_MAX_FOLDS];
+    double *d0 = malloc(n * sizeof *d0), *d1 = malloc(n * sizeof *d1);
+    double *all = malloc((size_t)folds * n * sizeof *all);
+    facenet_status st = FACENET_OK;
+
+    if (!d0 || !d1 || !all)
+        st = fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %d x %zu distances", folds, n);
+    if (st == FACENET_OK) {
+        model_distances(ctx, pairs, pair_image, 0, d0);
+        model_distances(ctx, pairs, pair_image, 1, d1);
+        st = lfw_fusion_ratio((lfw_fusion)o->fusion, d0, d1, same, n, folds, ratio, err);
+    }
+    if (st == FACENET_OK)
+        st = lfw_fusion_ratio((lfw_fusion)o->fusion, d0, d1, same, n, 1, &all_ratio, err);
+    for (int k = 0; st == FACENET_OK && k < folds; k++) {
+        s->fold_weight[k] = sqrt(ratio[k]);
+        pair_distances(ctx, pairs, pair_image, dim, s->fold_weight[k], o->lfw.metric, e1, e2,
+                       all + (size_t)k * n);
+        fold_dist[k] = all + (size_t)k * n;
+    }
+    if (st == FACENET_OK)
+        st = lfw_evaluate_fold_distances(fold_dist, same, n, &o->lfw, r, err);
+    if (st == FACENET_OK) {
+        s->cal_weight = sqrt(all_ratio);
+        pair_distances(ctx, pairs, pair_image, dim, s->cal_weight, o->lfw.metric, e1, e2, dist);
+        s->have_weights = s->weights_chosen = 1;
+        for (int k = 0; k < folds; k++) /* accuracy at the fold's threshold, as for search */
+            s->fold_train_accuracy[k] = r->fold[k].train_accuracy;
+    }
+    free(d0);
+    free(d1);
+    free(all);
+    return st;
+}
+
 /* Everything after the embeddings exist: evaluation and output. */
 static int evaluate_and_report(const voptions *o, const char *model_dir, const vctx *ctx,
                                const lfw_pairs *pairs, const size_t *pair_image, vsummary *s,
@@ -1128,7 +1272,9 @@ static int evaluate_and_report(const voptions *o, const char *model_dir, const v
     }
     for (size_t i = 0; i < pairs->n; i++)
         same[i] = (unsigned char)pairs->pairs[i].same;
-    if (ctx->n_models > 1 && o->ensemble_weight < 0) {
+    if (ctx->n_models > 1 && o->ensemble_weight < 0 && o->fusion != 0) {
+        st = evaluate_fusion(o, ctx, pairs, pair_image, dim, same, e1, e2, dist, r, s, &err);
+    } else if (ctx->n_models > 1 && o->ensemble_weight < 0) {
         st = evaluate_weight_search(o, ctx, pairs, pair_image, dim, same, e1, e2, dist, r, s,
                                     &err);
     } else {

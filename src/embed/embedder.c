@@ -27,6 +27,7 @@ struct facenet_embedder {
     facenet_session *session;
     align_template tmpl;
     int size, dim;
+    int jitters; /* 0: the crop itself; else that many jittered copies */
 };
 
 facenet_status facenet_embedder_create(const char *model_dir,
@@ -100,6 +101,23 @@ const char *facenet_embedder_threshold_source(const facenet_embedder *e)
     return e ? e->thresholds.source : NULL;
 }
 
+facenet_status facenet_embedder_set_jitter(facenet_embedder *embedder, int jitters,
+                                           facenet_error *err)
+{
+    if (!embedder)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "embedder is NULL");
+    if (jitters < 0 || jitters > FACENET_MAX_JITTERS)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "jitter must be 0..%d, not %d",
+                       FACENET_MAX_JITTERS, jitters);
+    embedder->jitters = jitters;
+    return FACENET_OK;
+}
+
+int facenet_embedder_jitter(const facenet_embedder *embedder)
+{
+    return embedder ? embedder->jitters : 0;
+}
+
 int facenet_embedder_dim(const facenet_embedder *embedder)
 {
     return embedder ? embedder->dim : 0;
@@ -131,28 +149,63 @@ static void l2_normalise(float *v, int dim)
         v[i] = (float)(v[i] / norm);
 }
 
-/* Embed up to EMBED_MAX_BATCH crops in one network call. */
+/* Network inputs per face: the crop or its jittered copies, each with
+ * its mirror when flip is set. */
+static size_t rows_per_face(const facenet_embedder *e, int flip)
+{
+    size_t copies = e->jitters > 0 ? (size_t)e->jitters : 1;
+    return flip ? 2 * copies : copies;
+}
+
+/* Normalise the copies of one crop into `rows` (rows_per_face rows): the
+ * crop itself, or its jittered copies (the same deterministic sequence
+ * for every face, as dlib's num_jitters draws from a fresh generator on
+ * each call), each followed by its mirror with flip. `scratch` holds one
+ * crop. */
+static facenet_status fill_rows(const facenet_embedder *e, const float *crop, int flip,
+                                float *scratch, float *rows, facenet_error *err)
+{
+    size_t pixels = (size_t)e->size * e->size, per = pixels * 3;
+    uint64_t state = ALIGN_JITTER_SEED;
+    int copies = e->jitters > 0 ? e->jitters : 1;
+
+    for (int j = 0; j < copies; j++) {
+        const float *src = crop;
+        if (e->jitters > 0) {
+            align_jitter jit;
+            align_jitter_next(&state, &jit);
+            facenet_status st = align_jitter_chip(crop, e->size, &jit, scratch, err);
+            if (st != FACENET_OK)
+                return st;
+            src = scratch;
+        }
+        float *row = rows + (size_t)j * (flip ? 2 : 1) * per;
+        normalise_into(e->info, src, pixels, 0, e->size, row);
+        if (flip)
+            normalise_into(e->info, src, pixels, 1, e->size, row + per);
+    }
+    return FACENET_OK;
+}
+
+/* Embed up to EMBED_MAX_BATCH network inputs in one network call: the
+ * raw outputs of a face's rows are summed, then normalised. */
 static facenet_status embed_batch(facenet_embedder *e, const float *crops,
                                   size_t n, int flip, float *out,
                                   facenet_error *err)
 {
-    size_t pixels = (size_t)e->size * e->size;
-    size_t per = pixels * 3;
-    size_t rows = flip ? 2 * n : n;
-    float *batch = malloc(rows * per * sizeof *batch);
+    size_t per = (size_t)e->size * e->size * 3;
+    size_t each = rows_per_face(e, flip), rows = n * each;
+    float *batch = malloc((rows + 1) * per * sizeof *batch);
     const float *raw;
     int dims[4], rank;
-    facenet_status st;
+    facenet_status st = FACENET_OK;
 
     if (!batch)
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory for %zu crops", n);
-    for (size_t i = 0; i < n; i++) {
-        normalise_into(e->info, crops + i * per, pixels, 0, e->size, batch + i * per);
-        if (flip)
-            normalise_into(e->info, crops + i * per, pixels, 1, e->size,
-                           batch + (n + i) * per);
-    }
-    st = facenet_session_run(e->session, batch, (int)rows, e->size, e->size, 3, err);
+    for (size_t i = 0; i < n && st == FACENET_OK; i++)
+        st = fill_rows(e, crops + i * per, flip, batch + rows * per, batch + i * each * per, err);
+    if (st == FACENET_OK)
+        st = facenet_session_run(e->session, batch, (int)rows, e->size, e->size, 3, err);
     free(batch);
     if (st != FACENET_OK)
         return st;
@@ -164,8 +217,12 @@ static facenet_status embed_batch(facenet_embedder *e, const float *crops,
                        rows, e->dim);
     for (size_t i = 0; i < n; i++) {
         float *v = out + i * (size_t)e->dim;
-        for (int k = 0; k < e->dim; k++)
-            v[k] = raw[i * (size_t)e->dim + k] + (flip ? raw[(n + i) * (size_t)e->dim + k] : 0.0f);
+        for (int k = 0; k < e->dim; k++) {
+            float sum = 0.0f;
+            for (size_t r = 0; r < each; r++)
+                sum += raw[(i * each + r) * (size_t)e->dim + k];
+            v[k] = sum;
+        }
         l2_normalise(v, e->dim);
     }
     return FACENET_OK;
@@ -180,8 +237,13 @@ facenet_status facenet_embed_aligned(facenet_embedder *embedder,
     if (!embedder || (!crops && n) || (!out && n))
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "embedder, crops and out are required");
     per = (size_t)embedder->size * embedder->size * 3;
+    /* Bound the rows of one network call, not the faces: with jitter and
+     * flip one face is up to 2 * FACENET_MAX_JITTERS rows. */
+    size_t max_faces = EMBED_MAX_BATCH / rows_per_face(embedder, flip);
+    if (max_faces < 1)
+        max_faces = 1;
     for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < EMBED_MAX_BATCH ? n - done : EMBED_MAX_BATCH;
+        size_t chunk = n - done < max_faces ? n - done : max_faces;
         facenet_status st = embed_batch(embedder, crops + done * per, chunk, flip,
                                         out + done * (size_t)embedder->dim, err);
         if (st != FACENET_OK)

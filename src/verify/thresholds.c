@@ -65,6 +65,10 @@ facenet_status thresholds_read(const char *path, const char *model, double *thre
         return fn_fail(err, FACENET_ERR_NOT_FOUND, "%s: no thresholds for model '%s'", path,
                        model);
     }
+    if (!json_is_object(entry)) {
+        json_decref(doc);
+        return fn_fail(err, FACENET_ERR_FORMAT, "%s: entry '%s' is not an object", path, model);
+    }
     json_t *t = json_object_get(entry, "threshold"), *tf = json_object_get(entry, "threshold_far");
     if (!valid_similarity(t) || (threshold_far && tf && !valid_similarity(tf))) {
         json_decref(doc);
@@ -135,8 +139,12 @@ static int entry_from_doc(json_t *doc, const char *path, const char *key,
         return 1;
     json_t *t = json_object_get(entry, "threshold"), *tf = json_object_get(entry, "threshold_far");
     json_t *pairs = json_object_get(entry, "pairs"), *n_pairs = json_object_get(entry, "n_pairs");
+    if (!json_is_object(entry)) {
+        fn_fail(err, FACENET_ERR_FORMAT, "%s: entry '%s' is not an object", path, key);
+        return -1;
+    }
     /* threshold_far is -1 when the calibration never reached its FAR. */
-    if (!json_is_object(entry) || !valid_similarity(t) || (tf && !valid_similarity(tf))) {
+    if (!valid_similarity(t) || (tf && !valid_similarity(tf))) {
         fn_fail(err, FACENET_ERR_FORMAT,
                 "%s: entry '%s': thresholds must be cosine similarities in [-1, 1]", path, key);
         return -1;

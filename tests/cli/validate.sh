@@ -35,7 +35,19 @@ has "not an embedding model"
 run 2 --lfw-dir "$tmp" --threads 0
 run 2 --lfw-dir "$tmp" --calibrate --subtract-mean
 run 2 --lfw-dir "$tmp" --ensemble-weight 1
-has "--ensemble-weight needs --model ensemble"
+has "--ensemble-weight and --fusion need --model ensemble"
+run 2 --lfw-dir "$tmp" --fusion logistic
+has "--ensemble-weight and --fusion need --model ensemble"
+run 2 --lfw-dir "$tmp" --model ensemble --fusion average
+has "--fusion is logistic, separation, threshold or search"
+run 2 --lfw-dir "$tmp" --model ensemble --fusion search --ensemble-weight 1
+has "give one"
+for j in 0 101 -3 x; do
+  run 2 --lfw-dir "$tmp" --model dlib-resnet --jitter "$j"
+  has "--jitter must be 1..100"
+done
+run 2 --lfw-dir "$tmp" --jitter 3
+has "--jitter applies to the dlib ResNet models and the ensemble, not to mobilefacenet"
 for w in -1 11 abc 1x nan; do
   run 2 --lfw-dir "$tmp" --model ensemble --ensemble-weight "$w"
   has "--ensemble-weight must be a number in 0..10"
@@ -131,12 +143,32 @@ PY
   has "running without the embedding cache"
   [ "$(sha256sum "$cache/mtcnn.bin" "$cache/mobilefacenet.bin")" = "$before" ] &&
     passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: an int8 run changed the cache"; }
-  # the ensemble: its dlib weight chosen per fold on the training folds,
-  # reported per fold; a fixed weight is used as given
+  # the ensemble: its dlib weight chosen per fold on the training folds
+  # (by default from the separation of each model's distances), reported
+  # per fold; a fixed weight is used as given
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
     --out "$tmp/e.json"
   has "dlib weight:"
-  has "(chosen on each fold's training folds)"
+  has "(separation fusion, chosen on each fold's training folds)"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
+    --fusion search --out "$tmp/es.json"
+  has "(search fusion, chosen on each fold's training folds)"
+  for f in logistic threshold; do
+    run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
+      --fusion $f --out "$tmp/e-$f.json"
+    has "($f fusion, chosen on each fold's training folds)"
+  done
+  # dlib's num_jitters: its own cache file, the same figures from it
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model dlib-resnet \
+    --jitter 2 --out "$tmp/j1.json"
+  has "model dlib-resnet + 2 jitters (dlib)"
+  [ -f "$cache/dlib-resnet-jitter2.bin" ] && passed=$((passed + 1)) ||
+    { failed=$((failed + 1)); echo "FAIL: no jitter cache file"; }
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model dlib-resnet \
+    --jitter 2 --out "$tmp/j2.json"
+  has "from the cache"
+  run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model dlib-resnet \
+    --out "$tmp/j0.json"
   run 0 --lfw-dir "$real" --pairs "$tmp/p16.txt" --folds 2 --cache "$cache" --model ensemble \
     --ensemble-weight 0.5 --out "$tmp/e05.json"
   has "dlib weight:    0.50 0.50  (fixed)"
@@ -144,16 +176,26 @@ PY
     --ensemble-weight 0.5 --calibrate --thresholds "$tmp/thr.json"
   has "calibration: wrote ensemble thresholds"
   if command -v python3 >/dev/null 2>&1; then
-    python3 - "$tmp/e.json" "$tmp/e05.json" "$tmp/thr.json" <<'PY' && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: ensemble report check"; }
+    python3 - "$tmp/e.json" "$tmp/e05.json" "$tmp/thr.json" "$tmp/es.json" "$tmp/j1.json" \
+      "$tmp/j2.json" "$tmp/j0.json" <<'PY' && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: ensemble report check"; }
 import json, sys
-r, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-for fold in r["per_fold"]:
+r, f, s = (json.load(open(sys.argv[i])) for i in (1, 2, 4))
+for fold in s["per_fold"]:
     w = fold["ensemble_weight"]
     assert 0 <= w <= 3 and abs(w * 10 - round(w * 10)) < 1e-9, fold
     assert 0 <= fold["ensemble_weight_train_accuracy"] <= 1, fold
+assert s["ensemble_weight"]["fusion"] == "search", s["ensemble_weight"]
+for fold in r["per_fold"]:
+    assert 0 < fold["ensemble_weight"] < 20, fold
 assert r["ensemble_weight"]["mode"].startswith("per fold"), r["ensemble_weight"]
+assert r["ensemble_weight"]["fusion"] == "separation", r["ensemble_weight"]
 assert all(fold["ensemble_weight"] == 0.5 for fold in f["per_fold"]), f["per_fold"]
-assert f["ensemble_weight"] == {"mode": "fixed", "calibration": 0.5}, f["ensemble_weight"]
+assert f["ensemble_weight"] == {"mode": "fixed", "fusion": "fixed", "calibration": 0.5}, f["ensemble_weight"]
+j1, j2, j0 = (json.load(open(sys.argv[i])) for i in (5, 6, 7))
+assert j1["jitter"] == 2 and j0["jitter"] == 0, (j1["jitter"], j0["jitter"])
+assert j1["roc"] == j2["roc"] and j1["auc"] == j2["auc"], "jitter is not reproducible from the cache"
+assert j1["roc"]["tpr"] != j0["roc"]["tpr"] or j1["roc"]["fpr"] != j0["roc"]["fpr"] or \
+    j1["per_fold"] != j0["per_fold"], "jitter changed nothing"
 m = json.load(open(sys.argv[3]))["models"]
 assert m["ensemble"]["ensemble_weight"] == 0.5, m["ensemble"]
 assert "ensemble_weight" not in m["mobilefacenet"], m["mobilefacenet"]
