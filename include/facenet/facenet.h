@@ -352,6 +352,13 @@ void facenet_embedder_free(facenet_embedder *embedder);
 const facenet_model_info *facenet_embedder_info(const facenet_embedder *e);
 int facenet_embedder_dim(const facenet_embedder *embedder);
 
+/* Threads one embedding call runs on, the calling thread included (0:
+ * $FACENET_THREADS, else 1: what a new embedder starts with). Results do
+ * not depend on the count. Tools that run one embedder per worker thread
+ * set 1, so that the workers, not the layers, fill the cores. */
+facenet_status facenet_embedder_set_threads(facenet_embedder *embedder,
+                                            int threads, facenet_error *err);
+
 /* Test-time augmentation as dlib's num_jitters: with jitters = N > 0,
  * every later facenet_embed / facenet_embed_aligned call embeds N
  * jittered copies of each aligned crop (a small random shift, scale and

@@ -388,6 +388,9 @@ int cmd_embed(int argc, char **argv)
                 rc = cli_open_pipeline(model_dir_opt, model, &w->det, &w->emb);
                 if (rc == CLI_EXIT_OK)
                     ready++;
+                if (rc == CLI_EXIT_OK &&
+                    facenet_embedder_set_jitter(w->emb, jitter, &jerr) != FACENET_OK)
+                    rc = cli_report(&jerr);
             }
         }
         if (rc == CLI_EXIT_OK) {
@@ -397,8 +400,10 @@ int cmd_embed(int argc, char **argv)
             const char *env_threads = getenv("FACENET_THREADS");
             long cpus = sysconf(_SC_NPROCESSORS_ONLN);
             if (n_workers > 1)
-                for (int t = 0; t < n_workers; t++)
+                for (int t = 0; t < n_workers; t++) {
                     facenet_detector_set_threads(workers[t].det, 1, NULL);
+                    facenet_embedder_set_threads(workers[t].emb, 1, NULL);
+                }
             else if ((!env_threads || !*env_threads) && cpus > 1)
                 facenet_detector_set_threads(det, cpus > 256 ? 256 : (int)cpus, NULL);
             rc = embed_all(workers, n_workers, &job, &out);

@@ -491,7 +491,13 @@ static facenet_status worker_embedder(vctx *ctx, vworker *w, int m, facenet_erro
 {
     if (w->emb[m])
         return FACENET_OK;
-    return create_embedder(ctx, m, &w->emb[m], err);
+    facenet_status st = create_embedder(ctx, m, &w->emb[m], err);
+    /* One thread per embedder, like the detectors: the workers fill the
+     * cores (with $FACENET_THREADS=2 each embedder used to start a pool of
+     * its own, four busy threads on two cores). */
+    if (st == FACENET_OK)
+        st = facenet_embedder_set_threads(w->emb[m], 1, err);
+    return st;
 }
 
 /* Compute what image i lacks. Model load failures are fatal for the run;

@@ -113,6 +113,14 @@ facenet_status facenet_embedder_set_jitter(facenet_embedder *embedder, int jitte
     return FACENET_OK;
 }
 
+facenet_status facenet_embedder_set_threads(facenet_embedder *embedder, int threads,
+                                            facenet_error *err)
+{
+    if (!embedder)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "embedder is NULL");
+    return facenet_session_set_threads(embedder->session, threads, err);
+}
+
 int facenet_embedder_jitter(const facenet_embedder *embedder)
 {
     return embedder ? embedder->jitters : 0;

@@ -47,5 +47,17 @@ expect "rows of all four good photos, in input order" \
   test "$(tail -n +2 "$tmp/one.csv" | cut -d, -f1 | uniq | tr -d '"' | xargs -n1 basename | tr '\n' ' ')" \
   = "sample3.jpg sample1.jpg sample2.jpg sample5.jpg "
 
+# every worker embeds with the options asked for (each worker loads its own
+# embedder): jittered embeddings from 2 workers equal 1 worker's, and differ
+# from the plain ones
+two=("${imgs[1]}" "${imgs[2]}")
+FACENET_THREADS=1 "$bin" embed --jitter 2 --format csv -o "$tmp/j1.csv" "${two[@]}" 2>/dev/null
+check "jitter, one worker" 0 $?
+FACENET_THREADS=2 "$bin" embed --jitter 2 --format csv -o "$tmp/j2.csv" "${two[@]}" 2>/dev/null
+check "jitter, two workers" 0 $?
+expect "jitter: 2 workers give 1 worker's bytes" cmp -s "$tmp/j1.csv" "$tmp/j2.csv"
+FACENET_THREADS=1 "$bin" embed --format csv -o "$tmp/plain.csv" "${two[@]}" 2>/dev/null
+expect "jittered embeddings are not the plain ones" bash -c "! cmp -s '$tmp/j1.csv' '$tmp/plain.csv'"
+
 echo "embed_workers: $passed passed, $failed failed"
 [ "$failed" = 0 ]
