@@ -607,26 +607,11 @@ facenet_status lfw_evaluate_distances(const double *dist, const unsigned char *s
                                       const lfw_options *options, lfw_result *out,
                                       facenet_error *err)
 {
-    eval_scratch sc;
-    facenet_status st;
-
-    if (!dist || !same || !out)
-        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "distances, labels and out are required");
-    if ((st = check_options(options, n, err)) != FACENET_OK)
-        return st;
-    if (options->subtract_mean)
-        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
-                       "subtract_mean needs embeddings, not distances");
-    if ((st = check_distances(dist, n, err)) != FACENET_OK)
-        return st;
-    if ((st = scratch_alloc(&sc, n, err)) != FACENET_OK)
-        return st;
-    result_init(out, options);
-    for (int k = 0; k < options->folds; k++)
-        evaluate_fold(dist, same, n, options, k, &sc, out);
-    finish(out);
-    scratch_free(&sc);
-    return FACENET_OK;
+    /* Every fold sees the same distances. */
+    const double *fold_dist[LFW_MAX_FOLDS];
+    for (int k = 0; k < LFW_MAX_FOLDS; k++)
+        fold_dist[k] = dist;
+    return lfw_evaluate_fold_distances(dist ? fold_dist : NULL, same, n, options, out, err);
 }
 
 facenet_status lfw_evaluate_fold_distances(const double *const *fold_dist,
@@ -647,7 +632,9 @@ facenet_status lfw_evaluate_fold_distances(const double *const *fold_dist,
     for (int k = 0; k < options->folds; k++) {
         if (!fold_dist[k])
             return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "fold %d has no distances", k + 1);
-        if ((st = check_distances(fold_dist[k], n, err)) != FACENET_OK)
+        /* An array shared with the fold before was checked there. */
+        if ((k == 0 || fold_dist[k] != fold_dist[k - 1]) &&
+            (st = check_distances(fold_dist[k], n, err)) != FACENET_OK)
             return st;
     }
     if ((st = scratch_alloc(&sc, n, err)) != FACENET_OK)
