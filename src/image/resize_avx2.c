@@ -47,60 +47,6 @@ RESIZE_AVX2 static inline void store_rgb(float *p, __m128 v, int spill)
     _mm_store_ss(p + 2, _mm_movehl_ps(v, v));
 }
 
-/* 2 * G consecutive rows starting at `in` (stride src_stride floats) into
- * `out` (stride out_stride floats). G is a constant after inlining. */
-RESIZE_AVX2 static inline __attribute__((always_inline)) void
-rows_rgb(const int G, const float *in, size_t src_stride, const axis_taps *tx, int out_w,
-         float *out, size_t out_stride)
-{
-    __m256 acc[4];
-    for (int j = 0; j < out_w; j++) {
-        for (int g = 0; g < G; g++)
-            acc[g] = _mm256_setzero_ps();
-        for (int k = tx->first[j]; k < tx->first[j + 1]; k++) {
-            const size_t off = (size_t)tx->src[k] * 3;
-            const __m256 w = _mm256_set1_ps(tx->weight[k]);
-            for (int g = 0; g < G; g++) {
-                const float *a = in + (size_t)(2 * g) * src_stride;
-                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, load_pair(a, a + src_stride, off)));
-            }
-        }
-        const int spill = j + 1 < out_w;
-        for (int g = 0; g < G; g++) {
-            float *o = out + (size_t)(2 * g) * out_stride + (size_t)j * 3;
-            store_rgb(o, _mm256_castps256_ps128(acc[g]), spill);
-            store_rgb(o + out_stride, _mm256_extractf128_ps(acc[g], 1), spill);
-        }
-    }
-}
-
-/* One row, R, G, B in one 128-bit register. */
-RESIZE_AVX2 static void row_rgb(const float *in, const axis_taps *tx, int out_w, float *out)
-{
-    for (int j = 0; j < out_w; j++) {
-        __m128 acc = _mm_setzero_ps();
-        for (int k = tx->first[j]; k < tx->first[j + 1]; k++)
-            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(tx->weight[k]),
-                                             _mm_loadu_ps(in + (size_t)tx->src[k] * 3)));
-        store_rgb(out + (size_t)j * 3, acc, j + 1 < out_w);
-    }
-}
-
-RESIZE_AVX2 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
-                                          const axis_taps *tx, int out_w, float *tmp)
-{
-    const size_t src_stride = (size_t)src_w * 3, out_stride = (size_t)out_w * 3;
-    int y = y0;
-    for (; y + 8 <= y1; y += 8)
-        rows_rgb(4, src + (size_t)y * src_stride, src_stride, tx, out_w,
-                 tmp + (size_t)(y - y0) * out_stride, out_stride);
-    for (; y + 2 <= y1; y += 2)
-        rows_rgb(1, src + (size_t)y * src_stride, src_stride, tx, out_w,
-                 tmp + (size_t)(y - y0) * out_stride, out_stride);
-    if (y < y1)
-        row_rgb(src + (size_t)y * src_stride, tx, out_w, tmp + (size_t)(y - y0) * out_stride);
-}
-
 /* Pixel `off` (in bytes) of two 8-bit rows as floats: row a in lanes
  * 0..3, row b in 4..7 (4 bytes read from each, the 4th unused). */
 RESIZE_AVX2 static inline __m256 load_pair8(const uint8_t *a, const uint8_t *b, size_t off)
@@ -111,10 +57,13 @@ RESIZE_AVX2 static inline __m256 load_pair8(const uint8_t *a, const uint8_t *b, 
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, wb, wa)));
 }
 
-/* rows_rgb over 8-bit rows. */
+/* 2 * G consecutive rows starting at `in` (floats, or bytes when u8; stride
+ * src_stride of those) into `out` (stride out_stride floats). G and u8 are
+ * constants after inlining. A stride of 0 pairs a row with itself: how a
+ * last, odd row is done. */
 RESIZE_AVX2 static inline __attribute__((always_inline)) void
-rows_rgb8(const int G, const uint8_t *in, size_t src_stride, const axis_taps *tx, int out_w,
-          float *out, size_t out_stride)
+rows_rgb(const int G, const int u8, const void *in, size_t src_stride, const axis_taps *tx,
+         int out_w, float *out, size_t out_stride)
 {
     __m256 acc[4];
     for (int j = 0; j < out_w; j++) {
@@ -124,8 +73,13 @@ rows_rgb8(const int G, const uint8_t *in, size_t src_stride, const axis_taps *tx
             const size_t off = (size_t)tx->src[k] * 3;
             const __m256 w = _mm256_set1_ps(tx->weight[k]);
             for (int g = 0; g < G; g++) {
-                const uint8_t *a = in + (size_t)(2 * g) * src_stride;
-                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, load_pair8(a, a + src_stride, off)));
+                const size_t row = (size_t)(2 * g) * src_stride;
+                const __m256 x =
+                    u8 ? load_pair8((const uint8_t *)in + row, (const uint8_t *)in + row + src_stride,
+                                    off)
+                       : load_pair((const float *)in + row, (const float *)in + row + src_stride,
+                                   off);
+                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, x));
             }
         }
         const int spill = j + 1 < out_w;
@@ -137,22 +91,36 @@ rows_rgb8(const int G, const uint8_t *in, size_t src_stride, const axis_taps *tx
     }
 }
 
+/* Rows y0..y1 of `src` (row r at src + r * stride elements), eight, then
+ * two, then one at a time. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+rows_all(const int u8, const void *src, size_t stride, int y0, int y1, const axis_taps *tx,
+         int out_w, float *tmp)
+{
+    const size_t out_stride = (size_t)out_w * 3, elem = u8 ? 1 : sizeof(float);
+    const char *base = src;
+    int y = y0;
+    for (; y + 8 <= y1; y += 8)
+        rows_rgb(4, u8, base + (size_t)y * stride * elem, stride, tx, out_w,
+                 tmp + (size_t)(y - y0) * out_stride, out_stride);
+    for (; y + 2 <= y1; y += 2)
+        rows_rgb(1, u8, base + (size_t)y * stride * elem, stride, tx, out_w,
+                 tmp + (size_t)(y - y0) * out_stride, out_stride);
+    if (y < y1) /* one row: pair it with itself and keep the low half */
+        rows_rgb(1, u8, base + (size_t)y * stride * elem, 0, tx, out_w,
+                 tmp + (size_t)(y - y0) * out_stride, 0);
+}
+
+RESIZE_AVX2 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
+                                          const axis_taps *tx, int out_w, float *tmp)
+{
+    rows_all(0, src, (size_t)src_w * 3, y0, y1, tx, out_w, tmp);
+}
+
 RESIZE_AVX2 void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
                                            const axis_taps *tx, int out_w, float *tmp)
 {
-    const size_t out_stride = (size_t)out_w * 3;
-    int y = y0;
-    for (; y + 8 <= y1; y += 8)
-        rows_rgb8(4, src + (size_t)y * stride, stride, tx, out_w,
-                  tmp + (size_t)(y - y0) * out_stride, out_stride);
-    for (; y + 2 <= y1; y += 2)
-        rows_rgb8(1, src + (size_t)y * stride, stride, tx, out_w,
-                  tmp + (size_t)(y - y0) * out_stride, out_stride);
-    if (y < y1) {
-        /* One row: pair it with itself and keep the low half. */
-        rows_rgb8(1, src + (size_t)y * stride, 0, tx, out_w, tmp + (size_t)(y - y0) * out_stride,
-                  0);
-    }
+    rows_all(1, src, stride, y0, y1, tx, out_w, tmp);
 }
 
 RESIZE_AVX2 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
