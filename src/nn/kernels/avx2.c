@@ -34,19 +34,12 @@
  * vectors, with the bias, activation and PReLU in registers as well.
  */
 #include "nn/backend.h"
+#include "nn/kernels/avx2_common.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX2 1
-#include <immintrin.h>
-#define AVX2_TARGET __attribute__((target("avx2,fma")))
-#else
-#define HAVE_AVX2 0
-#endif
 
 #define GEMM_MR 6
 #define GEMM_NR 16
@@ -70,12 +63,6 @@ typedef struct avx_layer {
     float *bias;  /* padded with zeros                     */
     float *alpha; /* padded PReLU slopes, or NULL          */
 } avx_layer;
-
-static size_t round_up(size_t v, size_t to)
-{
-    return (v + to - 1) / to * to;
-}
-
 
 /* 64-byte aligned, zeroed. */
 static float *alloc_floats(size_t n)
@@ -161,12 +148,6 @@ static void *avx_prepare(const nn_layer_params *p)
 
 /* ---- geometry shared by every architecture ------------------------------ */
 
-static int conv_is_pointwise(const nn_conv_geom *g)
-{
-    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
-           g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h && g->out_w == g->in_w;
-}
-
 /* Per thread: one tile of im2col rows, for tiles whose window hangs over
  * the padding. */
 static size_t tile_scratch_floats(const nn_conv_geom *g)
@@ -210,9 +191,6 @@ static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 
 #if HAVE_AVX2
 
-static int min_int(int a, int b) { return a < b ? a : b; }
-static int max_int(int a, int b) { return a > b ? a : b; }
-
 static int avx_available(void)
 {
     __builtin_cpu_init();
@@ -226,14 +204,6 @@ typedef struct epilogue {
     const float *alpha; /* 16 floats or NULL               */
     nn_activation act;
 } epilogue;
-
-static const int32_t mask_source[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-AVX2_TARGET static inline __m256i lane_mask(int valid)
-{
-    valid = valid < 0 ? 0 : valid > 8 ? 8 : valid;
-    return _mm256_loadu_si256((const __m256i *)(mask_source + 8 - valid));
-}
 
 /* Store the first `valid` (0..8) lanes. vmaskmovps stores cost about 15
  * cycles each on AMD Zen, so partial vectors are stored in pieces. */
@@ -516,24 +486,6 @@ static void gemm_task(void *ctx, int task, int thread)
     panel_range(j->l, pg, j->groups, &p0, &p1);
     gemm_block(j->l, j->act, rows, j->x + (size_t)row0 * j->lda, j->lda, p0, p1,
                j->y + (size_t)row0 * j->l->out_c, (size_t)j->l->out_c);
-}
-
-/* Layers smaller than this many multiply-accumulates (a few microseconds)
- * run on the calling thread: waking the pool would cost about as much. */
-#define PARALLEL_MIN_MACS 65536.0
-
-static nn_pool *pool_for(nn_pool *pool, double macs)
-{
-    return macs < PARALLEL_MIN_MACS ? NULL : pool;
-}
-
-/* Panel groups so that blocks * groups gives every thread a few tasks. */
-static int panel_groups(int blocks, int panels, int threads)
-{
-    int groups = 1;
-    while (threads > 1 && blocks * groups < 4 * threads && groups * 2 <= panels)
-        groups *= 2;
-    return groups;
 }
 
 /* Split rows into blocks, and the panels into groups when there are too

@@ -37,19 +37,13 @@
  * FC_MAX_K. Such layers keep an avx2 prepared blob.
  */
 #include "nn/backend.h"
+#include "nn/kernels/avx2_common.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX2 1
-#include <immintrin.h>
-#define AVX2_TARGET __attribute__((target("avx2,fma")))
-#else
-#define HAVE_AVX2 0
-#endif
 
 #define Q_MR 6   /* rows per micro tile (q_kernel_6x16)      */
 #define Q_NR 16  /* output channels per panel                */
@@ -76,14 +70,6 @@ typedef struct q_layer {
     float *alpha;    /* [panels * 16] PReLU slopes, or NULL          */
     void *fp32;      /* avx2 blob for layers not run in int8, or NULL */
 } q_layer;
-
-static size_t round_up(size_t v, size_t to)
-{
-    return (v + to - 1) / to * to;
-}
-
-static int min_int(int a, int b) { return a < b ? a : b; }
-static int max_int(int a, int b) { return a > b ? a : b; }
 
 static void q_release(void *prepared)
 {
@@ -172,11 +158,6 @@ static void *q_prepare(const nn_layer_params *p)
     return l;
 }
 
-static int conv_is_pointwise(const nn_conv_geom *g)
-{
-    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
-           g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h && g->out_w == g->in_w;
-}
 
 /* Per thread, in floats (64-byte multiples): the codes of one block of
  * rows, their scales and zero points. */
@@ -218,13 +199,6 @@ static int q_available(void)
 
 /* ---- activation quantisation ------------------------------------------------ */
 
-static const int32_t mask_source[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-/* The first `valid` (0..8) lanes. */
-AVX2_TARGET static inline __m256i lane_mask(int valid)
-{
-    return _mm256_loadu_si256((const __m256i *)(const void *)(mask_source + 8 - valid));
-}
 
 /* Widen [lo, hi] to cover x[0..n). Masked-off lanes load as 0, which the
  * range always includes. */
@@ -594,24 +568,9 @@ static void q_task(void *ctx, int task, int thread)
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
 }
 
-/* Layers smaller than this many multiply-accumulates run on the calling
- * thread (as in avx2.c). */
-#define PARALLEL_MIN_MACS 65536.0
-
-/* Panel groups so that blocks * groups gives every thread a few tasks. */
-static int panel_groups(int blocks, int panels, int threads)
-{
-    int groups = 1;
-    while (threads > 1 && blocks * groups < 4 * threads && groups * 2 <= panels)
-        groups *= 2;
-    return groups;
-}
-
 static void run_job(q_job *j, nn_pool *pool)
 {
-    const double macs = (double)j->rows * j->l->k_dim * j->l->out_c;
-    if (macs < PARALLEL_MIN_MACS)
-        pool = NULL;
+    pool = pool_for(pool, (double)j->rows * j->l->k_dim * j->l->out_c);
     const int blocks = (j->rows + j->block_rows - 1) / j->block_rows;
     j->groups = panel_groups(blocks, j->l->panels, nn_pool_threads(pool));
     nn_pool_run(pool, blocks * j->groups, q_task, j);
@@ -692,8 +651,7 @@ static void q_fully_connected(int n, int in_dim, int out_dim, nn_activation act,
         return;
     }
     fc_job j = {l, x, (size_t)in_dim, y, act, n, 1};
-    if ((double)n * l->k_dim * l->out_c < PARALLEL_MIN_MACS)
-        pool = NULL;
+    pool = pool_for(pool, (double)n * l->k_dim * l->out_c);
     const int blocks = (n + Q_MR - 1) / Q_MR;
     j.groups = panel_groups(blocks, l->panels, nn_pool_threads(pool));
     nn_pool_run(pool, blocks * j.groups, fc_task, &j);
