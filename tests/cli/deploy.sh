@@ -14,19 +14,10 @@
 #  4. The images' entry points, run outside Docker: the models script
 #     (offline, on a copy of the models) and the server's CMD with the
 #     image's configuration, checked by the HEALTHCHECK command.
-set -uo pipefail
-bin=${FACENET_BIN:?FACENET_BIN is not set}
+. "$(dirname "$0")/lib/common.sh"
 src=${FACENET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 command -v python3 >/dev/null || { echo "FAIL: python3 is not installed"; exit 1; }
 python3 -c 'import yaml' 2>/dev/null || { echo "FAIL: python3-yaml is not installed"; exit 1; }
-
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-passed=0 failed=0
-expect() { local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi; }
 
 # --- 1-3: the static checks (python3, PyYAML) ------------------------------------
 FACENET_BIN=$bin SRC=$src OUT=$tmp python3 - >"$tmp/static.log" 2>&1 <<'PY'

@@ -3,29 +3,9 @@
 # $FACENET_THREADS): the output must be the one-worker output byte for byte,
 # in input order, and an unreadable image in the middle must fail alone
 # (exit 4, its message on stderr) while the others are still written.
-set -uo pipefail
-bin=${FACENET_BIN:?FACENET_BIN is not set}
-demo=${FACENET_DEMO_DIR:-}
-if [ -z "$demo" ] || [ ! -f "$demo/sample1.jpg" ]; then
-  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: demo photos missing"; exit 1; fi
-  echo "SKIP: FACENET_DEMO_DIR has no demo photos"; exit 77
-fi
-if ! "$bin" models verify >/dev/null 2>&1; then
-  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: models missing"; exit 1; fi
-  echo "SKIP: models not fetched"; exit 77
-fi
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() { # check NAME EXPECTED_RC ACTUAL_RC
-  if [ "$2" = "$3" ]; then passed=$((passed + 1)); else
-    failed=$((failed + 1)); echo "FAIL: $1: exit $3, expected $2"; fi
-}
-expect() { # expect NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+. "$(dirname "$0")/lib/common.sh"
+require_demo
+require_models
 
 imgs=()
 for i in 3 1 2 5; do imgs+=("$demo/sample$i.jpg"); done

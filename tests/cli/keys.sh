@@ -3,16 +3,7 @@
 # period) from the command line, their refusals, and that a running server
 # honours a rotation: the new key works, the old one works until its grace
 # period ends and is refused after. The server part needs the models.
-set -uo pipefail
-bin=${FACENET_BIN:?FACENET_BIN is not set}
-
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-passed=0 failed=0
-expect() { local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi; }
+. "$(dirname "$0")/lib/common.sh"
 key_re='^fnk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$'
 keys=$tmp/keys.json
 state_of() { "$bin" keys list --keys "$keys" | awk -v id="$1" '$1 == id { print $2 }'; }

@@ -3,16 +3,7 @@
 # errors that name the line or variable, precedence (file < environment <
 # command line), and a real server configured by a file and the
 # environment (that part needs the models).
-set -uo pipefail
-bin=${FACENET_BIN:?FACENET_BIN is not set}
-
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-passed=0 failed=0
-expect() { local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi; }
+. "$(dirname "$0")/lib/common.sh"
 conf=$tmp/serve.conf
 # serve_err EXPECTED_RC: run `facenet serve` with the given arguments
 # (stderr into $tmp/err) and check its exit code.

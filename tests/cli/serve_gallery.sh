@@ -5,24 +5,10 @@
 # subject, the collections/subjects/faces resources with their scopes and
 # bad input, JSON and multipart bodies, other processes' writes picked up, and SIGTERM while enroll
 # requests are in flight: every enrollment answered 2xx is in the gallery.
-set -uo pipefail
-bin=${FACENET_BIN:?FACENET_BIN is not set}
-demo=${FACENET_DEMO_DIR:-}
-skip() {
-  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: $1"; exit 1; fi
-  echo "SKIP: $1"; exit 77
-}
-[ -n "$demo" ] && [ -f "$demo/sample1.jpg" ] || skip "FACENET_DEMO_DIR has no demo photos"
-"$bin" models verify >/dev/null 2>&1 || skip "models not fetched"
-command -v curl >/dev/null || skip "curl is not installed"
-
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-passed=0 failed=0
-expect() { local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi; }
+. "$(dirname "$0")/lib/common.sh"
+require_demo
+require_models
+require_command curl
 
 keys=$tmp/keys.json
 G=$tmp/people.gallery

@@ -4,22 +4,9 @@
 # untrusted client do not, and bad TLS set-ups are refused at start (a key
 # file others can read, one file without the other, a missing or non-PEM
 # file, a certificate that does not match the key).
-set -uo pipefail
-bin=${FACENET_BIN:?FACENET_BIN is not set}
-skip() {
-  if [ "${FACENET_REQUIRE_MODELS:-}" = 1 ]; then echo "FAIL: $1"; exit 1; fi
-  echo "SKIP: $1"; exit 77
-}
-command -v openssl >/dev/null || skip "openssl is not installed"
-command -v curl >/dev/null || skip "curl is not installed"
-
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-passed=0 failed=0
-expect() { local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi; }
+. "$(dirname "$0")/lib/common.sh"
+require_command openssl
+require_command curl
 
 # A P-256 self-signed certificate for 127.0.0.1, valid one day, and a
 # second one whose key does not match the first certificate.
