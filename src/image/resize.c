@@ -137,6 +137,19 @@ static facenet_status axis_build(const axis_spec *a, axis_taps *t,
     return FACENET_OK;
 }
 
+/* Both axes' taps; on failure neither is left allocated. */
+static facenet_status axes_build(const axis_spec *ax, const axis_spec *ay, axis_taps *tx,
+                                 axis_taps *ty, facenet_error *err)
+{
+    facenet_status st = axis_build(ax, tx, err);
+    if (st != FACENET_OK)
+        return st;
+    st = axis_build(ay, ty, err);
+    if (st != FACENET_OK)
+        axis_taps_free(tx);
+    return st;
+}
+
 /* The range of image rows that the vertical taps read: [*lo, *hi). */
 static void rows_used(const axis_taps *ty, int out_h, int *lo, int *hi)
 {
@@ -249,15 +262,8 @@ static facenet_status resize_region(const img_f32 *src, int64_t ox,
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                        "resize: source region %lldx%lld is empty or too large",
                        (long long)in_w, (long long)in_h);
-    /* The tables are non-NULL exactly when axis_build succeeds. */
-    st = axis_build(&ax, &tx, err);
-    if (!tx.first)
+    if ((st = axes_build(&ax, &ay, &tx, &ty, err)) != FACENET_OK)
         return st;
-    st = axis_build(&ay, &ty, err);
-    if (!ty.first) {
-        axis_taps_free(&tx);
-        return st;
-    }
     rows_used(&ty, out_h, &row_lo, &row_hi);
     tmp = malloc(sizeof(float) * (size_t)(row_hi - row_lo + 1) * out_w *
                  src->channels);
@@ -384,14 +390,8 @@ facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4]
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
                        "resize: output columns [%d, %d) are not inside [0, %d)", col0, col1,
                        out_w);
-    st = axis_build(&ax, &tx, err);
-    if (!tx.first)
+    if ((st = axes_build(&ax, &ay, &tx, &ty, err)) != FACENET_OK)
         return st;
-    st = axis_build(&ay, &ty, err);
-    if (!ty.first) {
-        axis_taps_free(&tx);
-        return st;
-    }
     rows_used(&ty, out_h, &row_lo, &row_hi);
     {
         /* Only the columns asked for: the x table seen from col0 on. */

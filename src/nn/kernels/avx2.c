@@ -230,19 +230,6 @@ AVX2_TARGET static inline void store_partial(float *p, __m256 x, int valid)
         _mm_store_ss(p, part);
 }
 
-AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float *alpha)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    if (act != NN_ACT_NONE) {
-        v = _mm256_max_ps(v, zero);
-        if (act == NN_ACT_RELU6)
-            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
-    }
-    if (alpha)
-        v = _mm256_fmadd_ps(_mm256_load_ps(alpha), _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
-    return v;
-}
-
 /* Where a tile's rows of A are: row r, segment s, element k is at
  * a[s * segment_stride + r * lda + k]. A plain matrix is one segment of
  * kc elements. A convolution window read straight from the NHWC input is

@@ -1,7 +1,7 @@
 /*
  * avx2_common.h - what the fp32 (avx2.c) and int8 (avx2_int8.c) AVX2
  * backends share: the target attribute, geometry and scheduling helpers,
- * and lane masks. Internal to src/nn/kernels; everything is static, so
+ * lane masks and the activation epilogue. Internal to src/nn/kernels; everything is static, so
  * each backend keeps its own copy and the two stay free to inline.
  */
 #ifndef FACENET_NN_KERNELS_AVX2_COMMON_H
@@ -63,6 +63,21 @@ AVX2_TARGET static inline __m256i lane_mask(int valid)
 {
     valid = valid < 0 ? 0 : valid > 8 ? 8 : valid;
     return _mm256_loadu_si256((const __m256i *)(const void *)(avx2_mask_source + 8 - valid));
+}
+
+/* The epilogue of 8 outputs: the activation, then the PReLU with slopes
+ * alpha[0..8) when alpha is not NULL. */
+AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float *alpha)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    if (act != NN_ACT_NONE) {
+        v = _mm256_max_ps(v, zero);
+        if (act == NN_ACT_RELU6)
+            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
+    }
+    if (alpha)
+        v = _mm256_fmadd_ps(_mm256_loadu_ps(alpha), _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
+    return v;
 }
 
 #endif /* HAVE_AVX2 */

@@ -302,19 +302,6 @@ AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, uint8_t *
 
 /* ---- GEMM --------------------------------------------------------------------- */
 
-AVX2_TARGET static inline __m256 finish(__m256 v, nn_activation act, const float *alpha)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    if (act != NN_ACT_NONE) {
-        v = _mm256_max_ps(v, zero);
-        if (act == NN_ACT_RELU6)
-            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
-    }
-    if (alpha)
-        v = _mm256_fmadd_ps(_mm256_loadu_ps(alpha), _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
-    return v;
-}
-
 /* The codes of a block of rows and what dequantises them. */
 typedef struct q_rows {
     const uint8_t *q; /* row r at q + r * k_pad */
