@@ -39,5 +39,11 @@ expect "jitter: 2 workers give 1 worker's bytes" cmp -s "$tmp/j1.csv" "$tmp/j2.c
 FACENET_THREADS=1 "$bin" embed --format csv -o "$tmp/plain.csv" "${two[@]}" 2>/dev/null
 expect "jittered embeddings are not the plain ones" bash -c "! cmp -s '$tmp/j1.csv' '$tmp/plain.csv'"
 
+for j in 0 abc 101; do
+  "$bin" embed --jitter "$j" "${two[0]}" >/dev/null 2>"$tmp/jerr"
+  check "--jitter $j is a usage error" 2 $?
+  expect "--jitter $j: says the range" grep -q -- "--jitter must be 1..100" "$tmp/jerr"
+done
+
 echo "embed_workers: $passed passed, $failed failed"
 [ "$failed" = 0 ]
