@@ -74,8 +74,11 @@ server_part() {
   fi
   local key file_port env_port
   key=$("$bin" keys create --keys "$tmp/keys.json" --scope detect 2>/dev/null)
-  file_port=$((20000 + ($$ + 11) % 20000))
-  env_port=$((20000 + ($$ + 13) % 20000))
+  # Fixed ports (the test is about which one wins), below Linux's
+  # ephemeral range (32768+) so that no port-0 server or client socket of a
+  # test running alongside can hold them.
+  file_port=$((20000 + ($$ + 11) % 12000))
+  env_port=$((20000 + ($$ + 13) % 12000))
   printf '# written by the test\nkeys = %s\nbind = 127.0.0.1\nport = %s\nthreads = 2\npipelines = 1\nmax_body = 4096\n' \
     "$tmp/keys.json" "$file_port" >"$conf"
   FACENET_SERVE_PORT=$env_port "$bin" serve --config "$conf" 2>"$tmp/log" &

@@ -47,12 +47,16 @@ expect "no private key text in the errors" bash -c "! grep -q 'PRIVATE' '$tmp/er
 code=$(run --tls-cert "$tmp/other.crt" --tls-key "$tmp/server.key")
 expect "mismatched certificate and key refused (rc $code)" [ "$code" != 0 ]
 
-port=$((20000 + ($$ + 17) % 20000))
-"$bin" serve --dev --port "$port" --threads 2 --pipelines 1 \
+# Port 0: the server picks a free port and logs it (a port derived from
+# $$ once collided with a port in use, in a fresh CI run).
+"$bin" serve --dev --port 0 --threads 2 --pipelines 1 \
   --tls-cert "$tmp/server.crt" --tls-key "$tmp/server.key" 2>"$tmp/log" &
 pid=$!
+port=
 for _ in $(seq 300); do
-  curl -s -o /dev/null --cacert "$tmp/server.crt" "https://127.0.0.1:$port/healthz" && break
+  port=$(grep -m1 'listening on' "$tmp/log" 2>/dev/null | sed 's/.*:\([0-9]*\)\/$/\1/')
+  [ -n "$port" ] &&
+    curl -s -o /dev/null --cacert "$tmp/server.crt" "https://127.0.0.1:$port/healthz" && break
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
