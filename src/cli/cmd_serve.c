@@ -33,6 +33,8 @@ static void usage(FILE *out)
             "  --threads N         HTTP worker threads (default 4)\n"
             "  --pipelines N       concurrent inferences; more get 503 (default 2)\n"
             "  --max-body BYTES    request body cap (default 16777216)\n"
+            "  --max-body-memory BYTES  all bodies being received at once; a new one\n"
+            "                      past it gets 503 unread (default 268435456)\n"
             "  --max-pixels N      decoded image pixel cap (default 16000000)\n"
             "  --max-faces N       faces returned per image (default 64)\n"
             "  --timeout S         idle connection timeout, seconds (default 30)\n"
@@ -81,6 +83,7 @@ static const struct option serve_options[] = {
     {"max-inflight-per-key", required_argument, NULL, 'I'},
     {"deadline-ms", required_argument, NULL, 'L'},
     {"max-queue", required_argument, NULL, 'Q'},
+    {"max-body-memory", required_argument, NULL, 'y'},
     {"best-accuracy", no_argument, NULL, 'A'},    {NULL, 0, NULL, 0}};
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
@@ -151,6 +154,11 @@ static int serve_run(int argc, char **argv, int *options_done)
         case 'b':
             if (parse_long("--max-body", optarg, 1024, 1L << 30, &v) != 0) return CLI_EXIT_USAGE;
             config.max_body = (size_t)v;
+            break;
+        case 'y':
+            if (parse_long("--max-body-memory", optarg, 1024, 1L << 40, &v) != 0)
+                return CLI_EXIT_USAGE;
+            config.max_body_memory = (size_t)v;
             break;
         case 'x':
             if (parse_long("--max-pixels", optarg, 1, 400000000L, &v) != 0) return CLI_EXIT_USAGE;

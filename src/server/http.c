@@ -110,6 +110,7 @@ char *fn_metrics_text(fn_server *s)
     metrics m;
     char labels[N_ROUTES][128]; /* method="GET",route="/v1/..." */
     long in_flight, queued;
+    size_t body_bytes;
     int busy = 0;
 
     if (!f)
@@ -121,6 +122,7 @@ char *fn_metrics_text(fn_server *s)
     m = s->stats;
     in_flight = s->in_flight;
     queued = s->queued;
+    body_bytes = s->body_bytes;
     for (int i = 0; i < s->n_pipelines; i++)
         busy += s->pipelines[i].busy;
     pthread_mutex_unlock(&s->lock);
@@ -186,6 +188,15 @@ char *fn_metrics_text(fn_server *s)
                "# TYPE facenet_queue_depth gauge\n"
                "facenet_queue_depth %ld\n",
             m.inflight_limited, m.queue_timeouts, queued);
+    fprintf(f, "# HELP facenet_body_memory_refused_total Requests refused because the bodies "
+               "being received filled --max-body-memory.\n"
+               "# TYPE facenet_body_memory_refused_total counter\n"
+               "facenet_body_memory_refused_total %llu\n"
+               "# HELP facenet_body_memory_bytes Bytes reserved by request bodies being received "
+               "or held.\n"
+               "# TYPE facenet_body_memory_bytes gauge\n"
+               "facenet_body_memory_bytes %zu\n",
+            m.body_memory_refused, body_bytes);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

@@ -21,7 +21,7 @@ static const char openapi_json[] =
     "\"invalid_query\",\"collection_not_found\",\"subject_not_found\","
     "\"face_not_found\",\"no_threshold\",\"gallery_unavailable\","
     "\"invalid_multipart\",\"too_many_in_flight\",\"queue_timeout\","
-    "\"deadline_exceeded\"]},\"message\":{\"type\":\"string\"}}}}},"
+    "\"deadline_exceeded\",\"body_memory_exhausted\"]},\"message\":{\"type\":\"string\"}}}}},"
     "\"Image\":{\"type\":\"object\",\"required\":[\"image\"],\"properties\":{\"image\":{\"type\":\"string\","
     "\"format\":\"byte\",\"description\":\"JPEG, PNG, WebP or PNM,"
     " base64\"}}},\"ImagePair\":{\"type\":\"object\",\"required\":[\"image1\","

@@ -128,7 +128,7 @@ enum MHD_Result fn_route_identify(fn_server *s, struct MHD_Connection *conn, req
     enum MHD_Result ret;
     json_t *list, *identity = json_null();
 
-    if (fn_read_body(conn, req, &spec, usage, &body, &ret) != 0)
+    if (fn_read_body(s, conn, req, &spec, usage, &body, &ret) != 0)
         return ret;
     if (body.n_images != 1 || parse_int(body.texts[1], 1, IDENTIFY_MAX_K, 5, &k) != 0) {
         fn_body_free(&body);
@@ -420,7 +420,7 @@ enum MHD_Result fn_route_faces_enroll(fn_server *s, struct MHD_Connection *conn,
     enum MHD_Result ret;
     json_t *list;
 
-    if (fn_read_body(conn, req, &spec, usage, &body, &ret) != 0)
+    if (fn_read_body(s, conn, req, &spec, usage, &body, &ret) != 0)
         return ret;
     memset(&w, 0, sizeof w);
     w.n = body.n_images;

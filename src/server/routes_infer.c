@@ -243,11 +243,18 @@ static enum MHD_Result run_verify(fn_server *s, struct MHD_Connection *conn, req
                         NULL);
 }
 
-int fn_read_body(struct MHD_Connection *conn, request *req, const fn_body_spec *spec,
-                 const char *usage, fn_body *out, enum MHD_Result *ret)
+int fn_read_body(fn_server *s, struct MHD_Connection *conn, request *req,
+                 const fn_body_spec *spec, const char *usage, fn_body *out,
+                 enum MHD_Result *ret)
 {
     const char *code;
 
+    if (req->over_budget) {
+        *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "body_memory_exhausted",
+                                "the server is receiving too many request bodies; retry later",
+                                "1");
+        return -1;
+    }
     if (req->too_large) {
         *ret = fn_respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                                 "the request body exceeds the size limit", NULL);
@@ -257,8 +264,7 @@ int fn_read_body(struct MHD_Connection *conn, request *req, const fn_body_spec *
         code = fn_body_parse_multipart(req->body, req->len, req->content_type, spec, out);
     else
         code = fn_body_parse_json(req->body, req->len, spec, out);
-    free(req->body);
-    req->body = NULL;
+    fn_body_release(s, req);
     if (!code)
         return 0;
     if (strcmp(code, "out_of_memory") == 0)
@@ -281,7 +287,7 @@ static enum MHD_Result detect_or_embed(fn_server *s, struct MHD_Connection *conn
     pipeline *p;
     enum MHD_Result ret;
 
-    if (fn_read_body(conn, req, &image_spec, usage, &body, &ret) != 0)
+    if (fn_read_body(s, conn, req, &image_spec, usage, &body, &ret) != 0)
         return ret;
     if (fn_body_count(&body, 0) != 1) {
         fn_body_free(&body);
@@ -320,7 +326,7 @@ enum MHD_Result fn_route_verify(fn_server *s, struct MHD_Connection *conn, reque
     enum MHD_Result ret;
     int pair, against_subject;
 
-    if (fn_read_body(conn, req, &spec, usage, &body, &ret) != 0)
+    if (fn_read_body(s, conn, req, &spec, usage, &body, &ret) != 0)
         return ret;
     pair = fn_body_count(&body, 0) == 1 && fn_body_count(&body, 1) == 1 &&
            fn_body_count(&body, 2) == 0 && !body.texts[0];

@@ -75,6 +75,7 @@ void fn_server_config_default(fn_server_config *config)
     config->threads = 4;
     config->pipelines = 2;
     config->max_body = 16u << 20;
+    config->max_body_memory = (size_t)256 << 20;
     config->max_pixels = 16000000ull;
     config->max_faces = 64;
     config->timeout_s = 30;
@@ -209,6 +210,44 @@ static int acceptable_type(const char *type)
     return 0;
 }
 
+/* ---- the body budget ----------------------------------------------------- */
+
+/* Request bodies are buffered whole before parsing, so without a global cap
+ * a client opening many connections could make the server hold
+ * connections x max_body bytes. Every buffer is reserved against
+ * config.max_body_memory before it is allocated; a request that does not
+ * fit is refused (503) without reading its body, and nothing else changes. */
+static int body_reserve(fn_server *s, request *req, size_t bytes)
+{
+    int ok;
+
+    if (bytes <= req->reserved)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    ok = bytes - req->reserved <= s->config.max_body_memory - s->body_bytes;
+    if (ok) {
+        s->body_bytes += bytes - req->reserved;
+        req->reserved = bytes;
+    } else {
+        s->stats.body_memory_refused++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ok ? 0 : -1;
+}
+
+void fn_body_release(fn_server *s, request *req)
+{
+    free(req->body);
+    req->body = NULL;
+    req->len = req->cap = 0;
+    if (req->reserved == 0)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->body_bytes -= req->reserved;
+    pthread_mutex_unlock(&s->lock);
+    req->reserved = 0;
+}
+
 /* First call for a request: headers are in, no body read yet. */
 static enum MHD_Result begin_request(fn_server *s, struct MHD_Connection *conn, request *req,
                                      int status)
@@ -249,32 +288,51 @@ static enum MHD_Result begin_request(fn_server *s, struct MHD_Connection *conn, 
         if (*end != '\0' || n > s->config.max_body)
             return fn_respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                                     "the request body exceeds the size limit", NULL);
+        req->expected = (size_t)n;
+        if (body_reserve(s, req, req->expected) != 0)
+            return fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                    "body_memory_exhausted",
+                                    "the server is receiving too many request bodies; "
+                                    "retry later",
+                                    "1");
     }
     return MHD_YES;
 }
 
+/* The buffer's next capacity for `need` bytes: the announced length when
+ * there is one (reserved already), else doubling from 64 KiB. */
+static size_t body_capacity(const fn_server *s, const request *req, size_t need)
+{
+    size_t cap = req->cap ? req->cap : 64 * 1024;
+
+    if (req->expected >= need)
+        return req->expected;
+    while (cap < need)
+        cap = cap > s->config.max_body / 2 ? s->config.max_body : cap * 2;
+    return cap;
+}
+
 static void append_body(fn_server *s, request *req, const char *data, size_t size)
 {
-    if (req->too_large)
+    if (req->too_large || req->over_budget)
         return;
     if (size > s->config.max_body - req->len) {
         req->too_large = 1;
-        free(req->body);
-        req->body = NULL;
-        req->len = req->cap = 0;
+        fn_body_release(s, req);
         return;
     }
     if (req->len + size > req->cap) {
-        size_t cap = req->cap ? req->cap : 64 * 1024;
+        size_t cap = body_capacity(s, req, req->len + size);
         char *grown;
-        while (cap < req->len + size)
-            cap = cap > s->config.max_body / 2 ? s->config.max_body : cap * 2;
+        if (body_reserve(s, req, cap) != 0) {
+            req->over_budget = 1;
+            fn_body_release(s, req);
+            return;
+        }
         grown = realloc(req->body, cap);
         if (!grown) { /* treated like an oversized body: refused, not crashed */
             req->too_large = 1;
-            free(req->body);
-            req->body = NULL;
-            req->len = req->cap = 0;
+            fn_body_release(s, req);
             return;
         }
         req->body = grown;
@@ -346,7 +404,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             "\"status\":%d,\"latency_ms\":%.1f,\"faces\":%ld}\n",
             (long long)time(NULL), req->id, req->key_id, fn_routes[req->route].path, req->status,
             seconds * 1000.0, req->faces);
-    free(req->body);
+    fn_body_release(s, req);
     free(req);
     *con_cls = NULL;
 }
@@ -530,6 +588,9 @@ static facenet_status check_config(const fn_server_config *c, const fn_keyring *
     if (c->port < 0 || c->port > 65535)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "--port: out of range");
     addr->sin_port = htons((uint16_t)c->port);
+    if (c->max_body_memory < c->max_body)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT,
+                       "--max-body-memory must be at least --max-body");
     if (c->threads < 1 || c->threads > 256 || c->pipelines < 1 || c->pipelines > 64 ||
         c->max_body < 1024 || c->max_faces < 1 || c->timeout_s < 1 || c->drain_s < 0 ||
         c->max_pixels < 1 || c->gallery_refresh_s < 1 || c->max_inflight_per_key < 0 ||

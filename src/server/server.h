@@ -20,6 +20,10 @@ typedef struct fn_server_config {
     int threads;             /* HTTP worker threads; default 4            */
     int pipelines;           /* concurrent inferences; default 2          */
     size_t max_body;         /* request body cap, bytes; default 16 MiB   */
+    size_t max_body_memory;  /* all request bodies being received or held
+                                at once, bytes (>= max_body); past it a new
+                                body gets 503 before it is read; default
+                                256 MiB                                   */
     unsigned long long max_pixels; /* per image; default 16,000,000       */
     int max_faces;           /* faces returned per image; default 64      */
     int timeout_s;           /* idle connection timeout; default 30       */

@@ -85,6 +85,7 @@ typedef struct metrics {
     unsigned long long inflight_limited;
     unsigned long long queue_timeouts;
     unsigned long long key_reloads;
+    unsigned long long body_memory_refused;
 } metrics;
 
 struct fn_server {
@@ -109,6 +110,7 @@ struct fn_server {
     unsigned long long next_request_id;
     long in_flight;
     long queued;                   /* waiting for a pipeline */
+    size_t body_bytes;             /* under lock: reserved by request bodies */
     pthread_cond_t pipeline_freed; /* with lock; CLOCK_MONOTONIC */
     metrics stats;
     facenet_gallery *gallery; /* NULL without --gallery */
@@ -130,7 +132,10 @@ struct request {
     long faces; /* -1: not applicable */
     char *body;
     size_t len, cap;
+    size_t reserved;   /* bytes of s->body_bytes this request holds */
+    size_t expected;   /* its Content-Length; 0: not given */
     int too_large;
+    int over_budget;   /* the server's body memory was full: 503 */
     int holds_slot; /* counted in its key's in_flight */
     int committed;  /* a write is durable: never answer it with a 504 */
     char params[N_PARAMS][PARAM_MAX]; /* decoded path parameters */
@@ -138,6 +143,9 @@ struct request {
 };
 
 double fn_now_seconds(void);
+/* Free req->body and give its bytes back to the server's body budget
+ * (config.max_body_memory). Idempotent. */
+void fn_body_release(fn_server *s, request *req);
 
 /* ---- http.c: responses -------------------------------------------------- */
 
@@ -189,8 +197,9 @@ int fn_embed_picked(fn_server *s, pipeline *p, const fn_blob *blob, float *embed
 json_t *fn_face_json(const facenet_face *f);
 /* Parse req->body (JSON or multipart) by `spec`; on failure queues a 400
  * (or 413/503) with `usage` as its message and returns -1. */
-int fn_read_body(struct MHD_Connection *conn, request *req, const fn_body_spec *spec,
-                 const char *usage, fn_body *out, enum MHD_Result *ret);
+int fn_read_body(fn_server *s, struct MHD_Connection *conn, request *req,
+                 const fn_body_spec *spec, const char *usage, fn_body *out,
+                 enum MHD_Result *ret);
 
 enum MHD_Result fn_route_detect(fn_server *s, struct MHD_Connection *conn, request *req);
 enum MHD_Result fn_route_embed(fn_server *s, struct MHD_Connection *conn, request *req);

@@ -7,8 +7,8 @@
 # metrics, the access log, live key reload (a key revoked in the file is
 # refused within a second; a broken file keeps the old keys; SIGHUP),
 # SIGTERM with a request in flight, and the
-# limits: per-key concurrency (429), deadlines (503 queue_timeout, 504)
-# and the bounded queue.
+# limits: per-key concurrency (429), deadlines (503 queue_timeout, 504),
+# the bounded queue, and the memory budget of all bodies (503).
 . "$(dirname "$0")/lib/common.sh"
 require_demo
 require_models
@@ -313,6 +313,32 @@ timeout 10 cat <&3 >"$tmp/slow"
 exec 3<&-
 expect "slow upload past the deadline: 504" grep -q '^HTTP/1.1 504' "$tmp/slow"
 expect "slow upload: deadline_exceeded" grep -q deadline_exceeded "$tmp/slow"
+kill -TERM "$pid"
+wait "$pid"
+pid=
+
+# --- the body memory budget ---------------------------------------------------
+"$bin" serve --keys "$keys" --port 0 --max-body 100000 --max-body-memory 99999 >/dev/null 2>&1
+expect "--max-body-memory below --max-body: refuses to start" [ $? != 0 ]
+"$bin" serve --keys "$keys" --port 0 --threads 4 --pipelines 1 --max-body 100000 \
+  --max-body-memory 150000 --timeout 5 2>"$tmp/log3" &
+pid=$!
+expect "the budget server starts" wait_listening "$tmp/log3"
+# One slow upload announces 100000 bytes: they are reserved at its headers.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"' "$full" >&3
+sleep 0.3
+expect "metrics: the announced body is reserved" bash -c "curl -s '$url/metrics' | grep -q '^facenet_body_memory_bytes 100000$'"
+head -c 60000 /dev/zero | tr '\0' 'A' >"$tmp/mid"
+expect "a body past the budget: 503" [ "$(post "$full" /v1/detect --data-binary @"$tmp/mid")" = 503 ]
+expect "past the budget: stable code and Retry-After" bash -c "grep -q body_memory_exhausted '$tmp/body' && grep -qi '^Retry-After: 1' '$tmp/headers'"
+expect "a chunked body past the budget: 503" [ "$(post "$full" /v1/detect -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/mid")" = 503 ]
+expect "a small body still fits: 400" [ "$(post "$full" /v1/detect -d '{}')" = 400 ]
+exec 3<&-
+sleep 0.3
+expect "metrics: the reservation is given back" bash -c "curl -s '$url/metrics' | grep -q '^facenet_body_memory_bytes 0$'"
+expect "the same body fits once the slow one is gone: 400" [ "$(post "$full" /v1/detect --data-binary @"$tmp/mid")" = 400 ]
+expect "metrics: budget refusals counted" bash -c "curl -s '$url/metrics' | grep -q '^facenet_body_memory_refused_total 2$'"
 kill -TERM "$pid"
 wait "$pid"
 pid=
