@@ -400,6 +400,20 @@ facenet_status facenet_model_thresholds(const char *model_dir,
                                         int flip, facenet_thresholds *out,
                                         facenet_error *err);
 
+/* The same for embeddings made with `jitters` jittered copies
+ * (facenet_embedder_set_jitter; 0 is facenet_model_thresholds). Jittered
+ * embeddings have their own distribution, so there is no fallback: only
+ * the file's "NAME+jitterN" entry ("NAME+flip+jitterN" with flip, then
+ * "NAME+jitterN"), written by `facenet validate --calibrate --jitter N`,
+ * is used. Without one, both thresholds are 0 ("none calibrated") and the
+ * call succeeds, so the caller fails closed as for any model without a
+ * threshold. */
+facenet_status facenet_model_thresholds_jitter(const char *model_dir,
+                                               const facenet_model_info *info,
+                                               int flip, int jitters,
+                                               facenet_thresholds *out,
+                                               facenet_error *err);
+
 /* Where the thresholds in facenet_embedder_info(e) came from (see
  * facenet_model_thresholds; the embedder resolves them without flip when
  * it is created). Static for the embedder's lifetime. */

@@ -33,6 +33,10 @@ static const char compare_usage[] =
     "                    models list')\n"
     "  --flip            add the mirrored face's embedding (slower, a little\n"
     "                    more accurate)\n"
+    "  --jitter N        dlib's num_jitters: embed N jittered copies of each face\n"
+    "                    (N times slower); needs a threshold calibrated with the\n"
+    "                    same N ('facenet validate --calibrate --jitter N') or\n"
+    "                    --threshold\n"
     "  --threshold T     override the model's threshold (cosine similarity)\n"
     "  --strict          the strict threshold, FAR 1e-3 on LFW (the default)\n"
     "  --best-accuracy   the threshold with the best LFW accuracy instead (more\n"
@@ -40,7 +44,8 @@ static const char compare_usage[] =
     "\n"
     "The thresholds are the manifest's LFW-calibrated ones unless the model\n"
     "directory has a thresholds.json ('facenet validate --calibrate') with an\n"
-    "entry for the model (NAME+flip with --flip); the output names the source.\n"
+    "entry for the model (NAME+flip with --flip, NAME+jitterN with --jitter N);\n"
+    "the output names the source.\n"
     "  --json            one JSON document on stdout\n"
     "  --model-dir DIR   model cache (default: facenet models path)\n"
     "\n"
@@ -168,9 +173,9 @@ int cmd_compare(int argc, char **argv)
         {"threshold", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
         {"strict", no_argument, NULL, 's'}, {"best-accuracy", no_argument, NULL, 'b'},
         {"model-dir", required_argument, NULL, 'M'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"jitter", required_argument, NULL, 'J'},    {NULL, 0, NULL, 0}};
     const char *model = NULL, *model_dir_opt = NULL;
-    int flip = 0, json = 0, strict = 1, c, rc = CLI_EXIT_OK;
+    int flip = 0, json = 0, strict = 1, jitter = 0, c, rc = CLI_EXIT_OK;
     float threshold = -2;
     cli_paths paths = {0};
     facenet_detector *det = NULL;
@@ -185,6 +190,17 @@ int cmd_compare(int argc, char **argv)
         case 'b': strict = 0; break;
         case 'j': json = 1; break;
         case 'M': model_dir_opt = optarg; break;
+        case 'J': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > FACENET_MAX_JITTERS) {
+                fprintf(stderr, "facenet compare: --jitter is a count in [1, %d]\n",
+                        FACENET_MAX_JITTERS);
+                return CLI_EXIT_USAGE;
+            }
+            jitter = (int)v;
+            break;
+        }
         case 't': {
             char *end;
             threshold = strtof(optarg, &end);
@@ -211,6 +227,15 @@ int cmd_compare(int argc, char **argv)
         cli_paths_free(&paths);
         return open_rc;
     }
+    if (jitter > 0) {
+        facenet_error err;
+        if (facenet_embedder_set_jitter(emb, jitter, &err) != FACENET_OK) {
+            facenet_embedder_free(emb);
+            facenet_detector_free(det);
+            cli_paths_free(&paths);
+            return cli_report(&err);
+        }
+    }
     const facenet_model_info *info = facenet_embedder_info(emb);
     int dim = facenet_embedder_dim(emb);
     char source[FACENET_THRESHOLD_SOURCE_MAX + 64];
@@ -221,15 +246,18 @@ int cmd_compare(int argc, char **argv)
         facenet_error err;
         int bad = cli_model_dir(model_dir_opt, dir, sizeof dir) != 0 ? CLI_EXIT_MODEL : 0;
         float calibrated = 0;
-        if (!bad && facenet_model_thresholds(dir, info, flip, &thr, &err) != FACENET_OK)
+        if (!bad &&
+            facenet_model_thresholds_jitter(dir, info, flip, jitter, &thr, &err) != FACENET_OK)
             bad = cli_report(&err);
         /* Fail closed: a model without a calibrated threshold gives no
          * verdicts unless the user chooses one. */
         if (!bad) {
             calibrated = strict ? thr.threshold_strict : thr.threshold;
             if (!(calibrated > 0)) {
-                fprintf(stderr, "facenet compare: model %s has no calibrated %sthreshold; "
+                fprintf(stderr, "facenet compare: model %s has no calibrated %sthreshold%s; "
                                 "pass --threshold%s\n", info->name, strict ? "strict " : "",
+                        jitter ? " for --jitter (run 'facenet validate --calibrate --jitter N')"
+                               : "",
                         strict ? " or --best-accuracy" : "");
                 bad = CLI_EXIT_USAGE;
             }

@@ -914,7 +914,7 @@ static int write_calibration(const voptions *o, const char *model_dir, const lfw
     /* A flipped run is its own entry: its scores are not the plain ones. */
     char key[128];
     snprintf(key, sizeof key, "%s%s", o->model, o->flip ? "+flip" : "");
-    if (o->jitter) /* nothing reads it yet, but it must not pass for the plain entry */
+    if (o->jitter) /* compare --jitter N reads it; never the plain entry */
         snprintf(key + strlen(key), sizeof key - strlen(key), "+jitter%d", o->jitter);
     if (thresholds_write(path, key, &e, &err) != FACENET_OK)
         return cli_report(&err);

@@ -160,30 +160,52 @@ static int entry_from_doc(json_t *doc, const char *path, const char *key,
 facenet_status facenet_model_thresholds(const char *model_dir, const facenet_model_info *info,
                                         int flip, facenet_thresholds *out, facenet_error *err)
 {
-    char path[4096], key[256];
+    return facenet_model_thresholds_jitter(model_dir, info, flip, 0, out, err);
+}
+
+facenet_status facenet_model_thresholds_jitter(const char *model_dir,
+                                               const facenet_model_info *info, int flip,
+                                               int jitters, facenet_thresholds *out,
+                                               facenet_error *err)
+{
+    char path[4096], flip_key[256], plain_key[256], suffix[32] = "";
     json_t *doc = NULL;
     facenet_status st;
 
     if (!info || !out)
         return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "info and out are required");
+    if (jitters < 0 || jitters > FACENET_MAX_JITTERS)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "jitters must be in [0, %d]",
+                       FACENET_MAX_JITTERS);
     memset(out, 0, sizeof *out);
-    out->threshold = info->threshold;
-    out->threshold_strict = info->threshold_strict;
-    snprintf(out->source, sizeof out->source, "manifest");
+    /* The manifest's values were measured without jitter: not a default
+     * for jittered embeddings. */
+    if (jitters == 0) {
+        out->threshold = info->threshold;
+        out->threshold_strict = info->threshold_strict;
+        snprintf(out->source, sizeof out->source, "manifest");
+    } else {
+        snprintf(suffix, sizeof suffix, "+jitter%d", jitters);
+        snprintf(out->source, sizeof out->source, "none (no '%s%s' calibration)", info->name,
+                 suffix);
+    }
     if (!model_dir || info->embedding_dim <= 0)
         return FACENET_OK;
     if (snprintf(path, sizeof path, "%s/%s", model_dir, FACENET_THRESHOLDS_FILE) >=
             (int)sizeof path ||
-        snprintf(key, sizeof key, "%s+flip", info->name) >= (int)sizeof key)
+        snprintf(flip_key, sizeof flip_key, "%s+flip%s", info->name, suffix) >=
+            (int)sizeof flip_key ||
+        snprintf(plain_key, sizeof plain_key, "%s%s", info->name, suffix) >=
+            (int)sizeof plain_key)
         return fn_fail(err, FACENET_ERR_LIMIT, "model directory or name too long");
     st = load_doc(path, &doc, err);
     if (st == FACENET_ERR_NOT_FOUND)
-        return FACENET_OK; /* no calibration file: the manifest's values */
+        return FACENET_OK; /* no calibration file: the defaults above */
     int r = st == FACENET_OK ? 1 : -1;
     if (r == 1 && flip)
-        r = entry_from_doc(doc, path, key, out, err);
+        r = entry_from_doc(doc, path, flip_key, out, err);
     if (r == 1)
-        r = entry_from_doc(doc, path, info->name, out, err);
+        r = entry_from_doc(doc, path, plain_key, out, err);
     json_decref(doc);
     if (r < 0) {
         /* Leave no usable value behind: the caller must not match faces

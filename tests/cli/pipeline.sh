@@ -87,6 +87,23 @@ expect "says how to proceed" grep -q "no calibrated strict threshold; pass --thr
 printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999, "pairs": "mine.txt", "n_pairs": 42}}}\n' > "$mdir/thresholds.json"
 "$bin" models list --dir "$mdir" > "$tmp/ml.txt"; check "models list --dir" 0 $?
 expect "models list shows the source" grep -q "from         $mdir/thresholds.json, entry 'mobilefacenet'" "$tmp/ml.txt"
+# --jitter N: only a '+jitterN' entry for the same N counts (no fallback to
+# the plain entry, which was fitted without jitter): fail closed without one.
+"$bin" compare --jitter 0 "$demo/sample1.jpg" "$demo/sample3.jpg" > /dev/null 2>&1
+check "compare --jitter 0 is a usage error" 2 $?
+"$bin" compare --jitter 2 --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/cj0.txt" 2> "$tmp/cj0.err"
+check "compare --jitter without its calibration" 2 $?
+expect "says how to calibrate for --jitter" grep -q "for --jitter (run 'facenet validate --calibrate --jitter N')" "$tmp/cj0.err"
+printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 0.05, "threshold_far": 0.999}, "mobilefacenet+jitter3": {"threshold": 0.05, "threshold_far": 0.05, "pairs": "j.txt", "n_pairs": 7}}}\n' > "$mdir/thresholds.json"
+"$bin" compare --jitter 2 --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > /dev/null 2>&1
+check "compare --jitter 2 ignores the +jitter3 entry" 2 $?
+"$bin" compare --jitter 3 --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/cj3.txt"
+check "compare --jitter 3 with its calibration" 0 $?
+expect "the +jitter3 entry is named" grep -q "entry 'mobilefacenet+jitter3' (7 pairs from j.txt)" "$tmp/cj3.txt"
+expect "the +jitter3 threshold is used" grep -q "match when >= 0.0500" "$tmp/cj3.txt"
+"$bin" compare --jitter 3 --threshold 0.99 "$demo/sample1.jpg" "$demo/sample1.jpg" > "$tmp/cj4.txt"
+check "compare --jitter with --threshold" 0 $?
+expect "a photo against itself under jitter: SAME" grep -q "sample1.jpg: .* SAME" "$tmp/cj4.txt"
 printf '{"schema": 1, "models": {"mobilefacenet": {"threshold": 7}}}' > "$mdir/thresholds.json"
 cp "$mdir/thresholds.json" "$tmp/broken.json"
 "$bin" compare --model-dir "$mdir" "$demo/sample1.jpg" "$demo/sample3.jpg" > "$tmp/c3.txt" 2> "$tmp/c3.err"
