@@ -116,83 +116,97 @@ static void measure(const float *want, const float *got, size_t n, drift *d)
 #define MAX_REL_RMS 0.03
 #define MAX_REL_MAX 0.15
 
-static void check_layers(nn_op op, int pointwise, int trials)
+/* One layer of geometry g: int8 against the reference (into d), then
+ * 1, 2, 3 threads and one sample at a time give the same bytes. */
+static void check_layer(const nn_backend *q, nn_op op, nn_conv_geom g, nn_pool *pool2,
+                        nn_pool *pool3, drift *d)
+{
+    nn_layer_params p;
+    memset(&p, 0, sizeof p);
+    p.op = op;
+    p.out_c = g.out_c;
+    p.kernel_h = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_h;
+    p.kernel_w = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_w;
+    p.in_c = op == NN_OP_FULLY_CONNECTED ? g.in_h * g.in_w * g.in_c : g.in_c;
+    const size_t k = (size_t)p.kernel_h * p.kernel_w * p.in_c;
+    const size_t wcount = (size_t)p.out_c * k;
+    /* Weights with a spread of channel magnitudes; inputs sometimes
+     * all positive (after a ReLU), sometimes signed. */
+    float *w = noise(wcount, -1.0f, 1.0f), *bias = noise((size_t)p.out_c, -0.5f, 0.5f);
+    float *alpha = noise((size_t)p.out_c, 0.0f, 0.5f);
+    for (int o = 0; o < p.out_c; o++)
+        for (size_t i = 0; i < k; i++)
+            w[(size_t)o * k + i] *= (float)(1 + o % 7);
+    p.weights = w;
+    p.bias = rnd(3) ? bias : NULL;
+    p.prelu = rnd(2) ? alpha : NULL;
+    const size_t image = (size_t)g.in_h * g.in_w * g.in_c;
+    const size_t xcount = (size_t)g.n * image;
+    const size_t per_out = op == NN_OP_FULLY_CONNECTED ? (size_t)p.out_c
+                                                       : (size_t)g.out_h * g.out_w * g.out_c;
+    const size_t ycount = (size_t)g.n * per_out;
+    float *x = noise(xcount, rnd(2) ? 0.0f : -2.0f, 2.0f);
+    float *want = malloc(ycount * sizeof *want), *one = malloc(ycount * sizeof *one);
+    float *got = malloc(ycount * sizeof *got);
+
+    nn_conv_geom lin = g;
+    lin.act = NN_ACT_NONE; /* compare before a ReLU hides errors */
+    nn_layer_params plin = p;
+    plin.prelu = NULL;
+    run_layer(&nn_backend_reference, &plin, &lin, x, want, NULL);
+    run_layer(q, &plin, &lin, x, got, NULL);
+    measure(want, got, ycount, d);
+
+    /* With the epilogue: 1, 2, 3 threads and one sample at a time give
+     * the same bytes. */
+    memset(one, 0xff, ycount * sizeof *one); /* NaN: unwritten shows */
+    run_layer(q, &p, &g, x, one, NULL);
+    for (size_t i = 0; i < ycount; i++)
+        assert_false(isnan(one[i]));
+    memset(got, 0xff, ycount * sizeof *got);
+    run_layer(q, &p, &g, x, got, pool2);
+    assert_memory_equal(one, got, ycount * sizeof *got);
+    memset(got, 0xff, ycount * sizeof *got);
+    run_layer(q, &p, &g, x, got, pool3);
+    assert_memory_equal(one, got, ycount * sizeof *got);
+    nn_conv_geom single = g;
+    single.n = 1;
+    for (int b = 0; b < g.n; b++) {
+        run_layer(q, &p, &single, x + (size_t)b * image, got, pool3);
+        assert_memory_equal(one + (size_t)b * per_out, got, per_out * sizeof *got);
+    }
+    free(w);
+    free(bias);
+    free(alpha);
+    free(x);
+    free(want);
+    free(one);
+    free(got);
+}
+
+static const nn_backend *int8_backend_or_skip(void)
 {
     const nn_backend *q = nn_backend_find("avx2-int8");
-    nn_pool *pool2 = NULL, *pool3 = NULL;
-    facenet_error err;
-    drift d = {0, 0};
     if (!q) {
         fprintf(stderr, "avx2-int8 does not run on this CPU\n");
         skip();
+        abort(); /* not reached: skip() jumps out of the test */
     }
+    return q;
+}
+
+static void check_layers(nn_op op, int pointwise, int trials)
+{
+    const nn_backend *q = int8_backend_or_skip();
+    nn_pool *pool2 = NULL, *pool3 = NULL;
+    facenet_error err;
+    drift d = {0, 0};
     assert_int_equal(nn_pool_create(2, &pool2, &err), FACENET_OK);
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < trials; t++) {
         nn_conv_geom g;
-        if (!random_geom(&g, pointwise))
-            continue;
-        nn_layer_params p;
-        memset(&p, 0, sizeof p);
-        p.op = op;
-        p.out_c = g.out_c;
-        p.kernel_h = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_h;
-        p.kernel_w = op == NN_OP_FULLY_CONNECTED ? 1 : g.kernel_w;
-        p.in_c = op == NN_OP_FULLY_CONNECTED ? g.in_h * g.in_w * g.in_c : g.in_c;
-        const size_t k = (size_t)p.kernel_h * p.kernel_w * p.in_c;
-        const size_t wcount = (size_t)p.out_c * k;
-        /* Weights with a spread of channel magnitudes; inputs sometimes
-         * all positive (after a ReLU), sometimes signed. */
-        float *w = noise(wcount, -1.0f, 1.0f), *bias = noise((size_t)p.out_c, -0.5f, 0.5f);
-        float *alpha = noise((size_t)p.out_c, 0.0f, 0.5f);
-        for (int o = 0; o < p.out_c; o++)
-            for (size_t i = 0; i < k; i++)
-                w[(size_t)o * k + i] *= (float)(1 + o % 7);
-        p.weights = w;
-        p.bias = rnd(3) ? bias : NULL;
-        p.prelu = rnd(2) ? alpha : NULL;
-        const size_t image = (size_t)g.in_h * g.in_w * g.in_c;
-        const size_t xcount = (size_t)g.n * image;
-        const size_t per_out = op == NN_OP_FULLY_CONNECTED ? (size_t)p.out_c
-                                                           : (size_t)g.out_h * g.out_w * g.out_c;
-        const size_t ycount = (size_t)g.n * per_out;
-        float *x = noise(xcount, rnd(2) ? 0.0f : -2.0f, 2.0f);
-        float *want = malloc(ycount * sizeof *want), *one = malloc(ycount * sizeof *one);
-        float *got = malloc(ycount * sizeof *got);
-
-        nn_conv_geom lin = g;
-        lin.act = NN_ACT_NONE; /* compare before a ReLU hides errors */
-        nn_layer_params plin = p;
-        plin.prelu = NULL;
-        run_layer(&nn_backend_reference, &plin, &lin, x, want, NULL);
-        run_layer(q, &plin, &lin, x, got, NULL);
-        measure(want, got, ycount, &d);
-
-        /* With the epilogue: 1, 2, 3 threads and one sample at a time give
-         * the same bytes. */
-        memset(one, 0xff, ycount * sizeof *one); /* NaN: unwritten shows */
-        run_layer(q, &p, &g, x, one, NULL);
-        for (size_t i = 0; i < ycount; i++)
-            assert_false(isnan(one[i]));
-        memset(got, 0xff, ycount * sizeof *got);
-        run_layer(q, &p, &g, x, got, pool2);
-        assert_memory_equal(one, got, ycount * sizeof *got);
-        memset(got, 0xff, ycount * sizeof *got);
-        run_layer(q, &p, &g, x, got, pool3);
-        assert_memory_equal(one, got, ycount * sizeof *got);
-        nn_conv_geom single = g;
-        single.n = 1;
-        for (int b = 0; b < g.n; b++) {
-            run_layer(q, &p, &single, x + (size_t)b * image, got, pool3);
-            assert_memory_equal(one + (size_t)b * per_out, got, per_out * sizeof *got);
-        }
-        free(w);
-        free(bias);
-        free(alpha);
-        free(x);
-        free(want);
-        free(one);
-        free(got);
+        if (random_geom(&g, pointwise))
+            check_layer(q, op, g, pool2, pool3, &d);
     }
     fprintf(stderr, "%s%s: worst relative RMS error %.4f, worst max error %.4f (of output RMS)\n",
             nn_op_name(op), pointwise ? " 1x1" : "", d.worst_rms, d.worst_max);
@@ -220,15 +234,62 @@ static void test_fully_connected(void **state)
     check_layers(NN_OP_FULLY_CONNECTED, 0, 100);
 }
 
+/* KxK windows read in place from the quantised input: larger images than
+ * the random ones, so that most tiles of six windows lie inside the image
+ * (read in place) and the border ones hang over the padding (gathered),
+ * and channel counts that are not multiples of 4 (stored rounded up, the
+ * padding channels meeting zero weights). Shapes of P-Net's third layer,
+ * R-Net's and O-Net's, and strided and padded variants. */
+static void test_kxk_in_place(void **state)
+{
+    (void)state;
+    /* n, in_h, in_w, in_c, kernel, stride, padding, out_c */
+    static const int shapes[][8] = {
+        {1, 23, 37, 16, 3, 1, NN_PAD_VALID, 32}, {2, 11, 11, 28, 3, 1, NN_PAD_VALID, 48},
+        {3, 4, 4, 48, 2, 1, NN_PAD_VALID, 64},   {1, 23, 23, 32, 3, 1, NN_PAD_VALID, 64},
+        {2, 19, 25, 18, 3, 1, NN_PAD_SAME, 21},  {1, 30, 29, 17, 3, 2, NN_PAD_SAME, 40},
+        {2, 16, 20, 23, 2, 2, NN_PAD_VALID, 16}, {1, 12, 40, 66, 3, 1, NN_PAD_SAME, 70},
+    };
+    const nn_backend *q = int8_backend_or_skip();
+    nn_pool *pool2 = NULL, *pool3 = NULL;
+    facenet_error err;
+    drift d = {0, 0};
+    assert_int_equal(nn_pool_create(2, &pool2, &err), FACENET_OK);
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int *s = shapes[i];
+        nn_conv_geom g;
+        int after;
+        memset(&g, 0, sizeof g);
+        g.n = s[0];
+        g.in_h = s[1];
+        g.in_w = s[2];
+        g.in_c = s[3];
+        g.kernel_h = g.kernel_w = s[4];
+        g.stride_h = g.stride_w = s[5];
+        nn_resolve_padding((nn_padding)s[6], g.in_h, g.kernel_h, g.stride_h, 0, 0, &g.pad_top,
+                           &after, &g.out_h);
+        nn_resolve_padding((nn_padding)s[6], g.in_w, g.kernel_w, g.stride_w, 0, 0, &g.pad_left,
+                           &after, &g.out_w);
+        g.out_c = s[7];
+        g.act = (nn_activation)(i % 3);
+        check_layer(q, NN_OP_CONV2D, g, pool2, pool3, &d);
+    }
+    fprintf(stderr, "KxK in place: worst relative RMS error %.4f, worst max error %.4f\n",
+            d.worst_rms, d.worst_max);
+    assert_true(d.worst_rms <= MAX_REL_RMS);
+    assert_true(d.worst_max <= MAX_REL_MAX);
+    nn_pool_free(pool2);
+    nn_pool_free(pool3);
+}
+
 /* All-zero inputs quantise to zero codes: the output is the epilogue of
  * the bias exactly. Constant rows (no spread) likewise stay exact up to
  * the weights' own rounding. */
 static void test_zero_input_gives_bias(void **state)
 {
-    const nn_backend *q = nn_backend_find("avx2-int8");
+    const nn_backend *q = int8_backend_or_skip();
     (void)state;
-    if (!q)
-        skip();
     nn_conv_geom g = {1, 5, 6, 20, 5, 6, 33, 1, 1, 1, 1, 0, 0, NN_ACT_RELU};
     float *w = noise((size_t)33 * 20, -1, 1), *bias = noise(33, -1, 1);
     float x[5 * 6 * 20], y[5 * 6 * 33];
@@ -464,6 +525,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pointwise_conv),
         cmocka_unit_test(test_kxk_conv),
+        cmocka_unit_test(test_kxk_in_place),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_zero_input_gives_bias),
         cmocka_unit_test(test_precision_selection),

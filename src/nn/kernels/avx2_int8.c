@@ -20,7 +20,10 @@
  *     padding is exact. 1x1 convolutions and fully connected layers
  *     quantise each row of the GEMM (one input pixel, one sample) with its
  *     own range, as they read it; KxK convolutions quantise their input
- *     once, one range per sample, and gather windows of bytes. Either way
+ *     once, one range per sample, channels stored rounded up to 4 (so a
+ *     window row is whole 4-byte steps), and the kernel reads each window
+ *     in place, row by row, from those bytes; only tiles whose windows
+ *     hang over the padding gather them into a buffer. Either way
  *     a code depends only on its own pixel or sample, so a result never
  *     depends on the batch, the block or the thread that computed it:
  *     integer sums are exact and the epilogue is the same float
@@ -51,10 +54,13 @@
 #define W_MAX 63 /* weights: 7 bits, see above              */
 #define A_MAX 255
 #define NARROW_MAX 4
-/* KxK convolutions with fewer input channels than this stay fp32: their
- * windows are gathered from runs of KW * I bytes, too short to pay for
- * the gather (measured: 3 -> 64 at 112x112 and P-Net's 10 -> 16 ran at
- * 0.6x the fp32 speed in int8; 28 -> 48 and 32 -> 64 at 1.5 to 1.6x). */
+/* KxK convolutions with fewer input channels than this stay fp32. Even
+ * with windows read in place they lose: K is tiny (9 to 36 codes, a
+ * quarter of them padding for 3 channels), so the epilogue and the
+ * quantisation outweigh the multiplies (measured, best of 30 in thread
+ * CPU time: P-Net's 3 -> 10 at 0.6x the fp32 speed, 10 -> 16 at 0.8x,
+ * R-Net's and O-Net's 3 -> 28/32 at 0.5x to 0.8x, MobileFaceNet's 3 -> 64
+ * at 0.6x; 16 -> 32, 28 -> 48, 32 -> 64 at 1.3x to 1.8x). */
 #define KXK_MIN_IN_C 16
 /* Fully connected layers quantise their rows on the stack (the interface
  * gives them no scratch): Q_MR rows of at most this many inputs. */
@@ -63,6 +69,10 @@
 typedef struct q_layer {
     nn_op op;
     int out_c, k_dim, k_pad, panels; /* k_pad: k_dim rounded up to 4 */
+    /* KxK convolutions: input channels rounded up to 4, so that a window
+     * row (KW pixels) is a whole number of 4-byte steps in the quantised
+     * tensor; the padding channels have zero weights. 1x1 and FC: in_c. */
+    int kw, in_c, in_c_pad;
     int8_t *w;       /* panels of [k_pad / 4][16][4]                */
     float *wscale;   /* [panels * 16], 0 past out_c                  */
     int32_t *qsum;   /* [panels * 16]: sum over k of the codes       */
@@ -100,18 +110,21 @@ static void *alloc_zeroed(size_t bytes)
  * gets scale 0 and zero codes). */
 static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
 {
-    const float *src = p->weights + (size_t)o * l->k_dim;
+    const float *src = p->weights + (size_t)o * p->kernel_h * p->kernel_w * p->in_c;
     int8_t *panel = l->w + (size_t)(o / Q_NR) * l->k_pad * Q_NR;
     const int lane = o % Q_NR;
     float peak = 0.0f;
-    for (int k = 0; k < l->k_dim; k++)
+    const int src_k = l->k_dim / l->in_c_pad * l->in_c;
+    for (int k = 0; k < src_k; k++)
         peak = fmaxf(peak, fabsf(src[k]));
     const float inv = peak > 0.0f ? (float)W_MAX / peak : 0.0f;
     int32_t sum = 0;
-    for (int k = 0; k < l->k_dim; k++) {
+    for (int k = 0; k < src_k; k++) {
         long q = lrintf(src[k] * inv);
         q = q > W_MAX ? W_MAX : q < -W_MAX ? -W_MAX : q;
-        panel[(size_t)(k / 4) * Q_NR * 4 + (size_t)lane * 4 + k % 4] = (int8_t)q;
+        /* tap k / in_c, channel k % in_c: at tap * in_c_pad + channel */
+        const int kk = k / l->in_c * l->in_c_pad + k % l->in_c;
+        panel[(size_t)(kk / 4) * Q_NR * 4 + (size_t)lane * 4 + kk % 4] = (int8_t)q;
         sum += (int32_t)q;
     }
     l->wscale[o] = peak / (float)W_MAX;
@@ -125,7 +138,11 @@ static void *q_prepare(const nn_layer_params *p)
         return NULL;
     l->op = p->op;
     l->out_c = p->out_c;
-    l->k_dim = p->kernel_h * p->kernel_w * p->in_c;
+    l->kw = p->kernel_w;
+    l->in_c = l->in_c_pad = p->in_c;
+    if (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1)
+        l->in_c_pad = (int)round_up((size_t)p->in_c, 4);
+    l->k_dim = p->kernel_h * p->kernel_w * l->in_c_pad;
     if (p->op == NN_OP_DEPTHWISE_CONV2D || p->out_c <= NARROW_MAX ||
         (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K) ||
         (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1 && p->in_c < KXK_MIN_IN_C)) {
@@ -159,11 +176,19 @@ static void *q_prepare(const nn_layer_params *p)
 }
 
 
+/* Input channels as the quantised tensor of a convolution stores them
+ * (q_layer.in_c_pad; the same rule as q_prepare). */
+static int stored_channels(int kernel_h, int kernel_w, int in_c)
+{
+    return kernel_h * kernel_w > 1 ? (int)round_up((size_t)in_c, 4) : in_c;
+}
+
 /* Per thread, in floats (64-byte multiples): the codes of one block of
  * rows, their scales and zero points. */
 static size_t thread_scratch_floats(const nn_conv_geom *g)
 {
-    const size_t k_dim = (size_t)g->kernel_h * g->kernel_w * g->in_c;
+    const size_t k_dim = (size_t)g->kernel_h * g->kernel_w *
+                         stored_channels(g->kernel_h, g->kernel_w, g->in_c);
     const size_t bytes = Q_MC * round_up(k_dim, 4) + Q_MC * (sizeof(float) + sizeof(int32_t));
     return round_up(bytes, 64) / sizeof(float);
 }
@@ -176,7 +201,8 @@ static size_t sample_scratch_floats(const nn_conv_geom *g)
 {
     if (conv_is_pointwise(g))
         return 0;
-    const size_t bytes = round_up((size_t)g->n * g->in_h * g->in_w * g->in_c, 64) +
+    const size_t c = (size_t)stored_channels(g->kernel_h, g->kernel_w, g->in_c);
+    const size_t bytes = round_up((size_t)g->n * g->in_h * g->in_w * c, 64) +
                          round_up((size_t)g->n * (sizeof(float) + sizeof(int32_t)), 64);
     return bytes / sizeof(float);
 }
@@ -304,9 +330,18 @@ AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, uint8_t *
 
 /* The codes of a block of rows and what dequantises them. */
 typedef struct q_rows {
-    const uint8_t *q; /* row r at q + r * k_pad */
+    const uint8_t *q; /* row r at q + r * k_pad, unless in_place says */
     const float *scale;
     const int32_t *zp;
+    /* KxK convolutions: where tile t (rows 6t..6t+5) reads. in_place[t]
+     * set: row r's window is read from the quantised input at at[r], as
+     * kernel_h runs of seg_steps 4-byte steps, seg_skip bytes apart (the
+     * window lies inside the image); clear: from q (gathered). NULL for
+     * 1x1 layers and FC. */
+    const uint8_t *in_place;
+    const uint8_t *const *at;
+    int segs, seg_steps;
+    long seg_skip;
 } q_rows;
 
 typedef struct q_out {
@@ -335,6 +370,50 @@ AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const 
     }
 }
 
+/* The epilogue of R full rows of 16 columns from col: q_store's
+ * arithmetic (the same bytes), with the panel's constants loaded once
+ * rather than for each row (the stores to c could alias them as far as
+ * the compiler knows). On MobileFaceNet's K = 64 layers the epilogue is a
+ * large share of a tile's time. */
+AVX2_TARGET static void q_store_tile(int R, int32_t sums[6][16], const q_layer *l, int col,
+                                     const float *scale, const int32_t *zp, const q_out *o)
+{
+    const __m256i qs0 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col));
+    const __m256i qs1 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col + 8));
+    const __m256 ws0 = _mm256_load_ps(l->wscale + col), ws1 = _mm256_load_ps(l->wscale + col + 8);
+    const __m256 b0 = _mm256_load_ps(l->bias + col), b1 = _mm256_load_ps(l->bias + col + 8);
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    const int prelu = l->alpha != NULL;
+    const __m256 al0 = prelu ? _mm256_load_ps(l->alpha + col) : zero;
+    const __m256 al1 = prelu ? _mm256_load_ps(l->alpha + col + 8) : zero;
+    const nn_activation act = o->act;
+    for (int r = 0; r < R; r++) {
+        const __m256i z = _mm256_set1_epi32(zp[r]);
+        const __m256 sa = _mm256_set1_ps(scale[r]);
+        const __m256i acc0 = _mm256_load_si256((const __m256i *)(const void *)sums[r]);
+        const __m256i acc1 = _mm256_load_si256((const __m256i *)(const void *)(sums[r] + 8));
+        __m256 v0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc0, _mm256_mullo_epi32(z, qs0))),
+                                    _mm256_mul_ps(sa, ws0), b0);
+        __m256 v1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc1, _mm256_mullo_epi32(z, qs1))),
+                                    _mm256_mul_ps(sa, ws1), b1);
+        if (act != NN_ACT_NONE) {
+            v0 = _mm256_max_ps(v0, zero);
+            v1 = _mm256_max_ps(v1, zero);
+            if (act == NN_ACT_RELU6) {
+                v0 = _mm256_min_ps(v0, six);
+                v1 = _mm256_min_ps(v1, six);
+            }
+        }
+        if (prelu) {
+            v0 = _mm256_fmadd_ps(al0, _mm256_min_ps(v0, zero), _mm256_max_ps(v0, zero));
+            v1 = _mm256_fmadd_ps(al1, _mm256_min_ps(v1, zero), _mm256_max_ps(v1, zero));
+        }
+        float *cr = o->c + (size_t)r * o->ldc;
+        _mm256_storeu_ps(cr, v0);
+        _mm256_storeu_ps(cr + 8, v1);
+    }
+}
+
 /* The int32 sums of a 6 x 16 tile over K (k_pad / 4 steps of 4): row r
  * of A at a[r] (4 codes per step), the panel at b (64 bytes per step),
  * sums to out[r][0..16). Written in assembly because gcc (12, -O3) keeps
@@ -346,12 +425,14 @@ AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const 
  * each 8 channels vpmaddubsw (u8 x s8 -> pairs in s16, which cannot
  * saturate: see the top of the file), vpmaddwd with ones (-> s32) and
  * vpaddd. */
-static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int steps,
-                          int32_t out[6][16])
+static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, int steps,
+                          long skip, int32_t out[6][16])
 {
     static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
-    long n = steps;
+    long n = 0, seg = segs, seg_steps = steps;
+    if (steps <= 0)
+        seg = 0; /* the loop below needs at least one step per segment */
 #define Q_ROW(ptr, acc0, acc1)                                 \
     "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
     "vpmaddubsw (%[b]), %%ymm13, %%ymm14\n\t"                  \
@@ -374,8 +455,10 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int steps,
         "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
         "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
         "vmovdqu %[ones], %%ymm12\n\t"
-        "test %[n], %[n]\n\t"
+        "test %[seg], %[seg]\n\t"
         "jle 2f\n\t"
+        "3:\n\t"
+        "mov %[seg_steps], %[n]\n\t"
         "1:\n\t"
         Q_ROW("a0", "ymm0", "ymm1")
         Q_ROW("a1", "ymm2", "ymm3")
@@ -392,6 +475,15 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int steps,
         "add $64, %[b]\n\t"
         "dec %[n]\n\t"
         "jnz 1b\n\t"
+        /* next segment: the window's next row in the image */
+        "add %[skip], %[a0]\n\t"
+        "add %[skip], %[a1]\n\t"
+        "add %[skip], %[a2]\n\t"
+        "add %[skip], %[a3]\n\t"
+        "add %[skip], %[a4]\n\t"
+        "add %[skip], %[a5]\n\t"
+        "dec %[seg]\n\t"
+        "jnz 3b\n\t"
         "2:\n\t"
         "vmovdqu %%ymm0, 0(%[out])\n\t"
         "vmovdqu %%ymm1, 32(%[out])\n\t"
@@ -407,8 +499,8 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int steps,
         "vmovdqu %%ymm11, 352(%[out])\n\t"
         "vzeroupper\n\t"
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
-          [a5] "+r"(a5), [b] "+r"(b), [n] "+r"(n)
-        : [out] "r"(out), [ones] "m"(ones)
+          [a5] "+r"(a5), [b] "+r"(b), [n] "=&r"(n), [seg] "+r"(seg)
+        : [out] "r"(out), [ones] "m"(ones), [seg_steps] "m"(seg_steps), [skip] "m"(skip)
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
           "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
 #undef Q_ROW
@@ -422,9 +514,20 @@ AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a,
 {
     _Alignas(32) int32_t sums[6][16];
     const uint8_t *rows[6];
-    for (int r = 0; r < 6; r++)
-        rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
-    q_kernel_6x16(rows, l->w + (size_t)p * l->k_pad * Q_NR, l->k_pad / 4, sums);
+    const int8_t *panel = l->w + (size_t)p * l->k_pad * Q_NR;
+    if (a->in_place && a->in_place[r0 / Q_MR]) {
+        for (int r = 0; r < 6; r++)
+            rows[r] = a->at[r0 + min_int(r, R - 1)];
+        q_kernel_6x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, sums);
+    } else {
+        for (int r = 0; r < 6; r++)
+            rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
+        q_kernel_6x16(rows, panel, 1, l->k_pad / 4, 0, sums);
+    }
+    if (o->nr == Q_NR) {
+        q_store_tile(R, sums, l, p * Q_NR, a->scale + r0, a->zp + r0, o);
+        return;
+    }
     for (int r = 0; r < R; r++) {
         float *cr = o->c + (size_t)r * o->ldc;
         const float sa = a->scale[r0 + r];
@@ -469,32 +572,59 @@ typedef struct q_job {
     const int32_t *sample_zp;
 } q_job;
 
-/* Codes of a whole sample of n floats into q, with one scale and zero
- * point for the sample. */
-AVX2_TARGET static void quantise_sample(const float *x, size_t n, uint8_t *q, float *scale,
-                                        int32_t *zp)
+/* Codes of a whole sample of `pixels` x in_c floats into q, in_c_pad
+ * bytes per pixel (the padding channels, which meet zero weights, get the
+ * zero point), with one scale and zero point for the sample. */
+AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c, int in_c_pad,
+                                        uint8_t *q, float *scale, int32_t *zp)
 {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     float inv;
+    const size_t n = pixels * (size_t)in_c;
     const size_t chunk = (size_t)1 << 30; /* ints below */
     for (size_t k = 0; k < n; k += chunk)
         range_update(x + k, (int)(n - k < chunk ? n - k : chunk), &lo, &hi);
     if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
-        memset(q, 0, n);
+        memset(q, 0, pixels * (size_t)in_c_pad);
         return;
     }
-    for (size_t k = 0; k < n; k += chunk)
-        quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), _mm256_set1_ps(inv),
-                     _mm256_set1_epi32(*zp), q + k);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i vzp = _mm256_set1_epi32(*zp);
+    if (in_c == in_c_pad) {
+        for (size_t k = 0; k < n; k += chunk)
+            quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), vinv, vzp, q + k);
+        return;
+    }
+    if (in_c > 64) { /* runs long enough to quantise pixel by pixel */
+        for (size_t i = 0; i < pixels; i++) {
+            uint8_t *dst = q + i * (size_t)in_c_pad;
+            quantise_run(x + i * (size_t)in_c, in_c, vinv, vzp, dst);
+            memset(dst + in_c, (int)*zp, (size_t)(in_c_pad - in_c));
+        }
+        return;
+    }
+    /* Few channels (an image's 3, P-Net's 10): a run of pixels at a time
+     * into a contiguous buffer, then spread out to in_c_pad per pixel. */
+    enum { RUN = 256 };
+    uint8_t packed[RUN * 16];
+    const int run_px = RUN * 16 / in_c; /* in_c <= 64 here */
+    for (size_t p0 = 0; p0 < pixels; p0 += (size_t)run_px) {
+        const int px = (int)(pixels - p0 < (size_t)run_px ? pixels - p0 : (size_t)run_px);
+        quantise_run(x + p0 * (size_t)in_c, px * in_c, vinv, vzp, packed);
+        uint8_t *dst = q + p0 * (size_t)in_c_pad;
+        for (int i = 0; i < px; i++, dst += in_c_pad) {
+            memcpy(dst, packed + (size_t)i * in_c, (size_t)in_c);
+            memset(dst + in_c, (int)*zp, (size_t)(in_c_pad - in_c));
+        }
+    }
 }
 
-/* Output pixel m's KH x KW x I window (NHWC order) of the quantised input
- * qx into dst (k_pad bytes); taps over the padding are real zeros, i.e.
- * the sample's zero point. */
-static void gather_window(const nn_conv_geom *g, const uint8_t *qx, const int32_t *sample_zp,
-                          int m, int k_pad, uint8_t *dst, int32_t *zp)
+/* Output pixel m's KH x KW x I window (NHWC order, in_c channels stored
+ * per pixel) of the quantised input qx into dst (k_pad bytes); taps over
+ * the padding are real zeros, i.e. the sample's zero point. */
+static void gather_window(const nn_conv_geom *g, size_t in_c, const uint8_t *qx,
+                          const int32_t *sample_zp, int m, int k_pad, uint8_t *dst)
 {
-    const size_t in_c = (size_t)g->in_c;
     const int plane = g->out_h * g->out_w;
     const int b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
     const uint8_t *image = qx + (size_t)b * g->in_h * g->in_w * in_c;
@@ -504,7 +634,6 @@ static void gather_window(const nn_conv_geom *g, const uint8_t *qx, const int32_
     const int z = sample_zp[b];
     uint8_t *row = dst;
 
-    *zp = z;
     for (int ky = 0; ky < g->kernel_h; ky++, row += row_len) {
         const int iy = iy0 + ky;
         if (iy < 0 || iy >= g->in_h || kx_hi <= kx_lo) {
@@ -520,6 +649,58 @@ static void gather_window(const nn_conv_geom *g, const uint8_t *qx, const int32_
             memset(row + (size_t)kx_hi * in_c, z, (size_t)(g->kernel_w - kx_hi) * in_c);
     }
     memset(row, 0, (size_t)k_pad - (size_t)(row - dst)); /* meets zero weights */
+}
+
+/* 1 if output pixel m's window lies inside the image, with *offset where
+ * it starts in the quantised input (in_c bytes per pixel); 0 if it hangs
+ * over the padding. */
+static int window_inside(const nn_conv_geom *g, size_t in_c, int m, size_t *offset)
+{
+    const int plane = g->out_h * g->out_w;
+    const int b = m / plane, oy = m % plane / g->out_w, ox = m % g->out_w;
+    const int iy0 = oy * g->stride_h - g->pad_top, ix0 = ox * g->stride_w - g->pad_left;
+    if (iy0 < 0 || ix0 < 0 || iy0 + g->kernel_h > g->in_h || ix0 + g->kernel_w > g->in_w)
+        return 0;
+    *offset = ((size_t)b * g->in_h * g->in_w + (size_t)iy0 * g->in_w + (size_t)ix0) * in_c;
+    return 1;
+}
+
+/* A block of rows of a KxK convolution: tiles whose six windows lie inside
+ * the image are read in place (as the fp32 kernel reads float windows),
+ * the others gathered into codes. Windows of a whole number of 4-byte
+ * steps per image row only (always, for KxK: channels stored rounded up
+ * to 4; a strided 1x1 layer of odd channels gathers). */
+static void window_rows(const q_job *j, int row0, int rows, uint8_t *codes, float *scale,
+                        int32_t *zp, const uint8_t **at, uint8_t *in_place, q_rows *a)
+{
+    const nn_conv_geom *g = j->g;
+    const q_layer *l = j->l;
+    const size_t in_c = (size_t)l->in_c_pad, row_bytes = (size_t)g->kernel_w * in_c;
+    const int plane = g->out_h * g->out_w, steppable = row_bytes % 4 == 0;
+
+    for (int r = 0; r < rows; r++) {
+        const int b = (row0 + r) / plane;
+        scale[r] = j->sample_scale[b];
+        zp[r] = j->sample_zp[b];
+    }
+    for (int t = 0; t * Q_MR < rows; t++) {
+        const int r0 = t * Q_MR, r1 = min_int(rows, r0 + Q_MR);
+        int inside = steppable;
+        for (int r = r0; r < r1 && inside; r++) {
+            size_t offset = 0;
+            inside = window_inside(g, in_c, row0 + r, &offset);
+            at[r] = j->qx + offset;
+        }
+        in_place[t] = (uint8_t)inside;
+        if (!inside)
+            for (int r = r0; r < r1; r++)
+                gather_window(g, in_c, j->qx, j->sample_zp, row0 + r, l->k_pad,
+                              codes + (size_t)r * l->k_pad);
+    }
+    a->in_place = in_place;
+    a->segs = g->kernel_h;
+    a->seg_steps = (int)(row_bytes / 4);
+    a->seg_skip = (long)((size_t)g->in_w * in_c - row_bytes);
 }
 
 /* Panels of group pg of `groups`. */
@@ -540,17 +721,16 @@ static void q_task(void *ctx, int task, int thread)
     int32_t *zp = (int32_t *)(void *)(scale + j->block_rows);
     int p0, p1;
 
-    const int plane = j->g ? j->g->out_h * j->g->out_w : 1;
-    for (int r = 0; r < rows; r++) {
-        uint8_t *q = codes + (size_t)r * l->k_pad;
-        if (j->g) {
-            gather_window(j->g, j->qx, j->sample_zp, row0 + r, l->k_pad, q, zp + r);
-            scale[r] = j->sample_scale[(row0 + r) / plane];
-        } else
-            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad, q, scale + r,
-                         zp + r);
-    }
-    const q_rows a = {codes, scale, zp};
+    const uint8_t *at[Q_MC];
+    uint8_t in_place[Q_MC / Q_MR];
+    q_rows a = {codes, scale, zp, NULL, at, 0, 0, 0};
+
+    if (j->g)
+        window_rows(j, row0, rows, codes, scale, zp, at, in_place, &a);
+    else
+        for (int r = 0; r < rows; r++)
+            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
+                         codes + (size_t)r * l->k_pad, scale + r, zp + r);
     panel_range(l, pg, j->groups, &p0, &p1);
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
 }
@@ -584,13 +764,14 @@ static void q_conv2d(const nn_conv_geom *g, const float *x, const void *prepared
     j.scratch = scratch;
     j.scratch_per_thread = thread_scratch_floats(g);
     if (j.g) {
-        const size_t image = (size_t)g->in_h * g->in_w * g->in_c;
+        const size_t pixels = (size_t)g->in_h * g->in_w;
+        const size_t image = pixels * (size_t)l->in_c_pad;
         uint8_t *qx = (uint8_t *)scratch;
         float *sample_scale = (float *)(void *)(qx + round_up((size_t)g->n * image, 64));
         int32_t *sample_zp = (int32_t *)(void *)(sample_scale + g->n);
         for (int b = 0; b < g->n; b++)
-            quantise_sample(x + (size_t)b * image, image, qx + (size_t)b * image,
-                            sample_scale + b, sample_zp + b);
+            quantise_sample(x + (size_t)b * pixels * g->in_c, pixels, g->in_c, l->in_c_pad,
+                            qx + (size_t)b * image, sample_scale + b, sample_zp + b);
         j.qx = qx;
         j.sample_scale = sample_scale;
         j.sample_zp = sample_zp;
@@ -624,7 +805,7 @@ static void fc_task(void *ctx, int task, int thread)
     for (int r = 0; r < rows; r++)
         quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
                      codes + (size_t)r * l->k_pad, scale + r, zp + r);
-    const q_rows a = {codes, scale, zp};
+    const q_rows a = {codes, scale, zp, NULL, NULL, 0, 0, 0};
     panel_range(l, pg, j->groups, &p0, &p1);
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
 }
