@@ -912,6 +912,40 @@ pool_pixel(const int is_max, const float *xr0, size_t row_stride, int c, int ky_
     }
 }
 
+/* Max over a whole KH x KW window inside the input, every channel of one
+ * output pixel: R-Net's and O-Net's 3x3 and 2x2 pools away from the
+ * border. With the window's size a constant the taps unroll into loads
+ * folded into the max, instead of pool_pixel's per-tap loop and masked
+ * loads; the maxima are taken in the same order, so the values are the
+ * same. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+max_window(const int KH, const int KW, const float *x0, size_t row_stride, int c,
+           __m256i tail_mask, nn_activation act, float *yp)
+{
+    int c0 = 0;
+    for (; c0 + 8 <= c; c0 += 8) {
+        const float *p = x0 + c0;
+        __m256 acc = _mm256_loadu_ps(p);
+        for (int ky = 0; ky < KH; ky++)
+            for (int kx = 0; kx < KW; kx++)
+                if (ky > 0 || kx > 0)
+                    acc = _mm256_max_ps(acc, _mm256_loadu_ps(p + (size_t)ky * row_stride +
+                                                             (size_t)kx * c));
+        _mm256_storeu_ps(yp + c0, finish(acc, act, NULL));
+    }
+    if (c0 < c) {
+        const float *p = x0 + c0;
+        __m256 acc = _mm256_maskload_ps(p, tail_mask);
+        for (int ky = 0; ky < KH; ky++)
+            for (int kx = 0; kx < KW; kx++)
+                if (ky > 0 || kx > 0)
+                    acc = _mm256_max_ps(acc, _mm256_maskload_ps(p + (size_t)ky * row_stride +
+                                                                     (size_t)kx * c,
+                                                                 tail_mask));
+        store_partial(yp + c0, finish(acc, act, NULL), c - c0);
+    }
+}
+
 /* One output row. Padded taps are skipped (max) or not counted (average);
  * a window with no tap in bounds gives 0, as in the reference. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
@@ -926,10 +960,22 @@ pool_row_op(const int is_max, const pool_job *j, int b, int oy)
     const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
     const int ky_n = max_int(0, ky_hi - ky_lo);
 
+    /* Square 2x2 and 3x3 max windows wholly inside take max_window. */
+    const int fixed = is_max && ky_n == g->kernel_h && g->kernel_h == g->kernel_w &&
+                      (g->kernel_h == 2 || g->kernel_h == 3);
+    const __m256i tail_mask = lane_mask(c % 8);
     for (int ox = 0; ox < g->out_w; ox++) {
         const int ix0 = ox * g->stride_w - g->pad_left;
         const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
         const int kx_n = max_int(0, kx_hi - kx_lo);
+        if (fixed && kx_n == g->kernel_w) {
+            const float *x0 = image + ((size_t)iy0 * g->in_w + (size_t)ix0) * c;
+            if (g->kernel_h == 2)
+                max_window(2, 2, x0, row_stride, c, tail_mask, g->act, yrow + (size_t)ox * c);
+            else
+                max_window(3, 3, x0, row_stride, c, tail_mask, g->act, yrow + (size_t)ox * c);
+            continue;
+        }
         const __m256 scale = _mm256_set1_ps(ky_n * kx_n > 0 ? 1.0f / (float)(ky_n * kx_n) : 0.0f);
         const float *xr0 = image + ((size_t)(iy0 + ky_lo) * g->in_w + (size_t)(ix0 + kx_lo)) * c;
         for (int c0 = 0; c0 < c; c0 += 32)
