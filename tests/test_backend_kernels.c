@@ -222,6 +222,116 @@ static void test_pooling(void **state)
     nn_pool_free(pool3);
 }
 
+/* The 2x2, stride 2 max pool after a conv, SAME (ceil) or VALID (floor). */
+static void pool_after(const nn_conv_geom *g, int same, nn_conv_geom *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    pg->n = g->n;
+    pg->in_h = g->out_h;
+    pg->in_w = g->out_w;
+    pg->in_c = pg->out_c = g->out_c;
+    pg->kernel_h = pg->kernel_w = 2;
+    pg->stride_h = pg->stride_w = 2;
+    pg->out_h = same ? (g->out_h + 1) / 2 : g->out_h / 2;
+    pg->out_w = same ? (g->out_w + 1) / 2 : g->out_w / 2;
+    pg->act = NN_ACT_NONE;
+}
+
+/* A conv fused with the max pool after it (P-Net's first layer) gives
+ * exactly the two layers run apart on the same backend, and the
+ * reference's values up to rounding; shapes it cannot take are refused. */
+static void test_conv_maxpool_fused(void **state)
+{
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    int checked = 0;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < 300; t++) {
+        nn_conv_geom g, pg;
+        /* A 1x1 conv is a GEMM on avx2, not the direct kernel. */
+        if (!random_geom(&g, 0, 1) || (g.kernel_h == 1 && g.kernel_w == 1))
+            continue;
+        pool_after(&g, (int)rnd(2), &pg);
+        if (pg.out_h < 1 || pg.out_w < 1)
+            continue;
+        nn_layer_params p;
+        memset(&p, 0, sizeof p);
+        p.op = NN_OP_CONV2D;
+        p.out_c = g.out_c;
+        p.kernel_h = g.kernel_h;
+        p.kernel_w = g.kernel_w;
+        p.in_c = g.in_c;
+        float *w = noise((size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
+        float *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        p.weights = w;
+        p.bias = rnd(3) ? bias : NULL;
+        p.prelu = rnd(2) ? alpha : NULL;
+        const size_t conv_count = (size_t)g.n * g.out_h * g.out_w * g.out_c;
+        const size_t ycount = (size_t)g.n * pg.out_h * pg.out_w * pg.out_c;
+        float *x = noise((size_t)g.n * g.in_h * g.in_w * g.in_c);
+        float *conv = malloc(conv_count * sizeof *conv);
+        float *want = malloc(ycount * sizeof *want), *apart = malloc(ycount * sizeof *apart);
+        float *got = malloc(ycount * sizeof *got);
+        run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
+        nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
+        for (int b = 0; nn_backend_at(b); b++) {
+            const nn_backend *be = nn_backend_at(b);
+            const nn_fused_ops *ops = nn_backend_fused(be);
+            if (!ops || !be->available())
+                continue;
+            assert_true(ops->conv_maxpool_supported(&g, &pg));
+            void *prepared = be->prepare(&p);
+            assert_non_null(prepared);
+            for (int pi = 0; pi < 2; pi++) {
+                nn_pool *pool = pi ? pool3 : NULL;
+                const int threads = pi ? 3 : 1;
+                const size_t s1 = be->conv2d_scratch(&g, threads);
+                const size_t s2 = ops->conv_maxpool_scratch(&g, &pg, threads);
+                float *scratch = malloc(((s1 > s2 ? s1 : s2) + 1) * sizeof *scratch);
+                be->conv2d(&g, x, prepared, scratch, conv, pool);
+                be->pool2d(&pg, conv, apart, 1, pool);
+                memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
+                ops->conv_maxpool(&g, &pg, x, prepared, scratch, got, pool);
+                if (memcmp(got, apart, ycount * sizeof *got) != 0)
+                    fail_msg("fused conv + max pool on %s, trial %d: not the layers run apart",
+                             be->name, t);
+                compare("CONV2D + MAX_POOL2D", be->name, t, want, got, ycount,
+                        (size_t)p.kernel_h * p.kernel_w * p.in_c);
+                free(scratch);
+                checked++;
+            }
+            /* Shapes the fused kernel does not take. */
+            nn_conv_geom other = pg;
+            other.kernel_h = other.kernel_w = 3;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            other = pg;
+            other.act = NN_ACT_RELU;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            other = pg;
+            other.pad_top = 1;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            other = g;
+            other.in_c = 5;
+            assert_false(ops->conv_maxpool_supported(&other, &pg));
+            be->release(prepared);
+        }
+        free(w);
+        free(bias);
+        free(alpha);
+        free(x);
+        free(conv);
+        free(want);
+        free(apart);
+        free(got);
+    }
+    /* No fused layers on the reference: it runs the two layers apart. */
+    assert_null(nn_backend_fused(&nn_backend_reference));
+    if (nn_backend_find("avx2"))
+        assert_true(checked > 100);
+    nn_pool_free(pool3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_depthwise),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_conv_maxpool_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -248,6 +248,86 @@ static void test_affine_and_relu(void **state)
     }
 }
 
+/* P-Net's head: 3x3 conv (3 -> 10), PReLU, 2x2/2 max pool (SAME), on an
+ * input with odd sides so the pool pads. With pool_k 3 the pool is one the
+ * fused kernel does not take; with shared, the PReLU's output is also a
+ * graph output and must be stored. */
+static nn_graph *conv_prelu_pool_graph(int pool_k, int shared, int *pre, int *pooled)
+{
+    facenet_error err;
+    nn_graph *g = nn_graph_new();
+    int x = nn_graph_add_input(g, "x", nn_shape4(2, 15, 20, 3), &err);
+    nn_shape ws = nn_shape4(10, 3, 3, 3);
+    int w = nn_graph_add_const(g, "w", ws, noise(nn_shape_count(&ws), 11), &err);
+    int b = nn_graph_add_const(g, "b", nn_shape1(10), noise(10, 12), &err);
+    int al = nn_graph_add_const(g, "alpha", nn_shape1(10), noise(10, 13), &err);
+    nn_attrs a;
+    memset(&a, 0, sizeof a);
+    a.conv.stride_h = a.conv.stride_w = 1;
+    a.conv.padding = NN_PAD_VALID;
+    int in[3] = {x, w, b};
+    int y = nn_graph_add_node(g, NN_OP_CONV2D, in, 3, &a, "conv", &err);
+    *pre = node(g, NN_OP_PRELU, y, al, "prelu");
+    nn_attrs pa;
+    memset(&pa, 0, sizeof pa);
+    pa.pool.kernel_h = pa.pool.kernel_w = pool_k;
+    pa.pool.stride_h = pa.pool.stride_w = 2;
+    pa.pool.padding = NN_PAD_SAME;
+    *pooled = nn_graph_add_node(g, NN_OP_MAX_POOL2D, pre, 1, &pa, "pool", &err);
+    int outs[2] = {*pooled, *pre};
+    outputs(g, outs, shared ? 2 : 1);
+    assert_int_equal(nn_graph_finalize(g, &err), FACENET_OK);
+    return g;
+}
+
+/* The executor runs a conv and the max pool after it as one fused layer
+ * when the backend has it (avx2), with the values of the layers run apart
+ * (the reference), and only then: not for a pool the kernel cannot take,
+ * nor when the conv's output is read elsewhere. */
+static void test_exec_fuses_conv_and_max_pool(void **state)
+{
+    const nn_backend *avx2 = nn_backend_find("avx2");
+    facenet_error err;
+    (void)state;
+    if (!avx2)
+        skip();
+    for (int variant = 0; variant < 3; variant++) {
+        int pre, pooled;
+        nn_graph *g = conv_prelu_pool_graph(variant == 1 ? 3 : 2, variant == 2, &pre, &pooled);
+        const nn_shape in = g->values[g->input].shape;
+        float *x = noise(nn_shape_count(&in), 14);
+        nn_weights wr, wa;
+        nn_exec er, ea;
+        assert_int_equal(nn_weights_prepare(g, &wr, &err), FACENET_OK);
+        assert_int_equal(nn_weights_prepare_backend(g, avx2, &wa, &err), FACENET_OK);
+        assert_int_equal(nn_exec_init(&er, g, &wr, &err), FACENET_OK);
+        assert_int_equal(nn_exec_init(&ea, g, &wa, &err), FACENET_OK);
+        for (int run = 0; run < 2; run++) { /* the second run reuses the plan */
+            assert_int_equal(nn_exec_run(&er, x, &in, &err), FACENET_OK);
+            assert_int_equal(nn_exec_run(&ea, x, &in, &err), FACENET_OK);
+            const nn_shape *os = nn_exec_shape(&ea, pooled);
+            assert_int_equal(os->dims[1], 7); /* (15 - 2 + 1) / 2 */
+            assert_int_equal(os->dims[2], 9); /* (20 - 2 + 1) / 2 */
+            const size_t n = nn_shape_count(os);
+            const float *want = nn_exec_value(&er, pooled), *got = nn_exec_value(&ea, pooled);
+            for (size_t i = 0; i < n; i++)
+                assert_true(fabsf(want[i] - got[i]) <= 1e-5f * (1.0f + fabsf(want[i])));
+            /* Fused: the PReLU's output is never stored. */
+            assert_non_null(nn_exec_value(&er, pre));
+            if (variant == 0)
+                assert_null(nn_exec_value(&ea, pre));
+            else
+                assert_non_null(nn_exec_value(&ea, pre));
+        }
+        nn_exec_free(&er);
+        nn_exec_free(&ea);
+        nn_weights_free(&wr);
+        nn_weights_free(&wa);
+        free(x);
+        nn_graph_free(g);
+    }
+}
+
 /* A conv whose raw output is also a graph output keeps its AFFINE. */
 static void test_affine_kept_when_shared(void **state)
 {
@@ -334,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_affine_and_relu),
         cmocka_unit_test(test_affine_kept_when_shared),
+        cmocka_unit_test(test_exec_fuses_conv_and_max_pool),
         cmocka_unit_test(test_real_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,15 +60,30 @@ static int add_tap(const axis_spec *a, axis_taps *t, int n, int64_t i,
     return n + 1;
 }
 
+/* floor and ceil of a finite x >= 0 below 2^63, without a libm call
+ * (the library is not built for SSE4.1's round instruction). */
+static int64_t floor_nonneg(double x)
+{
+    return (int64_t)x;
+}
+
+static int64_t ceil_nonneg(double x)
+{
+    int64_t i = (int64_t)x;
+    return (double)i < x ? i + 1 : i;
+}
+
 /* Taps of output j when shrinking: region pixel i covers [i, i+1), output j
  * covers [j*scale, (j+1)*scale); the weight is the overlap / scale. Only
- * the region pixels that lie inside the image are visited. */
+ * the region pixels that lie inside the image are visited. lo and hi are
+ * finite and >= 0, so plain comparisons give what fmin/fmax would, without
+ * their libm calls (crops rebuild these tables for every box). */
 static int area_taps(const axis_spec *a, axis_taps *t, int n, int j)
 {
     double scale = (double)a->in_len / a->out_len;
     double lo = (double)j * (double)a->in_len / a->out_len;
     double hi = (double)(j + 1) * (double)a->in_len / a->out_len;
-    int64_t i0 = (int64_t)floor(lo), i1 = (int64_t)ceil(hi);
+    int64_t i0 = floor_nonneg(lo), i1 = ceil_nonneg(hi);
 
     if (i0 < -a->offset)
         i0 = -a->offset;
@@ -77,7 +92,8 @@ static int area_taps(const axis_spec *a, axis_taps *t, int n, int j)
     if (i1 > a->in_len)
         i1 = a->in_len;
     for (int64_t i = i0; i < i1; i++) {
-        double overlap = fmin(hi, (double)(i + 1)) - fmax(lo, (double)i);
+        const double left = (double)i, right = (double)(i + 1);
+        double overlap = (hi < right ? hi : right) - (lo > left ? lo : left);
         if (overlap > 0.0)
             n = add_tap(a, t, n, i, overlap / scale);
     }

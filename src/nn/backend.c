@@ -131,6 +131,13 @@ const nn_backend *nn_backend_find(const char *name)
     return NULL;
 }
 
+const nn_fused_ops *nn_backend_fused(const nn_backend *backend)
+{
+    /* Only avx2 has fused layers; its blobs are not avx2-int8's, so that
+     * backend must not borrow them. */
+    return backend == &nn_backend_avx2 ? &nn_fused_avx2 : NULL;
+}
+
 const nn_backend *nn_backend_default(facenet_error *err)
 {
     const char *want = getenv("FACENET_BACKEND");

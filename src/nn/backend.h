@@ -67,6 +67,27 @@ typedef struct nn_backend {
                    nn_pool *pool);
 } nn_backend;
 
+/* Layers a backend can run fused, found by backend (nn_backend_fused):
+ * kept apart from nn_backend so that a backend without them (reference,
+ * avx2-int8) needs no change and simply runs each layer alone, which
+ * gives the same values. */
+typedef struct nn_fused_ops {
+    /* 1 if the CONV2D of geometry g (its epilogue included) followed by
+     * the MAX_POOL2D of geometry pg (whose input is the conv's output)
+     * can run as one pass. */
+    int (*conv_maxpool_supported)(const nn_conv_geom *g, const nn_conv_geom *pg);
+    /* Scratch floats for that pass with `threads` threads. */
+    size_t (*conv_maxpool_scratch)(const nn_conv_geom *g, const nn_conv_geom *pg, int threads);
+    /* y = maxpool(epilogue(conv(x) + bias)), with pg's output shape,
+     * bit-identical to conv2d then pool2d; the conv's output is never
+     * stored. `prepared` is this backend's blob of the conv. */
+    void (*conv_maxpool)(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                         const void *prepared, float *scratch, float *y, nn_pool *pool);
+} nn_fused_ops;
+
+/* The fused layers of `backend`, or NULL when it has none. */
+const nn_fused_ops *nn_backend_fused(const nn_backend *backend);
+
 /* Every backend compiled in, available or not, in order of preference
  * (best last); NULL past the end. */
 const nn_backend *nn_backend_at(int index);
@@ -83,5 +104,6 @@ const nn_backend *nn_backend_default(facenet_error *err);
 extern const nn_backend nn_backend_reference;
 extern const nn_backend nn_backend_avx2;
 extern const nn_backend nn_backend_avx2_int8;
+extern const nn_fused_ops nn_fused_avx2;
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * exec.c - the executor: plan memory once per input shape, then run node
  * by node: the heavy layers on the weights' backend (with a following PRELU
- * as their epilogue), everything else on the reference kernels.
+ * as their epilogue, and a following max pool too when the backend has
+ * that fused layer: nn_backend_fused), everything else on the reference
+ * kernels.
  */
 #include "nn/exec.h"
 
@@ -201,7 +203,9 @@ facenet_status nn_exec_init(nn_exec *e, const nn_graph *g, const nn_weights *w,
     e->separable = batch_separable(g);
     e->shapes = calloc((size_t)g->n_values, sizeof *e->shapes);
     e->offsets = calloc((size_t)g->n_values, sizeof *e->offsets);
-    if (!e->shapes || !e->offsets) {
+    e->pool_into = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *e->pool_into);
+    e->inside = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), 1);
+    if (!e->shapes || !e->offsets || !e->pool_into || !e->inside) {
         nn_exec_free(e);
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory creating a session");
     }
@@ -216,6 +220,8 @@ void nn_exec_free(nn_exec *e)
         free(e->full_out[k]);
     free(e->shapes);
     free(e->offsets);
+    free(e->pool_into);
+    free(e->inside);
     free(e->arena);
     free(e->scratch);
     memset(e, 0, sizeof *e);
@@ -253,21 +259,91 @@ static void conv_geom(const nn_node *n, const nn_shape *x, const nn_shape *y,
     nn_resolve_padding(mode, geom->in_w, kw, sw, eb_w, ea_w, &geom->pad_left, &after, &out);
 }
 
-static size_t node_scratch(const nn_exec *e, const nn_node *n, int threads)
-{
-    if (n->op != NN_OP_CONV2D)
-        return 0;
-    nn_conv_geom geom;
-    const nn_shape *w = &e->graph->values[n->inputs[1]].shape;
-    conv_geom(n, &e->shapes[n->inputs[0]], &e->shapes[n->output], w->dims[1], w->dims[2], &geom);
-    return e->weights->backend->conv2d_scratch(&geom, threads);
-}
-
 /* The value a node's step writes: its own output, or that of the PRELU
  * folded into it. */
 static int step_output(const nn_weights *w, const nn_graph *g, int i)
 {
     return w->epilogue[i] != NN_NONE ? g->nodes[w->epilogue[i]].output : g->nodes[i].output;
+}
+
+/* The same once the plan's fusion is known: a conv that runs its max pool
+ * writes the pool's output. */
+static int planned_output(const nn_exec *e, int i)
+{
+    const nn_graph *g = e->graph;
+    return e->pool_into[i] != NN_NONE ? g->nodes[e->pool_into[i]].output
+                                      : step_output(e->weights, g, i);
+}
+
+/* Geometries of CONV2D node i and of the MAX_POOL2D node j reading its
+ * step's output, for the planned shapes. */
+static void conv_pool_geoms(const nn_exec *e, int i, int j, nn_conv_geom *cg, nn_conv_geom *pg)
+{
+    const nn_graph *g = e->graph;
+    const nn_node *c = &g->nodes[i], *p = &g->nodes[j];
+    const nn_shape *w = &g->values[c->inputs[1]].shape;
+    conv_geom(c, &e->shapes[c->inputs[0]], &e->shapes[c->output], w->dims[1], w->dims[2], cg);
+    conv_geom(p, &e->shapes[p->inputs[0]], &e->shapes[p->output], p->attrs.pool.kernel_h,
+              p->attrs.pool.kernel_w, pg);
+}
+
+static size_t node_scratch(const nn_exec *e, int i, int threads)
+{
+    const nn_node *n = &e->graph->nodes[i];
+    if (n->op != NN_OP_CONV2D)
+        return 0;
+    nn_conv_geom geom, pg;
+    if (e->pool_into[i] != NN_NONE) {
+        conv_pool_geoms(e, i, e->pool_into[i], &geom, &pg);
+        return nn_backend_fused(e->weights->backend)->conv_maxpool_scratch(&geom, &pg, threads);
+    }
+    const nn_shape *w = &e->graph->values[n->inputs[1]].shape;
+    conv_geom(n, &e->shapes[n->inputs[0]], &e->shapes[n->output], w->dims[1], w->dims[2], &geom);
+    return e->weights->backend->conv2d_scratch(&geom, threads);
+}
+
+/* The one node reading value `id` if it is a MAX_POOL2D reading it as its
+ * data input and `id` is no graph output, else NN_NONE. */
+static int sole_max_pool_reader(const nn_graph *g, int id)
+{
+    int reader = NN_NONE;
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] == id)
+            return NN_NONE;
+    for (int j = 0; j < g->n_nodes; j++)
+        for (int k = 0; k < g->nodes[j].n_inputs; k++)
+            if (g->nodes[j].inputs[k] == id) {
+                if (reader != NN_NONE || k != 0 || g->nodes[j].op != NN_OP_MAX_POOL2D)
+                    return NN_NONE;
+                reader = j;
+            }
+    return reader;
+}
+
+/* Which convs run their max pool, for the shapes just inferred. */
+static void plan_fusion(nn_exec *e)
+{
+    const nn_graph *g = e->graph;
+    const nn_weights *w = e->weights;
+    const nn_fused_ops *ops = nn_backend_fused(w->backend);
+
+    for (int i = 0; i < g->n_nodes; i++) {
+        e->pool_into[i] = NN_NONE;
+        e->inside[i] = 0;
+    }
+    for (int i = 0; ops && i < g->n_nodes; i++) {
+        if (w->folded[i] || g->nodes[i].op != NN_OP_CONV2D)
+            continue;
+        const int j = sole_max_pool_reader(g, step_output(w, g, i));
+        nn_conv_geom cg, pg;
+        if (j == NN_NONE || w->folded[j])
+            continue;
+        conv_pool_geoms(e, i, j, &cg, &pg);
+        if (ops->conv_maxpool_supported(&cg, &pg)) {
+            e->pool_into[i] = j;
+            e->inside[j] = 1;
+        }
+    }
 }
 
 typedef struct block {
@@ -326,6 +402,7 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
     st = nn_infer_shapes(g, input, e->shapes, err);
     if (st != FACENET_OK)
         return st;
+    plan_fusion(e);
     last_use = malloc((size_t)g->n_values * sizeof *last_use);
     live = malloc((size_t)g->n_values * sizeof *live);
     if (!last_use || !live) {
@@ -338,7 +415,7 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
         e->offsets[i] = NOT_IN_ARENA;
     }
     for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs && !w->folded[i]; k++)
+        for (int k = 0; k < g->nodes[i].n_inputs && !w->folded[i] && !e->inside[i]; k++)
             if (g->nodes[i].inputs[k] != NN_NONE)
                 last_use[g->nodes[i].inputs[k]] = i;
     for (int k = 0; k < g->n_outputs; k++)
@@ -346,9 +423,9 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
 
     for (int i = 0; i < g->n_nodes; i++) {
         const nn_node *n = &g->nodes[i];
-        if (w->folded[i])
+        if (w->folded[i] || e->inside[i])
             continue;
-        const int out_id = step_output(w, g, i);
+        const int out_id = planned_output(e, i);
         size_t count = nn_shape_count(&e->shapes[out_id]);
         size_t size = (count + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
         block b = {first_fit(live, n_live, size), size, out_id};
@@ -356,7 +433,7 @@ static facenet_status plan(nn_exec *e, const nn_shape *input, facenet_error *err
         e->offsets[out_id] = b.offset;
         if (b.offset + size > arena)
             arena = b.offset + size;
-        size_t s = node_scratch(e, n, threads);
+        size_t s = node_scratch(e, i, threads);
         if (s > scratch)
             scratch = s;
         /* Inputs read for the last time here give their space back; so
@@ -450,7 +527,7 @@ static void run_node(nn_exec *e, int index)
     const nn_node *n = &g->nodes[index];
     const float *x = nn_exec_value(e, n->inputs[0]);
     const nn_shape *xs = &e->shapes[n->inputs[0]];
-    float *y = e->arena + e->offsets[step_output(w, g, index)];
+    float *y = e->arena + e->offsets[planned_output(e, index)];
     const nn_shape *ys = &e->shapes[n->output];
     const float *in1 = n->n_inputs > 1 && n->inputs[1] != NN_NONE ? nn_exec_value(e, n->inputs[1]) : NULL;
     const float *in2 = n->n_inputs > 2 && n->inputs[2] != NN_NONE ? nn_exec_value(e, n->inputs[2]) : NULL;
@@ -460,6 +537,13 @@ static void run_node(nn_exec *e, int index)
     switch (n->op) {
     case NN_OP_CONV2D: {
         const nn_shape *ws = &g->values[n->inputs[1]].shape;
+        if (e->pool_into[index] != NN_NONE) {
+            nn_conv_geom pg;
+            conv_pool_geoms(e, index, e->pool_into[index], &geom, &pg);
+            nn_backend_fused(w->backend)->conv_maxpool(&geom, &pg, x, w->prepared[index],
+                                                      e->scratch, y, e->pool);
+            break;
+        }
         conv_geom(n, xs, ys, ws->dims[1], ws->dims[2], &geom);
         w->backend->conv2d(&geom, x, w->prepared[index], e->scratch, y, e->pool);
         break;
@@ -533,7 +617,7 @@ static facenet_status run_whole(nn_exec *e, const float *input, const nn_shape *
     }
     e->input = input;
     for (int i = 0; i < e->graph->n_nodes; i++)
-        if (!e->weights->folded[i])
+        if (!e->weights->folded[i] && !e->inside[i])
             run_node(e, i);
     e->input = NULL;
     return FACENET_OK;

@@ -68,6 +68,11 @@ typedef struct nn_exec {
     size_t full_floats[NN_MAX_OUTPUTS];
     nn_shape per_image_shape; /* input shape the chunk size is for     */
     int chunk;             /* images per chunk for that shape           */
+    /* Fusion for the current plan (see nn_exec_run): per node, the
+     * MAX_POOL2D a CONV2D runs as its last step, or NN_NONE; and 1 for
+     * such a pool node, which then does not run on its own. */
+    int *pool_into;
+    unsigned char *inside;
     nn_pool *pool;         /* borrowed; NULL runs on the caller only  */
     const float *input;    /* caller's input during a run             */
 } nn_exec;
@@ -81,8 +86,12 @@ void nn_exec_free(nn_exec *e);
  * the exec or be replaced first. */
 void nn_exec_set_pool(nn_exec *e, nn_pool *pool);
 
-/* Plan (if the shape is new) and run. A large batch runs in chunks of
- * images whose activations fit in cache (the outputs are gathered for the
+/* Plan (if the shape is new) and run. When the backend has fused layers
+ * (nn_backend_fused) and the shapes suit them, a CONV2D whose output (or
+ * its folded PRELU's) only a MAX_POOL2D reads writes the pool's output
+ * directly; the conv's output is then not stored (nn_exec_value gives
+ * NULL for it). The values are those of the two layers run apart.
+ * A large batch runs in chunks of images whose activations fit in cache (the outputs are gathered for the
  * whole batch), when the graph treats batch rows independently, as every
  * model here does: a batch of 16 faces then costs 16 single faces or less
  * instead of streaming every layer through DRAM. */

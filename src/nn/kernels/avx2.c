@@ -912,6 +912,40 @@ pool_pixel(const int is_max, const float *xr0, size_t row_stride, int c, int ky_
     }
 }
 
+/* Max over a whole KH x KW window inside the input, every channel of one
+ * output pixel: R-Net's and O-Net's 3x3 and 2x2 pools away from the
+ * border. With the window's size a constant the taps unroll into loads
+ * folded into the max, instead of pool_pixel's per-tap loop and masked
+ * loads; the maxima are taken in the same order, so the values are the
+ * same. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+max_window(const int KH, const int KW, const float *x0, size_t row_stride, int c,
+           __m256i tail_mask, nn_activation act, float *yp)
+{
+    int c0 = 0;
+    for (; c0 + 8 <= c; c0 += 8) {
+        const float *p = x0 + c0;
+        __m256 acc = _mm256_loadu_ps(p);
+        for (int ky = 0; ky < KH; ky++)
+            for (int kx = 0; kx < KW; kx++)
+                if (ky > 0 || kx > 0)
+                    acc = _mm256_max_ps(acc, _mm256_loadu_ps(p + (size_t)ky * row_stride +
+                                                             (size_t)kx * c));
+        _mm256_storeu_ps(yp + c0, finish(acc, act, NULL));
+    }
+    if (c0 < c) {
+        const float *p = x0 + c0;
+        __m256 acc = _mm256_maskload_ps(p, tail_mask);
+        for (int ky = 0; ky < KH; ky++)
+            for (int kx = 0; kx < KW; kx++)
+                if (ky > 0 || kx > 0)
+                    acc = _mm256_max_ps(acc, _mm256_maskload_ps(p + (size_t)ky * row_stride +
+                                                                     (size_t)kx * c,
+                                                                 tail_mask));
+        store_partial(yp + c0, finish(acc, act, NULL), c - c0);
+    }
+}
+
 /* One output row. Padded taps are skipped (max) or not counted (average);
  * a window with no tap in bounds gives 0, as in the reference. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
@@ -926,10 +960,22 @@ pool_row_op(const int is_max, const pool_job *j, int b, int oy)
     const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
     const int ky_n = max_int(0, ky_hi - ky_lo);
 
+    /* Square 2x2 and 3x3 max windows wholly inside take max_window. */
+    const int fixed = is_max && ky_n == g->kernel_h && g->kernel_h == g->kernel_w &&
+                      (g->kernel_h == 2 || g->kernel_h == 3);
+    const __m256i tail_mask = lane_mask(c % 8);
     for (int ox = 0; ox < g->out_w; ox++) {
         const int ix0 = ox * g->stride_w - g->pad_left;
         const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
         const int kx_n = max_int(0, kx_hi - kx_lo);
+        if (fixed && kx_n == g->kernel_w) {
+            const float *x0 = image + ((size_t)iy0 * g->in_w + (size_t)ix0) * c;
+            if (g->kernel_h == 2)
+                max_window(2, 2, x0, row_stride, c, tail_mask, g->act, yrow + (size_t)ox * c);
+            else
+                max_window(3, 3, x0, row_stride, c, tail_mask, g->act, yrow + (size_t)ox * c);
+            continue;
+        }
         const __m256 scale = _mm256_set1_ps(ky_n * kx_n > 0 ? 1.0f / (float)(ky_n * kx_n) : 0.0f);
         const float *xr0 = image + ((size_t)(iy0 + ky_lo) * g->in_w + (size_t)(ix0 + kx_lo)) * c;
         for (int c0 = 0; c0 < c; c0 += 32)
@@ -966,6 +1012,210 @@ static void avx_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_m
     nn_pool_run(pool, (total + j.rows_per_task - 1) / j.rows_per_task, pool_task, &j);
 }
 
+/* ---- direct convolution fused with a 2x2/2 max pool --------------------------
+ *
+ * P-Net's first layer (3 -> 10, 3x3) is followed by a 2x2, stride 2 max
+ * pool. Run apart, the convolution writes its full-resolution output (1.1
+ * MB for a 192x144 level) and the pool reads it back from L2/L3. Here each
+ * task computes two convolution rows of 8 pixels at a time with the
+ * direct kernel's arithmetic, takes the vertical max, then the max of
+ * neighbouring lanes, and stores only the pooled pixels: the
+ * convolution's output never leaves the registers. Max is exact, so the
+ * result is bit-identical to the two layers run apart. */
+
+#define FUSED_POOL_ROWS (DIRECT_ROWS / 2) /* pooled rows per task */
+
+typedef struct fused_pool_job {
+    direct_job d;
+    const nn_conv_geom *pg; /* the pool: 2x2, stride 2, no padding before */
+} fused_pool_job;
+
+static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    const int rows_ok = pg->out_h == g->out_h / 2 || pg->out_h == (g->out_h + 1) / 2;
+    const int cols_ok = pg->out_w == g->out_w / 2 || pg->out_w == (g->out_w + 1) / 2;
+    return conv_is_direct(g) && pg->kernel_h == 2 && pg->kernel_w == 2 && pg->stride_h == 2 &&
+           pg->stride_w == 2 && pg->pad_top == 0 && pg->pad_left == 0 &&
+           pg->act == NN_ACT_NONE && pg->n == g->n && pg->in_h == g->out_h &&
+           pg->in_w == g->out_w && pg->in_c == g->out_c && pg->out_c == g->out_c &&
+           pg->out_h >= 1 && pg->out_w >= 1 && rows_ok && cols_ok;
+}
+
+static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg,
+                                       int threads)
+{
+    (void)pg;
+    /* A task's FUSED_POOL_ROWS pooled rows are DIRECT_ROWS conv rows. */
+    return (size_t)threads * direct_scratch_floats(g);
+}
+
+/* direct_fill for C (a constant after inlining) channels: the padding
+ * zeroed alone and the channel loop unrolled, since the generic copy, one
+ * element at a time, cost as much as a fifth of the fused layer on LFW's
+ * pyramid levels. Same planes as direct_fill. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+fused_fill_c(const int C, const nn_conv_geom *g, const float *image, int iy0, int rows,
+             size_t row_floats, float *planes)
+{
+    const int ix_begin = max_int(0, -g->pad_left);
+    const int ix_end = min_int(g->in_w, (int)row_floats - g->pad_left);
+    for (int r = 0; r < rows; r++) {
+        const int iy = iy0 + r;
+        float *dst = planes + (size_t)r * C * row_floats;
+        if (iy < 0 || iy >= g->in_h || ix_end <= ix_begin) {
+            memset(dst, 0, (size_t)C * row_floats * sizeof *dst);
+            continue;
+        }
+        const int lo = ix_begin + g->pad_left, hi = ix_end + g->pad_left;
+        const float *src = image + (size_t)iy * g->in_w * C;
+        for (int ci = 0; ci < C; ci++) {
+            float *plane = dst + (size_t)ci * row_floats;
+            memset(plane, 0, (size_t)lo * sizeof *plane);
+            memset(plane + hi, 0, (row_floats - (size_t)hi) * sizeof *plane);
+        }
+        for (int ix = ix_begin; ix < ix_end; ix++) {
+            const float *px = src + (size_t)ix * C;
+            float *o = dst + (size_t)(ix + g->pad_left);
+            for (int ci = 0; ci < C; ci++)
+                o[(size_t)ci * row_floats] = px[ci];
+        }
+    }
+}
+
+AVX2_TARGET static void fused_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                                   size_t row_floats, float *planes)
+{
+    switch (g->in_c) {
+    case 1: fused_fill_c(1, g, image, iy0, rows, row_floats, planes); break;
+    case 2: fused_fill_c(2, g, image, iy0, rows, row_floats, planes); break;
+    case 3: fused_fill_c(3, g, image, iy0, rows, row_floats, planes); break;
+    default: fused_fill_c(4, g, image, iy0, rows, row_floats, planes); break;
+    }
+}
+
+/* Convolution outputs [ox, ox + 8) of the row whose input rows start at
+ * in0, channels [0, G), epilogue applied, into out[0..G). Named
+ * accumulators, as in direct_rows. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+fused_conv_block(const int G, const direct_job *j, const float *in0, int ox, __m256 *out)
+{
+    const avx_layer *l = j->l;
+    const nn_conv_geom *g = j->g;
+    const int c = g->in_c;
+    const size_t rf = j->row_floats, plane_row = (size_t)c * rf;
+#define FUSED_CHANNELS(X) X(0, a0) X(1, a1) X(2, a2) X(3, a3) X(4, a4) X(5, a5) \
+                          X(6, a6) X(7, a7) X(8, a8) X(9, a9) X(10, a10) X(11, a11)
+#define FUSED_START(o, v) if (G > (o)) (v) = _mm256_set1_ps(l->bias[o]);
+#define FUSED_FMA(o, v)                                                                    \
+    if (G > (o))                                                                              \
+        (v) = _mm256_fmadd_ps(_mm256_broadcast_ss(w + (o)), xv, v);
+#define FUSED_FINISH(o, v)                                                                 \
+    if (G > (o)) {                                                                          \
+        if (g->act != NN_ACT_NONE) {                                                        \
+            (v) = _mm256_max_ps(v, zero);                                                   \
+            if (g->act == NN_ACT_RELU6)                                                     \
+                (v) = _mm256_min_ps(v, _mm256_set1_ps(6.0f));                               \
+        }                                                                                   \
+        if (l->alpha)                                                                       \
+            (v) = _mm256_fmadd_ps(_mm256_set1_ps(l->alpha[o]), _mm256_min_ps(v, zero),       \
+                                  _mm256_max_ps(v, zero));                                  \
+        out[o] = (v);                                                                       \
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zero;
+    FUSED_CHANNELS(FUSED_START)
+    const float *w = l->w;
+    for (int ky = 0; ky < g->kernel_h; ky++) {
+        const float *in_ky = in0 + (size_t)ky * plane_row + ox;
+        for (int kx = 0; kx < g->kernel_w; kx++)
+            for (int ci = 0; ci < c; ci++, w += GEMM_NR) {
+                const __m256 xv = _mm256_loadu_ps(in_ky + (size_t)ci * rf + kx);
+                FUSED_CHANNELS(FUSED_FMA)
+            }
+    }
+    FUSED_CHANNELS(FUSED_FINISH)
+#undef FUSED_CHANNELS
+#undef FUSED_START
+#undef FUSED_FMA
+#undef FUSED_FINISH
+}
+
+/* Pooled rows [py0, py1) of one image; planes hold the input rows from
+ * 2 * py0 * stride_h - pad_top on. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+fused_pool_rows(const int G, const fused_pool_job *f, const float *planes, int py0, int py1,
+                float *y)
+{
+    const direct_job *j = &f->d;
+    const nn_conv_geom *g = j->g, *pg = f->pg;
+    const size_t conv_row = (size_t)g->stride_h * g->in_c * j->row_floats;
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+    /* Lanes 0, 2, 4, 6 (the pooled pixels) to lanes 0..3. */
+    const __m256i compact = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+
+    for (int py = py0; py < py1; py++) {
+        const int oy = 2 * py;
+        const float *in0 = planes + (size_t)(oy - 2 * py0) * conv_row;
+        float *yrow = y + (size_t)py * pg->out_w * g->out_c;
+        for (int ox = 0; ox < g->out_w; ox += 8) {
+            __m256 top[DIRECT_MAX_OUT_C], bottom[DIRECT_MAX_OUT_C];
+            fused_conv_block(G, j, in0, ox, top);
+            if (oy + 1 < g->out_h) { /* else SAME padding: one row */
+                fused_conv_block(G, j, in0 + conv_row, ox, bottom);
+                for (int o = 0; o < G; o++)
+                    top[o] = _mm256_max_ps(top[o], bottom[o]);
+            }
+            /* Columns past the output are padding: out of every max. */
+            const int valid = min_int(8, g->out_w - ox);
+            const __m256 keep = _mm256_castsi256_ps(lane_mask(valid));
+            for (int o = 0; o < G; o++) {
+                const __m256 v = _mm256_blendv_ps(neg_inf, top[o], keep);
+                const __m256 m = _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
+                bottom[o] = _mm256_permutevar8x32_ps(m, compact);
+            }
+            direct_store(G, bottom, g->out_c, min_int((valid + 1) / 2, pg->out_w - ox / 2),
+                         yrow + (size_t)(ox / 2) * g->out_c);
+        }
+    }
+}
+
+AVX2_TARGET static void fused_pool_task(void *ctx, int task, int thread)
+{
+    const fused_pool_job *f = ctx;
+    const direct_job *j = &f->d;
+    const nn_conv_geom *g = j->g, *pg = f->pg;
+    const int b = task / j->tasks_per_image;
+    const int py0 = task % j->tasks_per_image * FUSED_POOL_ROWS;
+    const int py1 = min_int(pg->out_h, py0 + FUSED_POOL_ROWS);
+    const int oy0 = 2 * py0, oy1 = min_int(g->out_h, 2 * py1);
+    float *planes = j->scratch + (size_t)thread * j->scratch_per_thread;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * pg->out_h * pg->out_w * pg->out_c;
+
+    fused_fill(g, image, oy0 * g->stride_h - g->pad_top, (oy1 - oy0 - 1) * g->stride_h + g->kernel_h,
+               j->row_floats, planes);
+    switch ((g->out_c + 1) / 2) {
+    case 1: fused_pool_rows(2, f, planes, py0, py1, y); break;
+    case 2: fused_pool_rows(4, f, planes, py0, py1, y); break;
+    case 3: fused_pool_rows(6, f, planes, py0, py1, y); break;
+    case 4: fused_pool_rows(8, f, planes, py0, py1, y); break;
+    case 5: fused_pool_rows(10, f, planes, py0, py1, y); break;
+    default: fused_pool_rows(12, f, planes, py0, py1, y); break;
+    }
+}
+
+static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                             const void *prepared, float *scratch, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    fused_pool_job f = {{l, g, x, y, scratch, direct_scratch_floats(g), direct_row_floats(g), 1},
+                        pg};
+    f.d.tasks_per_image = (pg->out_h + FUSED_POOL_ROWS - 1) / FUSED_POOL_ROWS;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * f.d.tasks_per_image, fused_pool_task, &f);
+}
+
 #else /* !HAVE_AVX2 */
 
 static int avx_available(void)
@@ -998,10 +1248,35 @@ static void avx_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_m
     (void)g; (void)x; (void)y; (void)is_max; (void)pool;
 }
 
+static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                             const void *prepared, float *scratch, float *y, nn_pool *pool)
+{
+    (void)g; (void)pg; (void)x; (void)prepared; (void)scratch; (void)y; (void)pool;
+}
+
+static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    (void)g; (void)pg;
+    return 0;
+}
+
+static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg,
+                                       int threads)
+{
+    (void)g; (void)pg; (void)threads;
+    return 0;
+}
+
 #endif
 
 const nn_backend nn_backend_avx2 = {
     "avx2",       avx_available, avx_prepare,   avx_release,
     avx_conv2d_scratch, avx_conv2d, avx_depthwise, avx_fully_connected,
     avx_pool2d,
+};
+
+const nn_fused_ops nn_fused_avx2 = {
+    avx_conv_maxpool_supported,
+    avx_conv_maxpool_scratch,
+    avx_conv_maxpool,
 };
