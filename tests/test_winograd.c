@@ -165,13 +165,14 @@ static void check(const case_t *c, nn_pool *pool, const char *what)
 }
 
 /* The 3x3 stride-1 layers of MTCNN that take the Winograd path (P-Net's
- * conv3 at a few pyramid sizes, R-Net's conv2, O-Net's conv2 and conv3),
+ * conv2 and conv3 at a few pyramid sizes, R-Net's conv2, O-Net's conv2 and conv3),
  * with their PReLU, in small batches. */
 static void test_mtcnn_shapes(void **state)
 {
     (void)state;
     static const int shapes[][6] = {
         /* n, in_h, in_w, in_c, out_c */
+        {1, 95, 71, 10, 16}, {1, 5, 5, 10, 16},
         {1, 93, 69, 16, 32}, {1, 12, 12, 16, 32}, {1, 3, 3, 16, 32}, {1, 40, 27, 16, 32},
         {5, 11, 11, 28, 48}, {3, 23, 23, 32, 64}, {4, 10, 10, 64, 64},
     };
@@ -202,7 +203,7 @@ static void test_random_layers(void **state)
         const int in_h = max_of(1, 3 - pt - pb) + (int)rnd(17);
         const int in_w = max_of(1, 3 - pl - pr) + (int)rnd(17);
         case_t c;
-        case_make(&c, 1 + (int)rnd(3), in_h, in_w, 16 + (int)rnd(60), 16 + (int)rnd(60), pt, pb,
+        case_make(&c, 1 + (int)rnd(3), in_h, in_w, 8 + (int)rnd(60), 16 + (int)rnd(60), pt, pb,
                   pl, pr, (nn_activation)rnd(3), (int)rnd(2));
         check(&c, t % 2 ? pool : NULL, "random layer");
         case_free(&c);
@@ -288,8 +289,9 @@ static void test_threads_and_batch_bit_identical(void **state)
         nn_pool_free(pools[i]);
 }
 
-/* Which layers take the path: 3x3, stride 1, at least 16 channels in and
- * out; not P-Net's first two layers, strided or other kernel sizes. */
+/* Which layers take the path: 3x3, stride 1, at least 8 channels in and
+ * 16 out (P-Net's conv2 10 -> 16 and up); not first layers, strided or
+ * other kernel sizes. */
 static void test_dispatch_rule(void **state)
 {
     (void)state;
@@ -306,7 +308,10 @@ static void test_dispatch_rule(void **state)
     assert_true(nn_wino_scratch_floats(&g, 2) > 0);
     g.in_c = 10; /* P-Net conv2 */
     g.out_c = 16;
+    assert_true(nn_wino_conv_applies(&g));
+    g.out_c = 10;
     assert_false(nn_wino_conv_applies(&g));
+    g.out_c = 16;
     g.in_c = 3; /* first layers */
     assert_false(nn_wino_conv_applies(&g));
     g.in_c = 32;

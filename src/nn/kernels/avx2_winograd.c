@@ -42,7 +42,7 @@
 /* Measured on this machine's MTCNN layers (docs/PERFORMANCE.md, round 4):
  * below these channel counts the transforms cost more than the GEMM saves. */
 #ifndef WINO_MIN_IN_C /* overridable only to measure the rule */
-#define WINO_MIN_IN_C 16
+#define WINO_MIN_IN_C 8
 #endif
 #define WINO_MIN_OUT_C 16
 #ifndef WINO_TILE /* overridable only to measure F(2x2) against F(4x4) */
