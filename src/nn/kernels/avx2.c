@@ -25,10 +25,12 @@
  * Work is split into tasks of (block of rows) x (group of panels), which
  * the thread pool spreads over its threads.
  *
- * Two shapes leave the GEMM: layers of at most NARROW_MAX outputs (MTCNN's
- * box and score heads) run as dot products, eight rows at a time; and
+ * Three shapes leave the GEMM: layers of at most NARROW_MAX outputs (MTCNN's
+ * box and score heads) run as dot products, eight rows at a time;
  * convolutions of at most 4 input and 12 output channels (P-Net's first
- * layer) run on a direct kernel with 8 output pixels in the lanes.
+ * layer) run on a direct kernel with 8 output pixels in the lanes; 3x3
+ * stride-1 convolutions of at least 8 input and 16 output channels run as
+ * Winograd F(4x4, 3x3) (avx2_winograd.c: 4x fewer multiplies).
  *
  * Depthwise convolution and pooling run per output pixel over channel
  * vectors, with the bias, activation and PReLU in registers as well.

@@ -1,5 +1,5 @@
 /*
- * avx2_winograd.h - Winograd F(2x2, 3x3) convolution for the "avx2"
+ * avx2_winograd.h - Winograd F(4x4, 3x3) convolution for the "avx2"
  * backend's 3x3 stride-1 layers (internal to src/nn/kernels).
  *
  * avx2.c owns the dispatch: it prepares the transformed weights next to its
@@ -38,7 +38,7 @@ size_t nn_wino_scratch_floats(const nn_conv_geom *g, int threads);
 /* y = epilogue(conv(x) + bias) for a geometry nn_wino_conv_applies() to:
  * g->act, then the PReLU with slopes alpha when alpha is not NULL. bias
  * and alpha hold out_c rounded up to 16 floats. Each output depends only
- * on its own 2x2 tile's inputs, so results do not change with the thread
+ * on its own tile's inputs, so results do not change with the thread
  * count or the batch composition. */
 void nn_wino_conv2d(const nn_conv_geom *g, const float *x, const nn_wino_weights *w,
                  const float *bias, const float *alpha, float *scratch, float *y,
