@@ -25,16 +25,19 @@
  * Work is split into tasks of (block of rows) x (group of panels), which
  * the thread pool spreads over its threads.
  *
- * Two shapes leave the GEMM: layers of at most NARROW_MAX outputs (MTCNN's
- * box and score heads) run as dot products, eight rows at a time; and
+ * Three shapes leave the GEMM: layers of at most NARROW_MAX outputs (MTCNN's
+ * box and score heads) run as dot products, eight rows at a time;
  * convolutions of at most 4 input and 12 output channels (P-Net's first
- * layer) run on a direct kernel with 8 output pixels in the lanes.
+ * layer) run on a direct kernel with 8 output pixels in the lanes; 3x3
+ * stride-1 convolutions of at least 8 input and 16 output channels run as
+ * Winograd F(4x4, 3x3) (avx2_winograd.c: 4x fewer multiplies).
  *
  * Depthwise convolution and pooling run per output pixel over channel
  * vectors, with the bias, activation and PReLU in registers as well.
  */
 #include "nn/backend.h"
 #include "nn/kernels/avx2_common.h"
+#include "nn/kernels/avx2_winograd.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -62,6 +65,7 @@ typedef struct avx_layer {
     int k_pad;    /* k_dim rounded up to 8                 */
     float *bias;  /* padded with zeros                     */
     float *alpha; /* padded PReLU slopes, or NULL          */
+    nn_wino_weights *wino; /* 3x3 layers of nn_wino_layer_fits, else NULL */
 } avx_layer;
 
 /* 64-byte aligned, zeroed. */
@@ -83,6 +87,7 @@ static void avx_release(void *prepared)
     free(l->rows);
     free(l->bias);
     free(l->alpha);
+    nn_wino_release(l->wino);
     free(l);
 }
 
@@ -135,7 +140,11 @@ static void *avx_prepare(const nn_layer_params *p)
     l->bias = padded ? alloc_floats(padded) : NULL;
     if (p->prelu)
         l->alpha = alloc_floats(padded);
-    if (!l->w || !l->bias || (p->prelu && !l->alpha)) {
+    const int wino = p->op == NN_OP_CONV2D &&
+                     nn_wino_layer_fits(p->kernel_h, p->kernel_w, p->in_c, p->out_c);
+    if (wino)
+        l->wino = nn_wino_prepare(p->weights, p->out_c, p->in_c);
+    if (!l->w || !l->bias || (p->prelu && !l->alpha) || (wino && !l->wino)) {
         avx_release(l);
         return NULL;
     }
@@ -186,6 +195,8 @@ static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 {
     if (conv_is_pointwise(g))
         return 0;
+    if (nn_wino_conv_applies(g))
+        return nn_wino_scratch_floats(g, threads);
     return (size_t)threads * (conv_is_direct(g) ? direct_scratch_floats(g) : tile_scratch_floats(g));
 }
 
@@ -751,6 +762,10 @@ static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepar
     }
     if (conv_is_direct(g)) {
         conv_direct(g, x, l, scratch, y, pool);
+        return;
+    }
+    if (l->wino && nn_wino_conv_applies(g)) {
+        nn_wino_conv2d(g, x, l->wino, l->bias, l->alpha, scratch, y, pool);
         return;
     }
     const int total_rows = g->n * g->out_h;

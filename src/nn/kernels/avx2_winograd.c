@@ -1,0 +1,436 @@
+/*
+ * avx2_winograd.c - Winograd convolution for 3x3 stride-1 layers on AVX2 +
+ * FMA (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", 2015): F(4x4, 3x3) by default, F(2x2, 3x3) kept for
+ * comparison (WINO_TILE).
+ *
+ * An m x m block of outputs needs the (m+2) x (m+2) input patch d above
+ * it. With the 3x3 kernel k of one (output, input) channel pair:
+ *     U = G k G^T (once at load)        V = B^T d B (per tile)
+ *     Y = A^T [ sum over input channels of U .* V ] A
+ * so (m+2)^2 multiplies per tile and channel pair instead of 9 m^2: 36
+ * instead of 144 for F(4x4). The sum over input channels at each of the
+ * (m+2)^2 positions xi is a GEMM,
+ *     M_xi[tile][o] = sum_c V_xi[tile][c] * U_xi[c][o],
+ * on a 6x16 register-blocked micro-kernel like avx2.c's (U_xi packed in
+ * panels of 16 output channels, K = in_c).
+ *
+ * Work is split into tasks of task_tiles() consecutive tiles (numbered
+ * over batch, tile row, tile column). A task transforms its tiles' inputs
+ * into scratch V [xi][tile][c_pad]; then, one panel of 16 output channels
+ * at a time (so M stays in L1), runs the GEMMs into scratch M
+ * [xi][tile][16] and transforms M back with the bias, the activation and a
+ * fused PReLU before the one store. Every step treats a tile on its own
+ * and in a fixed order (a GEMM row's sum does not depend on the other rows
+ * of its micro-tile), so no result depends on the thread count, the task
+ * split or the rest of the batch.
+ *
+ * Rounding: F(4x4)'s transforms scale by up to 8 (points 0, +-1, +-2), so
+ * its error is larger than a direct sum's but still about 1e-6 of
+ * sum |x * w| on MTCNN's layers (tests/test_winograd.c bounds it).
+ */
+#include "nn/kernels/avx2_winograd.h"
+#include "nn/kernels/avx2_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WINO_NR 16  /* output channels per weight panel            */
+#define WINO_MR 6   /* GEMM rows (tiles) per micro-tile             */
+#define WINO_MAX_A 6 /* the input patch of F(4x4, 3x3) is 6x6        */
+
+/* Measured on this machine's MTCNN layers (docs/PERFORMANCE.md, round 4):
+ * below these channel counts the transforms cost more than the GEMM saves. */
+#ifndef WINO_MIN_IN_C /* overridable only to measure the rule */
+#define WINO_MIN_IN_C 8
+#endif
+#define WINO_MIN_OUT_C 16
+#ifndef WINO_TILE /* overridable only to measure F(2x2) against F(4x4) */
+#define WINO_TILE 4
+#endif
+
+struct nn_wino_weights {
+    int m;      /* output tile side: 2 or 4       */
+    int in_c, out_c, panels;
+    float *u;   /* [(m+2)^2][panels][in_c][WINO_NR], zero past out_c */
+};
+
+/* The output tile side for a layer of this shape, 0 for none. */
+static int tile_side(int kernel_h, int kernel_w, int in_c, int out_c)
+{
+    if (!HAVE_AVX2 || kernel_h != 3 || kernel_w != 3 || in_c < WINO_MIN_IN_C ||
+        out_c < WINO_MIN_OUT_C)
+        return 0;
+    return WINO_TILE;
+}
+
+int nn_wino_layer_fits(int kernel_h, int kernel_w, int in_c, int out_c)
+{
+    return tile_side(kernel_h, kernel_w, in_c, out_c) != 0;
+}
+
+int nn_wino_conv_applies(const nn_conv_geom *g)
+{
+    return nn_wino_layer_fits(g->kernel_h, g->kernel_w, g->in_c, g->out_c) && g->stride_h == 1 &&
+           g->stride_w == 1;
+}
+
+void nn_wino_release(nn_wino_weights *w)
+{
+    if (!w)
+        return;
+    free(w->u);
+    free(w);
+}
+
+/* The kernel transforms G ((m+2) x 3): rows are the interpolation points
+ * 0, 1, -1 (F(2x2)) and 0, 1, -1, 2, -2 (F(4x4)), then infinity. */
+static const double g_f2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double g_f4[6][3] = {{1.0 / 4, 0, 0},
+                                  {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                  {0, 0, 1}};
+
+/* U = G k G^T of one 3x3 kernel, in double so the only rounding is the
+ * final one. */
+static void transform_kernel(int a, const double k[3][3], double u[WINO_MAX_A][WINO_MAX_A])
+{
+    const double(*gm)[3] = a == 4 ? g_f2 : g_f4;
+    double t[WINO_MAX_A][3]; /* G k */
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < 3; j++)
+            t[i][j] = gm[i][0] * k[0][j] + gm[i][1] * k[1][j] + gm[i][2] * k[2][j];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            u[i][j] = t[i][0] * gm[j][0] + t[i][1] * gm[j][1] + t[i][2] * gm[j][2];
+}
+
+nn_wino_weights *nn_wino_prepare(const float *w_ohwi, int out_c, int in_c)
+{
+    const int m = tile_side(3, 3, in_c, out_c);
+    if (!m)
+        return NULL;
+    nn_wino_weights *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    const int a = m + 2;
+    w->m = m;
+    w->in_c = in_c;
+    w->out_c = out_c;
+    w->panels = (out_c + WINO_NR - 1) / WINO_NR;
+    const size_t per_pos = (size_t)w->panels * in_c * WINO_NR;
+    const size_t bytes = round_up((size_t)a * a * per_pos * sizeof(float), 64);
+    w->u = aligned_alloc(64, bytes);
+    if (!w->u) {
+        free(w);
+        return NULL;
+    }
+    memset(w->u, 0, bytes);
+    for (int o = 0; o < out_c; o++)
+        for (int c = 0; c < in_c; c++) {
+            double k[3][3], u[WINO_MAX_A][WINO_MAX_A];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                    k[ky][kx] = w_ohwi[(((size_t)o * 3 + ky) * 3 + kx) * in_c + c];
+            transform_kernel(a, k, u);
+            float *dst = w->u + ((size_t)(o / WINO_NR) * in_c + c) * WINO_NR + o % WINO_NR;
+            for (int xi = 0; xi < a * a; xi++)
+                dst[xi * per_pos] = (float)u[xi / a][xi % a];
+        }
+    return w;
+}
+
+static int geom_side(const nn_conv_geom *g)
+{
+    return tile_side(g->kernel_h, g->kernel_w, g->in_c, g->out_c);
+}
+/* Tiles per task: about 96 outputs whatever the tile size, so V and M of
+ * one panel stay in L1/L2. */
+static int task_tiles(int m) { return m == 4 ? 12 : 24; }
+static size_t c_pad(const nn_conv_geom *g) { return round_up((size_t)g->in_c, 8); }
+
+/* Per thread: V [(m+2)^2][tiles][c_pad] and M [(m+2)^2][tiles][WINO_NR]
+ * of one task. */
+static size_t task_scratch_floats(const nn_conv_geom *g)
+{
+    const int m = geom_side(g);
+    const size_t pos = (size_t)(m + 2) * (m + 2);
+    return round_up(pos * task_tiles(m) * (c_pad(g) + WINO_NR), 16);
+}
+
+size_t nn_wino_scratch_floats(const nn_conv_geom *g, int threads)
+{
+    return geom_side(g) ? (size_t)threads * task_scratch_floats(g) : 0;
+}
+
+#if HAVE_AVX2
+
+typedef struct wino_job {
+    const nn_conv_geom *g;
+    const nn_wino_weights *w;
+    const float *x, *bias, *alpha;
+    float *y, *scratch;
+    size_t scratch_per_thread;
+    int tiles_w, tiles_h; /* per image */
+    int tiles;            /* over the whole batch */
+} wino_job;
+
+/* Where tile t's input patch starts, and which of its rows and columns
+ * lie inside the image (bit i set: row / column i is inside). */
+typedef struct tile_pos {
+    int b, oy, ox;
+    unsigned rows_in, cols_in;
+} tile_pos;
+
+static tile_pos locate_tile(const wino_job *j, int t)
+{
+    const nn_conv_geom *g = j->g;
+    const int m = j->w->m, per_image = j->tiles_h * j->tiles_w;
+    tile_pos p;
+    p.b = t / per_image;
+    p.oy = t % per_image / j->tiles_w * m;
+    p.ox = t % j->tiles_w * m;
+    p.rows_in = p.cols_in = 0;
+    for (int i = 0; i < m + 2; i++) {
+        const int iy = p.oy - g->pad_top + i, ix = p.ox - g->pad_left + i;
+        p.rows_in |= (unsigned)(iy >= 0 && iy < g->in_h) << i;
+        p.cols_in |= (unsigned)(ix >= 0 && ix < g->in_w) << i;
+    }
+    return p;
+}
+
+/* One dimension of B^T d. F(2x2): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
+ * 0 1 0 -1]. F(4x4): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+ * 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+input_1d(const int m, const __m256 *d, __m256 *t)
+{
+    if (m == 2) {
+        t[0] = _mm256_sub_ps(d[0], d[2]);
+        t[1] = _mm256_add_ps(d[1], d[2]);
+        t[2] = _mm256_sub_ps(d[2], d[1]);
+        t[3] = _mm256_sub_ps(d[1], d[3]);
+        return;
+    }
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
+    const __m256 five = _mm256_set1_ps(5.0f);
+    const __m256 p = _mm256_fnmadd_ps(four, d[2], d[4]);  /* d4 - 4 d2 */
+    const __m256 q = _mm256_fnmadd_ps(four, d[1], d[3]);  /* d3 - 4 d1 */
+    const __m256 r = _mm256_sub_ps(d[4], d[2]);           /* d4 - d2   */
+    const __m256 s = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1])); /* 2 (d3 - d1) */
+    t[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+    t[1] = _mm256_add_ps(p, q);
+    t[2] = _mm256_sub_ps(p, q);
+    t[3] = _mm256_add_ps(r, s);
+    t[4] = _mm256_sub_ps(r, s);
+    t[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+}
+
+/* V = B^T d B for channels [c0, c0 + 8) of one tile; lanes past `valid`
+ * are zero. Position xi goes to v + xi * pos_stride. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+input_transform(const int m, const nn_conv_geom *g, const float *image, const tile_pos *p,
+                int c0, int valid, float *v, size_t pos_stride)
+{
+    const int a = m + 2;
+    const __m256i mask = lane_mask(valid);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 d[WINO_MAX_A][WINO_MAX_A], t[WINO_MAX_A][WINO_MAX_A];
+    for (int i = 0; i < a; i++) {
+        const int iy = p->oy - g->pad_top + i;
+        for (int k = 0; k < a; k++) {
+            if (!((p->rows_in >> i) & (p->cols_in >> k) & 1u)) {
+                d[k][i] = zero;
+                continue;
+            }
+            const int ix = p->ox - g->pad_left + k;
+            const float *src = image + ((size_t)iy * g->in_w + (size_t)ix) * g->in_c + c0;
+            /* d[column][row]: the first pass runs down the columns. */
+            d[k][i] = valid >= 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask);
+        }
+    }
+    for (int k = 0; k < a; k++) {
+        __m256 col[WINO_MAX_A];
+        input_1d(m, d[k], col);
+        for (int i = 0; i < a; i++)
+            t[i][k] = col[i]; /* t = B^T d, row-major */
+    }
+    for (int i = 0; i < a; i++) {
+        __m256 row[WINO_MAX_A];
+        input_1d(m, t[i], row);
+        for (int k = 0; k < a; k++)
+            _mm256_storeu_ps(v + (size_t)(i * a + k) * pos_stride, row[k]);
+    }
+}
+
+/* C[R][16] = A[R][K] * B[K][16], A with row stride lda, C with ldc. Named
+ * accumulators for the same reason as avx2.c's micro_tile (gcc keeps an
+ * array of them in memory); rows >= R vanish once R is a constant. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+wino_micro_tile(const int R, int k_dim, const float *a, size_t lda, const float *b, float *c,
+                size_t ldc)
+{
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+#define WROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
+#define WFMA(r, v0, v1)                                                                    \
+    if (R > (r)) {                                                                            \
+        const __m256 av = _mm256_broadcast_ss(a + (size_t)(r) * lda + k);                     \
+        (v0) = _mm256_fmadd_ps(av, b0, v0);                                                   \
+        (v1) = _mm256_fmadd_ps(av, b1, v1);                                                   \
+    }
+#define WSTORE(r, v0, v1)                                                                  \
+    if (R > (r)) {                                                                            \
+        _mm256_storeu_ps(c + (size_t)(r) * ldc, v0);                                          \
+        _mm256_storeu_ps(c + (size_t)(r) * ldc + 8, v1);                                      \
+    }
+    for (int k = 0; k < k_dim; k++, b += WINO_NR) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        WROWS(WFMA)
+    }
+    WROWS(WSTORE)
+#undef WROWS
+#undef WFMA
+#undef WSTORE
+}
+
+AVX2_TARGET static void wino_micro(int rows, int k_dim, const float *a, size_t lda,
+                                   const float *b, float *c, size_t ldc)
+{
+    switch (rows) {
+    case 6: wino_micro_tile(6, k_dim, a, lda, b, c, ldc); break;
+    case 5: wino_micro_tile(5, k_dim, a, lda, b, c, ldc); break;
+    case 4: wino_micro_tile(4, k_dim, a, lda, b, c, ldc); break;
+    case 3: wino_micro_tile(3, k_dim, a, lda, b, c, ldc); break;
+    case 2: wino_micro_tile(2, k_dim, a, lda, b, c, ldc); break;
+    default: wino_micro_tile(1, k_dim, a, lda, b, c, ldc); break;
+    }
+}
+
+/* One dimension of A^T s. F(2x2): A^T = [1 1 1 0; 0 1 -1 -1]. F(4x4):
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+output_1d(const int m, const __m256 *s, __m256 *y)
+{
+    if (m == 2) {
+        y[0] = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), s[2]);
+        y[1] = _mm256_sub_ps(_mm256_sub_ps(s[1], s[2]), s[3]);
+        return;
+    }
+    const __m256 sum12 = _mm256_add_ps(s[1], s[2]), dif12 = _mm256_sub_ps(s[1], s[2]);
+    const __m256 sum34 = _mm256_add_ps(s[3], s[4]), dif34 = _mm256_sub_ps(s[3], s[4]);
+    y[0] = _mm256_add_ps(_mm256_add_ps(s[0], sum12), sum34);
+    y[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), dif34, dif12);
+    y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), sum34, sum12);
+    y[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), dif34, dif12), s[5]);
+}
+
+/* Y = A^T M A for output channels [o0, o0 + 8) of one tile (M at mt,
+ * position xi at mt + xi * pos_stride), plus the bias, then the
+ * activation and PReLU; stores the outputs that lie inside the image. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+output_transform(const int m, const wino_job *j, const tile_pos *p, const float *mt,
+                 size_t pos_stride, int o0)
+{
+    const nn_conv_geom *g = j->g;
+    const int a = m + 2;
+    __m256 s[4][WINO_MAX_A]; /* A^T M: s[output row][column] */
+    for (int k = 0; k < a; k++) {
+        __m256 col[WINO_MAX_A], y[4];
+        for (int i = 0; i < a; i++)
+            col[i] = _mm256_loadu_ps(mt + (size_t)(i * a + k) * pos_stride);
+        output_1d(m, col, y);
+        for (int r = 0; r < m; r++)
+            s[r][k] = y[r];
+    }
+    const __m256 bias = _mm256_loadu_ps(j->bias + o0);
+    const float *alpha = j->alpha ? j->alpha + o0 : NULL;
+    const int valid = min_int(8, g->out_c - o0);
+    const __m256i mask = lane_mask(valid);
+    float *image = j->y + (size_t)p->b * g->out_h * g->out_w * g->out_c;
+    const int rows = min_int(m, g->out_h - p->oy), cols = min_int(m, g->out_w - p->ox);
+    for (int r = 0; r < rows; r++) {
+        __m256 y[4];
+        output_1d(m, s[r], y);
+        float *dst = image + ((size_t)(p->oy + r) * g->out_w + (size_t)p->ox) * g->out_c + o0;
+        for (int col = 0; col < cols; col++, dst += g->out_c) {
+            const __m256 out = finish(_mm256_add_ps(y[col], bias), g->act, alpha);
+            if (valid >= 8)
+                _mm256_storeu_ps(dst, out);
+            else
+                _mm256_maskstore_ps(dst, mask, out);
+        }
+    }
+}
+
+/* The tiles [t0, t0 + count): inputs into V, then per panel of 16 output
+ * channels the (m+2)^2 GEMMs into M and M back to the output. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+wino_tiles(const int m, const wino_job *j, int t0, int count, float *v)
+{
+    const nn_conv_geom *g = j->g;
+    const nn_wino_weights *w = j->w;
+    const int a = m + 2, pos = a * a;
+    const size_t cp = c_pad(g);
+    const size_t v_pos = (size_t)task_tiles(m) * cp, m_pos = (size_t)task_tiles(m) * WINO_NR;
+    float *mbuf = v + (size_t)pos * v_pos;
+    const size_t image_floats = (size_t)g->in_h * g->in_w * g->in_c;
+    tile_pos where[24];
+
+    for (int t = 0; t < count; t++) {
+        where[t] = locate_tile(j, t0 + t);
+        const float *image = j->x + (size_t)where[t].b * image_floats;
+        for (int c0 = 0; c0 < g->in_c; c0 += 8)
+            input_transform(m, g, image, &where[t], c0, g->in_c - c0, v + (size_t)t * cp + c0,
+                            v_pos);
+    }
+    const size_t u_pos = (size_t)w->panels * w->in_c * WINO_NR;
+    for (int pn = 0; pn < w->panels; pn++) {
+        for (int xi = 0; xi < pos; xi++) {
+            const float *b = w->u + xi * u_pos + (size_t)pn * w->in_c * WINO_NR;
+            for (int t = 0; t < count; t += WINO_MR)
+                wino_micro(min_int(WINO_MR, count - t), w->in_c, v + xi * v_pos + (size_t)t * cp,
+                           cp, b, mbuf + xi * m_pos + (size_t)t * WINO_NR, WINO_NR);
+        }
+        for (int t = 0; t < count; t++)
+            for (int o0 = pn * WINO_NR; o0 < g->out_c && o0 < (pn + 1) * WINO_NR; o0 += 8)
+                output_transform(m, j, &where[t], mbuf + (size_t)t * WINO_NR + (o0 - pn * WINO_NR),
+                                 m_pos, o0);
+    }
+}
+
+AVX2_TARGET static void wino_task(void *ctx, int task, int thread)
+{
+    const wino_job *j = ctx;
+    const int m = j->w->m, per_task = task_tiles(m);
+    const int t0 = task * per_task, count = min_int(per_task, j->tiles - t0);
+    float *v = j->scratch + (size_t)thread * j->scratch_per_thread;
+    if (m == 2)
+        wino_tiles(2, j, t0, count, v);
+    else
+        wino_tiles(4, j, t0, count, v);
+}
+
+void nn_wino_conv2d(const nn_conv_geom *g, const float *x, const nn_wino_weights *w,
+                 const float *bias, const float *alpha, float *scratch, float *y, nn_pool *pool)
+{
+    wino_job j = {g, w, x, bias, alpha, y, scratch, task_scratch_floats(g), 0, 0, 0};
+    j.tiles_h = (g->out_h + w->m - 1) / w->m;
+    j.tiles_w = (g->out_w + w->m - 1) / w->m;
+    j.tiles = g->n * j.tiles_h * j.tiles_w;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * 9.0 * g->in_c * g->out_c / 4.0);
+    const int per_task = task_tiles(w->m);
+    nn_pool_run(pool, (j.tiles + per_task - 1) / per_task, wino_task, &j);
+}
+
+#else /* !HAVE_AVX2: never chosen (nn_wino_layer_fits is 0) */
+
+void nn_wino_conv2d(const nn_conv_geom *g, const float *x, const nn_wino_weights *w,
+                 const float *bias, const float *alpha, float *scratch, float *y, nn_pool *pool)
+{
+    (void)g; (void)x; (void)w; (void)bias; (void)alpha; (void)scratch; (void)y; (void)pool;
+}
+
+#endif
