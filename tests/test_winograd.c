@@ -191,21 +191,26 @@ static void test_mtcnn_shapes(void **state)
 
 /* Random sizes (tiles cut by the image edge on either side), paddings of
  * 0..2 on each side, channel counts that are not multiples of 8 or 16,
- * every activation, with and without PReLU, batches of 1..3. */
+ * every activation, with and without PReLU, batches of 1..3. Drawn again
+ * until the layer takes the Winograd path (tiny images with many channels
+ * go to the GEMM by the dispatch rule). */
 static void test_random_layers(void **state)
 {
     (void)state;
     nn_pool *pool = NULL;
     facenet_error err;
     assert_int_equal(nn_pool_create(3, &pool, &err), FACENET_OK);
-    for (int t = 0; t < 120; t++) {
+    for (int t = 0; t < 120;) {
         const int pt = (int)rnd(3), pb = (int)rnd(3), pl = (int)rnd(3), pr = (int)rnd(3);
         const int in_h = max_of(1, 3 - pt - pb) + (int)rnd(17);
         const int in_w = max_of(1, 3 - pl - pr) + (int)rnd(17);
         case_t c;
         case_make(&c, 1 + (int)rnd(3), in_h, in_w, 8 + (int)rnd(60), 16 + (int)rnd(60), pt, pb,
                   pl, pr, (nn_activation)rnd(3), (int)rnd(2));
-        check(&c, t % 2 ? pool : NULL, "random layer");
+        if (nn_wino_conv_applies(&c.g)) {
+            check(&c, t % 2 ? pool : NULL, "random layer");
+            t++;
+        }
         case_free(&c);
     }
     nn_pool_free(pool);
@@ -290,8 +295,9 @@ static void test_threads_and_batch_bit_identical(void **state)
 }
 
 /* Which layers take the path: 3x3, stride 1, at least 8 channels in and
- * 16 out (P-Net's conv2 10 -> 16 and up); not first layers, strided or
- * other kernel sizes. */
+ * 16 out (P-Net's conv2 10 -> 16 and up), with at least one 4x4 output
+ * tile per image for every 1024 weights (in_c x out_c); not first layers,
+ * strided or other kernel sizes. */
 static void test_dispatch_rule(void **state)
 {
     (void)state;
@@ -320,6 +326,20 @@ static void test_dispatch_rule(void **state)
     g.stride_w = 1;
     g.kernel_w = 2;
     assert_false(nn_wino_conv_applies(&g));
+    /* Few tiles for many channels: the GEMM (dlib's ResNet at 150x150). */
+    g.kernel_w = 3;
+    g.in_c = g.out_c = 64; /* O-Net conv3: 8x8 out, 4 tiles: still Winograd */
+    g.out_h = g.out_w = 8;
+    assert_true(nn_wino_conv_applies(&g));
+    g.in_c = g.out_c = 128; /* dlib, 9x9 out: 9 tiles */
+    g.out_h = g.out_w = 9;
+    assert_false(nn_wino_conv_applies(&g));
+    g.n = 16; /* the batch does not count: results stay batch-independent */
+    assert_false(nn_wino_conv_applies(&g));
+    g.n = 1;
+    g.in_c = g.out_c = 32; /* dlib, 36x36 out */
+    g.out_h = g.out_w = 36;
+    assert_true(nn_wino_conv_applies(&g));
 }
 
 int main(void)

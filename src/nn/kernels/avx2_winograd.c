@@ -69,10 +69,23 @@ int nn_wino_layer_fits(int kernel_h, int kernel_w, int in_c, int out_c)
     return tile_side(kernel_h, kernel_w, in_c, out_c) != 0;
 }
 
+/* The transformed weights are (m+2)^2 / 9 = 4x the size of the plain
+ * ones, and every call streams all of them. On a small image the output
+ * has few tiles to spread that over (dlib's ResNet at 150x150: 9 tiles of
+ * 128 x 128 channels, 4 of 256 x 256), and the GEMM, which reads the
+ * weights once for the few rows, wins. The rule counts one image's tiles,
+ * never the batch's, so that a face's result does not depend on the batch
+ * it came in (measured: docs/PERFORMANCE.md, round 4). */
+#ifndef WINO_WEIGHTS_PER_TILE
+#define WINO_WEIGHTS_PER_TILE 1024
+#endif
+
 int nn_wino_conv_applies(const nn_conv_geom *g)
 {
+    const long tiles = (long)((g->out_h + WINO_TILE - 1) / WINO_TILE) *
+                       (long)((g->out_w + WINO_TILE - 1) / WINO_TILE);
     return nn_wino_layer_fits(g->kernel_h, g->kernel_w, g->in_c, g->out_c) && g->stride_h == 1 &&
-           g->stride_w == 1;
+           g->stride_w == 1 && tiles * WINO_WEIGHTS_PER_TILE >= (long)g->in_c * g->out_c;
 }
 
 void nn_wino_release(nn_wino_weights *w)
