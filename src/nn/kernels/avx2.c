@@ -596,22 +596,47 @@ typedef struct direct_job {
 } direct_job;
 
 /* Copy input rows [iy0, iy0 + rows) of image `image` into planes[r][ci],
- * shifted right by pad_left, zero outside the input. */
-static void direct_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
-                        size_t row_floats, float *planes)
+ * shifted right by pad_left, zero outside the input; for C (a constant
+ * after inlining) channels: the padding zeroed alone and the channel loop
+ * unrolled, since a generic copy, one element at a time, cost as much as a
+ * fifth of the fused conv + pool layer on LFW's pyramid levels. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+direct_fill_c(const int C, const nn_conv_geom *g, const float *image, int iy0, int rows,
+             size_t row_floats, float *planes)
 {
-    const int c = g->in_c;
+    const int ix_begin = max_int(0, -g->pad_left);
     const int ix_end = min_int(g->in_w, (int)row_floats - g->pad_left);
     for (int r = 0; r < rows; r++) {
         const int iy = iy0 + r;
-        float *dst = planes + (size_t)r * c * row_floats;
-        memset(dst, 0, (size_t)c * row_floats * sizeof *dst);
-        if (iy < 0 || iy >= g->in_h)
+        float *dst = planes + (size_t)r * C * row_floats;
+        if (iy < 0 || iy >= g->in_h || ix_end <= ix_begin) {
+            memset(dst, 0, (size_t)C * row_floats * sizeof *dst);
             continue;
-        const float *src = image + (size_t)iy * g->in_w * c;
-        for (int ix = max_int(0, -g->pad_left); ix < ix_end; ix++)
-            for (int ci = 0; ci < c; ci++)
-                dst[(size_t)ci * row_floats + (size_t)(ix + g->pad_left)] = src[(size_t)ix * c + ci];
+        }
+        const int lo = ix_begin + g->pad_left, hi = ix_end + g->pad_left;
+        const float *src = image + (size_t)iy * g->in_w * C;
+        for (int ci = 0; ci < C; ci++) {
+            float *plane = dst + (size_t)ci * row_floats;
+            memset(plane, 0, (size_t)lo * sizeof *plane);
+            memset(plane + hi, 0, (row_floats - (size_t)hi) * sizeof *plane);
+        }
+        for (int ix = ix_begin; ix < ix_end; ix++) {
+            const float *px = src + (size_t)ix * C;
+            float *o = dst + (size_t)(ix + g->pad_left);
+            for (int ci = 0; ci < C; ci++)
+                o[(size_t)ci * row_floats] = px[ci];
+        }
+    }
+}
+
+AVX2_TARGET static void direct_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                                   size_t row_floats, float *planes)
+{
+    switch (g->in_c) {
+    case 1: direct_fill_c(1, g, image, iy0, rows, row_floats, planes); break;
+    case 2: direct_fill_c(2, g, image, iy0, rows, row_floats, planes); break;
+    case 3: direct_fill_c(3, g, image, iy0, rows, row_floats, planes); break;
+    default: direct_fill_c(4, g, image, iy0, rows, row_floats, planes); break;
     }
 }
 
@@ -652,24 +677,24 @@ direct_store(const int G, __m256 *acc, int out_c, int valid, float *y)
     }
 }
 
-/* Output rows [oy0, oy1) of one image; planes hold the input rows from
- * oy0 * stride_h - pad_top on. G >= out_c; the weights past out_c are 0.
- * Named accumulators, as in micro_tile: gcc spills an array of them to
- * memory at every FMA of the nested tap loops. */
+/* Convolution outputs [ox, ox + 8) of the row whose input rows start at
+ * in0, channels [0, G), epilogue applied, into out[0..G). Named
+ * accumulators, as in micro_tile: gcc spills an array of them to memory at
+ * every FMA of the nested tap loops. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
-direct_rows(const int G, const direct_job *j, const float *planes, int oy0, int oy1, float *y)
+direct_block(const int G, const direct_job *j, const float *in0, int ox, __m256 *out)
 {
     const avx_layer *l = j->l;
     const nn_conv_geom *g = j->g;
-    const int c = g->in_c, out_c = g->out_c;
+    const int c = g->in_c;
     const size_t rf = j->row_floats, plane_row = (size_t)c * rf;
 #define DIRECT_CHANNELS(X) X(0, a0) X(1, a1) X(2, a2) X(3, a3) X(4, a4) X(5, a5) \
-                           X(6, a6) X(7, a7) X(8, a8) X(9, a9) X(10, a10) X(11, a11)
+                          X(6, a6) X(7, a7) X(8, a8) X(9, a9) X(10, a10) X(11, a11)
 #define DIRECT_START(o, v) if (G > (o)) (v) = _mm256_set1_ps(l->bias[o]);
-#define DIRECT_FMA(o, v)                                                                   \
+#define DIRECT_FMA(o, v)                                                                    \
     if (G > (o))                                                                              \
         (v) = _mm256_fmadd_ps(_mm256_broadcast_ss(w + (o)), xv, v);
-#define DIRECT_FINISH(o, v)                                                                \
+#define DIRECT_FINISH(o, v)                                                                 \
     if (G > (o)) {                                                                          \
         if (g->act != NN_ACT_NONE) {                                                        \
             (v) = _mm256_max_ps(v, zero);                                                   \
@@ -679,34 +704,44 @@ direct_rows(const int G, const direct_job *j, const float *planes, int oy0, int 
         if (l->alpha)                                                                       \
             (v) = _mm256_fmadd_ps(_mm256_set1_ps(l->alpha[o]), _mm256_min_ps(v, zero),       \
                                   _mm256_max_ps(v, zero));                                  \
-        acc[o] = (v);                                                                       \
+        out[o] = (v);                                                                       \
     }
     const __m256 zero = _mm256_setzero_ps();
-    for (int oy = oy0; oy < oy1; oy++) {
-        const float *in0 = planes + (size_t)(oy - oy0) * g->stride_h * plane_row;
-        float *yrow = y + (size_t)oy * g->out_w * out_c;
-        for (int ox = 0; ox < g->out_w; ox += 8) {
-            __m256 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zero;
-            DIRECT_CHANNELS(DIRECT_START)
-            const float *w = l->w;
-            for (int ky = 0; ky < g->kernel_h; ky++) {
-                const float *in_ky = in0 + (size_t)ky * plane_row + ox;
-                for (int kx = 0; kx < g->kernel_w; kx++)
-                    for (int ci = 0; ci < c; ci++, w += GEMM_NR) {
-                        const __m256 xv = _mm256_loadu_ps(in_ky + (size_t)ci * rf + kx);
-                        DIRECT_CHANNELS(DIRECT_FMA)
-                    }
+    __m256 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zero;
+    DIRECT_CHANNELS(DIRECT_START)
+    const float *w = l->w;
+    for (int ky = 0; ky < g->kernel_h; ky++) {
+        const float *in_ky = in0 + (size_t)ky * plane_row + ox;
+        for (int kx = 0; kx < g->kernel_w; kx++)
+            for (int ci = 0; ci < c; ci++, w += GEMM_NR) {
+                const __m256 xv = _mm256_loadu_ps(in_ky + (size_t)ci * rf + kx);
+                DIRECT_CHANNELS(DIRECT_FMA)
             }
-            __m256 acc[DIRECT_MAX_OUT_C];
-            DIRECT_CHANNELS(DIRECT_FINISH)
-            direct_store(G, acc, out_c, min_int(8, g->out_w - ox), yrow + (size_t)ox * out_c);
-        }
     }
+    DIRECT_CHANNELS(DIRECT_FINISH)
 #undef DIRECT_CHANNELS
 #undef DIRECT_START
 #undef DIRECT_FMA
 #undef DIRECT_FINISH
+}
+
+/* Output rows [oy0, oy1) of one image; planes hold the input rows from
+ * oy0 * stride_h - pad_top on. G >= out_c; the weights past out_c are 0. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+direct_rows(const int G, const direct_job *j, const float *planes, int oy0, int oy1, float *y)
+{
+    const nn_conv_geom *g = j->g;
+    const size_t plane_row = (size_t)g->in_c * j->row_floats;
+    for (int oy = oy0; oy < oy1; oy++) {
+        const float *in0 = planes + (size_t)(oy - oy0) * g->stride_h * plane_row;
+        float *yrow = y + (size_t)oy * g->out_w * g->out_c;
+        for (int ox = 0; ox < g->out_w; ox += 8) {
+            __m256 acc[DIRECT_MAX_OUT_C];
+            direct_block(G, j, in0, ox, acc);
+            direct_store(G, acc, g->out_c, min_int(8, g->out_w - ox), yrow + (size_t)ox * g->out_c);
+        }
+    }
 }
 
 AVX2_TARGET static void direct_task(void *ctx, int task, int thread)
@@ -1064,98 +1099,6 @@ static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom
     return (size_t)threads * direct_scratch_floats(g);
 }
 
-/* direct_fill for C (a constant after inlining) channels: the padding
- * zeroed alone and the channel loop unrolled, since the generic copy, one
- * element at a time, cost as much as a fifth of the fused layer on LFW's
- * pyramid levels. Same planes as direct_fill. */
-AVX2_TARGET static inline __attribute__((always_inline)) void
-fused_fill_c(const int C, const nn_conv_geom *g, const float *image, int iy0, int rows,
-             size_t row_floats, float *planes)
-{
-    const int ix_begin = max_int(0, -g->pad_left);
-    const int ix_end = min_int(g->in_w, (int)row_floats - g->pad_left);
-    for (int r = 0; r < rows; r++) {
-        const int iy = iy0 + r;
-        float *dst = planes + (size_t)r * C * row_floats;
-        if (iy < 0 || iy >= g->in_h || ix_end <= ix_begin) {
-            memset(dst, 0, (size_t)C * row_floats * sizeof *dst);
-            continue;
-        }
-        const int lo = ix_begin + g->pad_left, hi = ix_end + g->pad_left;
-        const float *src = image + (size_t)iy * g->in_w * C;
-        for (int ci = 0; ci < C; ci++) {
-            float *plane = dst + (size_t)ci * row_floats;
-            memset(plane, 0, (size_t)lo * sizeof *plane);
-            memset(plane + hi, 0, (row_floats - (size_t)hi) * sizeof *plane);
-        }
-        for (int ix = ix_begin; ix < ix_end; ix++) {
-            const float *px = src + (size_t)ix * C;
-            float *o = dst + (size_t)(ix + g->pad_left);
-            for (int ci = 0; ci < C; ci++)
-                o[(size_t)ci * row_floats] = px[ci];
-        }
-    }
-}
-
-AVX2_TARGET static void fused_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
-                                   size_t row_floats, float *planes)
-{
-    switch (g->in_c) {
-    case 1: fused_fill_c(1, g, image, iy0, rows, row_floats, planes); break;
-    case 2: fused_fill_c(2, g, image, iy0, rows, row_floats, planes); break;
-    case 3: fused_fill_c(3, g, image, iy0, rows, row_floats, planes); break;
-    default: fused_fill_c(4, g, image, iy0, rows, row_floats, planes); break;
-    }
-}
-
-/* Convolution outputs [ox, ox + 8) of the row whose input rows start at
- * in0, channels [0, G), epilogue applied, into out[0..G). Named
- * accumulators, as in direct_rows. */
-AVX2_TARGET static inline __attribute__((always_inline)) void
-fused_conv_block(const int G, const direct_job *j, const float *in0, int ox, __m256 *out)
-{
-    const avx_layer *l = j->l;
-    const nn_conv_geom *g = j->g;
-    const int c = g->in_c;
-    const size_t rf = j->row_floats, plane_row = (size_t)c * rf;
-#define FUSED_CHANNELS(X) X(0, a0) X(1, a1) X(2, a2) X(3, a3) X(4, a4) X(5, a5) \
-                          X(6, a6) X(7, a7) X(8, a8) X(9, a9) X(10, a10) X(11, a11)
-#define FUSED_START(o, v) if (G > (o)) (v) = _mm256_set1_ps(l->bias[o]);
-#define FUSED_FMA(o, v)                                                                    \
-    if (G > (o))                                                                              \
-        (v) = _mm256_fmadd_ps(_mm256_broadcast_ss(w + (o)), xv, v);
-#define FUSED_FINISH(o, v)                                                                 \
-    if (G > (o)) {                                                                          \
-        if (g->act != NN_ACT_NONE) {                                                        \
-            (v) = _mm256_max_ps(v, zero);                                                   \
-            if (g->act == NN_ACT_RELU6)                                                     \
-                (v) = _mm256_min_ps(v, _mm256_set1_ps(6.0f));                               \
-        }                                                                                   \
-        if (l->alpha)                                                                       \
-            (v) = _mm256_fmadd_ps(_mm256_set1_ps(l->alpha[o]), _mm256_min_ps(v, zero),       \
-                                  _mm256_max_ps(v, zero));                                  \
-        out[o] = (v);                                                                       \
-    }
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zero;
-    FUSED_CHANNELS(FUSED_START)
-    const float *w = l->w;
-    for (int ky = 0; ky < g->kernel_h; ky++) {
-        const float *in_ky = in0 + (size_t)ky * plane_row + ox;
-        for (int kx = 0; kx < g->kernel_w; kx++)
-            for (int ci = 0; ci < c; ci++, w += GEMM_NR) {
-                const __m256 xv = _mm256_loadu_ps(in_ky + (size_t)ci * rf + kx);
-                FUSED_CHANNELS(FUSED_FMA)
-            }
-    }
-    FUSED_CHANNELS(FUSED_FINISH)
-#undef FUSED_CHANNELS
-#undef FUSED_START
-#undef FUSED_FMA
-#undef FUSED_FINISH
-}
-
 /* Pooled rows [py0, py1) of one image; planes hold the input rows from
  * 2 * py0 * stride_h - pad_top on. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
@@ -1175,9 +1118,9 @@ fused_pool_rows(const int G, const fused_pool_job *f, const float *planes, int p
         float *yrow = y + (size_t)py * pg->out_w * g->out_c;
         for (int ox = 0; ox < g->out_w; ox += 8) {
             __m256 top[DIRECT_MAX_OUT_C], bottom[DIRECT_MAX_OUT_C];
-            fused_conv_block(G, j, in0, ox, top);
+            direct_block(G, j, in0, ox, top);
             if (oy + 1 < g->out_h) { /* else SAME padding: one row */
-                fused_conv_block(G, j, in0 + conv_row, ox, bottom);
+                direct_block(G, j, in0 + conv_row, ox, bottom);
                 for (int o = 0; o < G; o++)
                     top[o] = _mm256_max_ps(top[o], bottom[o]);
             }
@@ -1208,7 +1151,7 @@ AVX2_TARGET static void fused_pool_task(void *ctx, int task, int thread)
     const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
     float *y = j->y + (size_t)b * pg->out_h * pg->out_w * pg->out_c;
 
-    fused_fill(g, image, oy0 * g->stride_h - g->pad_top, (oy1 - oy0 - 1) * g->stride_h + g->kernel_h,
+    direct_fill(g, image, oy0 * g->stride_h - g->pad_top, (oy1 - oy0 - 1) * g->stride_h + g->kernel_h,
                j->row_floats, planes);
     switch ((g->out_c + 1) / 2) {
     case 1: fused_pool_rows(2, f, planes, py0, py1, y); break;
