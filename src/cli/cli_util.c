@@ -1,6 +1,7 @@
 #include "cli/cli_util.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,4 +163,30 @@ int cli_open_pipeline(const char *model_dir_opt, const char *model,
         return cli_report(&err);
     }
     return CLI_EXIT_OK;
+}
+
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+    const char *digits = s && *s == '-' ? s + 1 : s;
+    char *end;
+    long v;
+
+    /* strtol alone would take leading spaces and a '+' sign. */
+    if (!digits || *digits < '0' || *digits > '9')
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_int(const char *s, int lo, int hi, int *out)
+{
+    long v;
+    if (cli_parse_long(s, lo, hi, &v) != 0)
+        return -1;
+    *out = (int)v;
+    return 0;
 }

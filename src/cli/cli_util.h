@@ -39,6 +39,15 @@ int cli_model_dir(const char *option, char *buf, size_t size);
 int cli_open_pipeline(const char *model_dir_opt, const char *model,
                       facenet_detector **det, facenet_embedder **emb);
 
+/* Parse a whole decimal integer in [lo, hi] into *out: an optional '-'
+ * and digits, nothing before or after (no spaces, no '+', no "12abc"),
+ * no overflow. Returns 0, or -1 with *out unchanged. Every option that
+ * takes a count goes through here, so they all accept the same text. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+
+/* The same for an int-sized option (lo and hi must fit an int). */
+int cli_parse_int(const char *s, int lo, int hi, int *out);
+
 /* True when the path has an image file extension. */
 int cli_is_image_name(const char *path);
 

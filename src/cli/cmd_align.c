@@ -270,16 +270,6 @@ static int write_box_list(const align_ctx *ctx)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || end == s || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int cmd_align(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -307,11 +297,11 @@ int cmd_align(int argc, char **argv)
         int bad = 0;
         switch (c) {
         case 't': tmpl_name = optarg; break;
-        case 's': bad = parse_int(optarg, 16, 1024, &ctx.size); break;
-        case 'm': bad = parse_int(optarg, 0, 1024, &ctx.margin); break;
+        case 's': bad = cli_parse_int(optarg, 16, 1024, &ctx.size); break;
+        case 'm': bad = cli_parse_int(optarg, 0, 1024, &ctx.margin); break;
         case 'D': ctx.multiple = 1; break;
-        case 'j': bad = parse_int(optarg, 1, 256, &threads); break;
-        case 'n': bad = parse_int(optarg, 12, 100000, &ctx.min_size); break;
+        case 'j': bad = cli_parse_int(optarg, 1, 256, &threads); break;
+        case 'n': bad = cli_parse_int(optarg, 12, 100000, &ctx.min_size); break;
         case 'M': model_dir_opt = optarg; break;
         case 'h': fputs(align_usage, stdout); return CLI_EXIT_OK;
         default: fputs(align_usage, stderr); return CLI_EXIT_USAGE;

@@ -55,16 +55,6 @@ typedef struct copts {
     const char *model, *model_dir, *key_file;
 } copts;
 
-static int parse_count(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || end == s || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int load_key(const char *file, uint8_t key[FACENET_GALLERY_KEY_BYTES])
 {
     facenet_error err;
@@ -401,10 +391,10 @@ int cmd_classify(int argc, char **argv)
     while ((c = getopt_long(argc - 1, argv + 1, "h", longopts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
-        case 'm': bad = parse_count(optarg, 1, 1000000, &o.min_images); break;
-        case 't': bad = parse_count(optarg, 1, 1000000, &o.train_images); break;
-        case 's': bad = parse_count(optarg, 0, 2147483647, &seed); break;
-        case 'j': bad = parse_count(optarg, 1, 64, &o.threads); break;
+        case 'm': bad = cli_parse_int(optarg, 1, 1000000, &o.min_images); break;
+        case 't': bad = cli_parse_int(optarg, 1, 1000000, &o.train_images); break;
+        case 's': bad = cli_parse_int(optarg, 0, 2147483647, &seed); break;
+        case 'j': bad = cli_parse_int(optarg, 1, 64, &o.threads); break;
         case 'M': o.model = optarg; break;
         case 'K': o.key_file = optarg; break;
         case 'f': o.flip = 1; break;

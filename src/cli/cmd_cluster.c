@@ -199,21 +199,17 @@ int cmd_cluster(int argc, char **argv)
             }
             break;
         case 's': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 100000) {
+            if (cli_parse_int(optarg, 1, 100000, &o.min_samples) != 0) {
                 fprintf(stderr, "facenet cluster: --min-samples must be 1..100000\n");
                 return CLI_EXIT_USAGE;
             }
-            o.min_samples = (int)v;
             break;
         }
         case 'j': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 64) {
+            if (cli_parse_int(optarg, 1, 64, &threads) != 0) {
                 fprintf(stderr, "facenet cluster: --threads must be 1..64\n");
                 return CLI_EXIT_USAGE;
             }
-            threads = (int)v;
             break;
         }
         case 'c': copy = 1; break;

@@ -191,14 +191,11 @@ int cmd_compare(int argc, char **argv)
         case 'j': json = 1; break;
         case 'M': model_dir_opt = optarg; break;
         case 'J': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || v < 1 || v > FACENET_MAX_JITTERS) {
+            if (cli_parse_int(optarg, 1, FACENET_MAX_JITTERS, &jitter) != 0) {
                 fprintf(stderr, "facenet compare: --jitter is a count in [1, %d]\n",
                         FACENET_MAX_JITTERS);
                 return CLI_EXIT_USAGE;
             }
-            jitter = (int)v;
             break;
         }
         case 't': {

@@ -117,13 +117,10 @@ int cmd_detect(int argc, char **argv)
         case 'd': draw = optarg; break;
         case 'M': model_dir_opt = optarg; break;
         case 'm': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 12 || v > 100000) {
+            if (cli_parse_int(optarg, 12, 100000, &opt.min_size) != 0) {
                 fprintf(stderr, "facenet detect: --min-size must be 12..100000\n");
                 return CLI_EXIT_USAGE;
             }
-            opt.min_size = (int)v;
             break;
         }
         case 't':

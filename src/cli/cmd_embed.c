@@ -328,14 +328,10 @@ int cmd_embed(int argc, char **argv)
         case 'o': output = optarg; break;
         case 'M': model_dir_opt = optarg; break;
         case 'J': {
-            char *end;
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 1 || v > FACENET_MAX_JITTERS) {
+            if (cli_parse_int(optarg, 1, FACENET_MAX_JITTERS, &jitter) != 0) {
                 fprintf(stderr, "facenet embed: --jitter must be 1..%d\n", FACENET_MAX_JITTERS);
                 return CLI_EXIT_USAGE;
             }
-            jitter = (int)v;
             break;
         }
         case 'h': fputs(embed_usage, stdout); return CLI_EXIT_OK;

@@ -400,16 +400,6 @@ static void free_ctx(enroll_ctx *ctx)
     free(ctx->subjects);
 }
 
-static int parse_threads(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || end == s || v < 1 || v > 64)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int cmd_enroll(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -443,7 +433,7 @@ int cmd_enroll(int argc, char **argv)
         case 'f': flip = 1; break;
         case 'D': model_dir_opt = optarg; break;
         case 'j':
-            if (parse_threads(optarg, &threads) != 0) {
+            if (cli_parse_int(optarg, 1, 64, &threads) != 0) {
                 fprintf(stderr, "facenet enroll: --threads must be 1..64\n");
                 return CLI_EXIT_USAGE;
             }

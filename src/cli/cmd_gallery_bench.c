@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "cli/gallery_util.h"
 #include "gallery/index.h"
 
@@ -314,16 +315,6 @@ out:
     return rc;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || end == s || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int cmd_gallery_bench(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -351,7 +342,7 @@ int cmd_gallery_bench(int argc, char **argv)
         case 'r': {
             long lo = c == 't' || c == 'S' || c == 'r' ? 0 : 1;
             long hi = c == 'd' ? 4096 : c == 'k' ? GALLERY_MAX_K : c == 't' ? 16 : 100000000;
-            if (parse_long(optarg, lo, hi, &v) != 0) {
+            if (cli_parse_long(optarg, lo, hi, &v) != 0) {
                 fprintf(stderr, "facenet gallery bench: bad value '%s'\n", optarg);
                 return CLI_EXIT_USAGE;
             }

@@ -164,13 +164,10 @@ int cmd_identify(int argc, char **argv)
         case 'J': o.json = 1; break;
         case 'D': model_dir_opt = optarg; break;
         case 'k': {
-            char *end;
-            long k = strtol(optarg, &end, 10);
-            if (*end || k < 1 || k > 1000) {
+            if (cli_parse_int(optarg, 1, 1000, &o.k) != 0) {
                 fprintf(stderr, "facenet identify: -k must be 1..1000\n");
                 return CLI_EXIT_USAGE;
             }
-            o.k = (int)k;
             break;
         }
         case 't': {

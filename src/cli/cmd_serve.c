@@ -88,14 +88,10 @@ static const struct option serve_options[] = {
 
 static int parse_long(const char *name, const char *text, long lo, long hi, long *out)
 {
-    char *end;
-    long v = strtol(text, &end, 10);
-
-    if (*end || end == text || v < lo || v > hi) {
+    if (cli_parse_long(text, lo, hi, out) != 0) {
         fprintf(stderr, "facenet serve: %s must be an integer in [%ld, %ld]\n", name, lo, hi);
         return -1;
     }
-    *out = v;
     return 0;
 }
 

@@ -926,17 +926,6 @@ static int write_calibration(const voptions *o, const char *model_dir, const lfw
 /* Main                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_t pairs_size)
 {
     static const struct option longopts[] = {
@@ -979,7 +968,7 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
             }
             break;
         case 'k':
-            if (parse_int(optarg, 2, LFW_MAX_FOLDS, &o->lfw.folds) != 0) {
+            if (cli_parse_int(optarg, 2, LFW_MAX_FOLDS, &o->lfw.folds) != 0) {
                 fprintf(stderr, "facenet validate: --folds must be 2..%d\n", LFW_MAX_FOLDS);
                 return CLI_EXIT_USAGE;
             }
@@ -989,7 +978,7 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
         case 'C': o->calibrate = 1; break;
         case 'T': o->thresholds = optarg; break;
         case 'j':
-            if (parse_int(optarg, 1, 256, &o->threads) != 0) {
+            if (cli_parse_int(optarg, 1, 256, &o->threads) != 0) {
                 fprintf(stderr, "facenet validate: --threads must be 1..256\n");
                 return CLI_EXIT_USAGE;
             }
@@ -1007,7 +996,7 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
             break;
         }
         case 'J':
-            if (parse_int(optarg, 1, FACENET_MAX_JITTERS, &o->jitter) != 0) {
+            if (cli_parse_int(optarg, 1, FACENET_MAX_JITTERS, &o->jitter) != 0) {
                 fprintf(stderr, "facenet validate: --jitter must be 1..%d\n",
                         FACENET_MAX_JITTERS);
                 return CLI_EXIT_USAGE;

@@ -35,6 +35,16 @@ expect() { # expect NAME CONDITION...
 "$bin" compare 2>/dev/null; check "compare without images" 2 $?
 "$bin" detect "$tmp/missing.jpg" 2>/dev/null; check "missing file" 4 $?
 "$bin" nosuchcommand 2>/dev/null; check "unknown subcommand" 2 $?
+# every count option goes through one parser: whole decimal integers in
+# range, nothing else (no spaces, signs, suffixes or overflow)
+for v in "" " 40" "+40" "40x" "0x28" "11" "100001" "99999999999999999999"; do
+  "$bin" detect --min-size "$v" "$tmp/missing.jpg" 2>/dev/null
+  check "detect --min-size '$v' is a usage error" 2 $?
+done
+"$bin" detect --min-size 40 "$tmp/missing.jpg" 2>/dev/null; check "--min-size 40 is taken" 4 $?
+"$bin" embed --jitter " 2" "$tmp/missing.jpg" 2>/dev/null; check "embed --jitter ' 2'" 2 $?
+"$bin" align --threads 0 "$tmp" "$tmp/out" 2>/dev/null; check "align --threads 0" 2 $?
+"$bin" identify -k -1 --gallery "$tmp/g" "$tmp/missing.jpg" 2>/dev/null; check "identify -k -1" 2 $?
 
 # detect: three faces in sample1, as the reference finds; a drawn PNG
 "$bin" detect --json "$demo/sample1.jpg" > "$tmp/d.json"; check "detect --json" 0 $?
