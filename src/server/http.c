@@ -46,9 +46,20 @@ enum MHD_Result fn_respond_text(struct MHD_Connection *conn, request *req, int s
         MHD_add_response_header(response, "Retry-After", retry_after);
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(response, "WWW-Authenticate", "Bearer");
+    req->status = status;
+    if (req->deferred) {
+        /* On a job thread: the connection is suspended, so the response
+         * waits in the request until libmicrohttpd's thread queues it. */
+        if (req->pending) {
+            MHD_destroy_response(response);
+            return MHD_NO;
+        }
+        req->pending = response;
+        req->pending_status = (unsigned)status;
+        return MHD_YES;
+    }
     ret = MHD_queue_response(conn, (unsigned)status, response);
     MHD_destroy_response(response);
-    req->status = status;
     return ret;
 }
 

@@ -375,8 +375,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->deferred)
+        return fn_jobs_deliver(conn, req); /* its job is done: resumed */
     if (req->status)
         return MHD_YES;
+    if (fn_routes[req->route].body)
+        return fn_jobs_submit(s, conn, req);
     return fn_routes[req->route].handler(s, conn, req);
 }
 
@@ -405,6 +409,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             (long long)time(NULL), req->id, req->key_id, fn_routes[req->route].path, req->status,
             seconds * 1000.0, req->faces);
     fn_body_release(s, req);
+    if (req->pending) /* resumed, but the client left before it was sent */
+        MHD_destroy_response(req->pending);
     free(req);
     *con_cls = NULL;
 }
@@ -499,6 +505,7 @@ static void stop_refresher(fn_server *s)
 
 static void free_server(fn_server *s)
 {
+    fn_jobs_stop(s);
     stop_refresher(s);
     facenet_gallery_close(s->gallery); /* after every request has finished */
     for (int i = 0; i < s->n_pipelines; i++) {
@@ -510,6 +517,7 @@ static void free_server(fn_server *s)
     fn_keyring_free(&s->keys);
     fn_tls_pem_free(&s->tls);
     pthread_cond_destroy(&s->stop_cond);
+    pthread_cond_destroy(&s->job_ready);
     pthread_cond_destroy(&s->pipeline_freed);
     pthread_mutex_destroy(&s->reload_lock);
     pthread_mutex_destroy(&s->lock);
@@ -626,6 +634,7 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         return fn_fail(err, FACENET_ERR_NO_MEMORY, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
+    pthread_cond_init(&s->job_ready, NULL);
     {
         /* Deadlines are monotonic; so must the queue's waits be. */
         pthread_condattr_t attr;
@@ -658,6 +667,8 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         st = load_pipelines(s, err);
     if (st == FACENET_OK)
         st = open_gallery(s, err);
+    if (st == FACENET_OK)
+        st = fn_jobs_start(s, err);
     if (st != FACENET_OK) {
         free_server(s);
         return st;
@@ -673,7 +684,8 @@ facenet_status fn_server_start(const fn_server_config *config, fn_keyring *keys,
         {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls.key},
         {MHD_OPTION_END, 0, NULL}};
     s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG |
             (s->tls.cert ? MHD_USE_TLS : 0),
         (uint16_t)config->port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_SOCK_ADDR, &addr,
@@ -717,6 +729,10 @@ void fn_server_stop(fn_server *s)
             break;
         nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
     }
+    /* Every suspended connection must be resumed before the daemon stops:
+     * the job threads finish what is queued (requests on kept-alive
+     * connections that came after the drain started get a 503). */
+    fn_jobs_stop(s);
     MHD_stop_daemon(s->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);

@@ -17,7 +17,7 @@
 typedef struct fn_server_config {
     const char *bind;        /* IPv4 address; default "127.0.0.1"        */
     int port;                /* default 8080                              */
-    int threads;             /* HTTP worker threads; default 4            */
+    int threads;             /* HTTP I/O threads (models: jobs.c); def. 4 */
     int pipelines;           /* concurrent inferences; default 2          */
     size_t max_body;         /* request body cap, bytes; default 16 MiB   */
     size_t max_body_memory;  /* all request bodies being received or held

@@ -120,6 +120,12 @@ struct fn_server {
     int refresher_running;
     int stopping;              /* under lock; wakes the refresher */
     pthread_cond_t stop_cond;  /* with lock */
+    /* jobs.c: the threads that run the model routes, and their queue. */
+    pthread_t *job_threads;
+    int n_job_threads;
+    request *job_head, *job_tail; /* under lock */
+    int jobs_stopping;            /* under lock: no new jobs are taken */
+    pthread_cond_t job_ready;     /* with lock */
 };
 
 struct request {
@@ -140,6 +146,14 @@ struct request {
     int committed;  /* a write is durable: never answer it with a 504 */
     char params[N_PARAMS][PARAM_MAX]; /* decoded path parameters */
     char content_type[256];           /* the header, for the multipart boundary */
+    /* A model route runs on a job thread while its connection is
+     * suspended; its response waits here until the connection is resumed
+     * (jobs.c). */
+    int deferred;
+    struct MHD_Response *pending;
+    unsigned pending_status;
+    struct MHD_Connection *conn;
+    request *next_job; /* under the server's lock */
 };
 
 double fn_now_seconds(void);
@@ -159,6 +173,27 @@ enum MHD_Result fn_respond_json(struct MHD_Connection *conn, request *req, int s
 /* `code` and `message` must be static text, never request data. */
 enum MHD_Result fn_respond_error(struct MHD_Connection *conn, request *req, int status,
                                  const char *code, const char *message, const char *retry_after);
+
+/* ---- jobs.c: the model routes' threads ---------------------------------- */
+
+/* Routes that read a body run a model (detect, verify, embed, identify,
+ * enroll) and can wait for a pipeline. They do not run on libmicrohttpd's
+ * threads, where they would hold up every other connection that thread
+ * serves (health checks, metrics, the 503 of a full queue): the access
+ * handler suspends the connection and hands the request to a job thread,
+ * which runs the handler and resumes the connection; the response is then
+ * queued from libmicrohttpd's thread (fn_jobs_deliver). There are enough
+ * job threads for every pipeline, a full queue and one more, so a request
+ * is admitted or refused as soon as its body is read. */
+facenet_status fn_jobs_start(fn_server *s, facenet_error *err);
+/* Take no new jobs, finish the queued ones, join the threads. Idempotent. */
+void fn_jobs_stop(fn_server *s);
+/* Suspend the connection and queue the request: MHD_YES. When the server
+ * is stopping, a 503 is queued at once instead. */
+enum MHD_Result fn_jobs_submit(fn_server *s, struct MHD_Connection *conn, request *req);
+/* Called on the connection's first callback after the job resumed it:
+ * queue the job's response (none: close the connection). */
+enum MHD_Result fn_jobs_deliver(struct MHD_Connection *conn, request *req);
 
 /* ---- http.c: metrics and authorization ---------------------------------- */
 

@@ -47,7 +47,7 @@ wait_listening() {
   done
   return 1
 }
-"$bin" serve --keys "$keys" --port 0 --threads 2 --pipelines 1 --max-body 1000000 \
+"$bin" serve --keys "$keys" --port 0 --threads 1 --pipelines 1 --max-body 1000000 \
   --timeout 3 2>"$tmp/log" &
 pid=$!
 wait_listening "$tmp/log"
@@ -258,7 +258,7 @@ black_png() { local w=$1 h=$2 out=$3 d; d=$(mktemp -d)
 # even when other tests load the machine (ctest -j); a shorter one raced.
 black_png 5000 5000 "$tmp/black.png"
 deadline_ms=1000
-"$bin" serve --keys "$keys" --port 0 --threads 8 --pipelines 1 --max-body 1000000 \
+"$bin" serve --keys "$keys" --port 0 --threads 1 --pipelines 1 --max-body 1000000 \
   --max-pixels 26000000 \
   --timeout 5 --max-inflight-per-key 1 --deadline-ms "$deadline_ms" --max-queue 1 2>"$tmp/log2" &
 pid=$!
