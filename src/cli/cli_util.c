@@ -190,3 +190,30 @@ int cli_parse_int(const char *s, int lo, int hi, int *out)
     *out = (int)v;
     return 0;
 }
+
+int cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+
+    /* strtod alone takes leading spaces, "inf", "nan" and hex floats. */
+    if (!s || !(*s == '-' || *s == '.' || (*s >= '0' && *s <= '9')))
+        return -1;
+    if (strpbrk(s, "xXnN"))
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_cosine(const char *s, float *out)
+{
+    double v;
+    if (cli_parse_double(s, -1.0, 1.0, &v) != 0)
+        return -1;
+    *out = (float)v;
+    return 0;
+}

@@ -48,6 +48,14 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
 /* The same for an int-sized option (lo and hi must fit an int). */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 
+/* Parse a whole finite decimal number in [lo, hi] (same rules: nothing
+ * before or after it; "", " 0.5", "nan", "1e999" are refused). Returns 0,
+ * or -1 with *out unchanged. */
+int cli_parse_double(const char *s, double lo, double hi, double *out);
+
+/* A cosine similarity threshold: a number in [-1, 1]. */
+int cli_parse_cosine(const char *s, float *out);
+
 /* True when the path has an image file extension. */
 int cli_is_image_name(const char *path);
 

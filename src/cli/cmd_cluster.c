@@ -179,7 +179,6 @@ int cmd_cluster(int argc, char **argv)
     facenet_cluster_options_default(&o);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'm':
             if (strcmp(optarg, "chinese-whispers") == 0 || strcmp(optarg, "cw") == 0)
@@ -192,8 +191,7 @@ int cmd_cluster(int argc, char **argv)
             }
             break;
         case 't':
-            o.threshold = strtof(optarg, &end);
-            if (*end || !(o.threshold >= -1 && o.threshold <= 1)) {
+            if (cli_parse_cosine(optarg, &o.threshold) != 0) {
                 fprintf(stderr, "facenet cluster: --threshold is a cosine similarity in [-1, 1]\n");
                 return CLI_EXIT_USAGE;
             }

@@ -199,9 +199,7 @@ int cmd_compare(int argc, char **argv)
             break;
         }
         case 't': {
-            char *end;
-            threshold = strtof(optarg, &end);
-            if (*end || !(threshold >= -1 && threshold <= 1)) {
+            if (cli_parse_cosine(optarg, &threshold) != 0) {
                 fprintf(stderr, "facenet compare: --threshold is a cosine similarity in [-1, 1]\n");
                 return CLI_EXIT_USAGE;
             }

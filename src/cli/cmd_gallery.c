@@ -102,8 +102,7 @@ static int parse(int argc, char **argv, gopts *o)
             }
             break;
         case 't':
-            o->threshold = strtof(optarg, &end);
-            if (*end || !(o->threshold >= -1 && o->threshold <= 1)) {
+            if (cli_parse_cosine(optarg, &o->threshold) != 0) {
                 fprintf(stderr, "facenet gallery: --threshold is a cosine similarity in [-1, 1]\n");
                 return CLI_EXIT_USAGE;
             }
@@ -608,9 +607,7 @@ static int do_threshold(const gopts *o)
     if (need_pos(o, 1, 2, "threshold"))
         return CLI_EXIT_USAGE;
     if (o->n_pos == 2) {
-        char *end;
-        t = strtof(o->pos[1], &end);
-        if (*end || !(t >= -1 && t <= 1)) {
+        if (cli_parse_cosine(o->pos[1], &t) != 0) {
             fprintf(stderr, "facenet gallery threshold: a cosine similarity in [-1, 1]\n");
             return CLI_EXIT_USAGE;
         }

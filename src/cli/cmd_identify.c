@@ -171,9 +171,7 @@ int cmd_identify(int argc, char **argv)
             break;
         }
         case 't': {
-            char *end;
-            o.threshold = strtof(optarg, &end);
-            if (*end || !(o.threshold >= -1 && o.threshold <= 1)) {
+            if (cli_parse_cosine(optarg, &o.threshold) != 0) {
                 fprintf(stderr, "facenet identify: --threshold is a cosine similarity in [-1, 1]\n");
                 return CLI_EXIT_USAGE;
             }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "server/keys.h"
 
 static void usage(FILE *out)
@@ -188,16 +189,14 @@ int cmd_keys(int argc, char **argv)
             }
             break;
         case 'r':
-            rate = strtod(optarg, &end);
-            if (*end || !(rate > 0 && rate <= 1e6)) {
+            if (cli_parse_double(optarg, 0, 1e6, &rate) != 0 || !(rate > 0)) {
                 fprintf(stderr, "facenet keys: --rate must be in (0, 1e6]\n");
                 return CLI_EXIT_USAGE;
             }
             limits_given = 1;
             break;
         case 'b':
-            burst = strtod(optarg, &end);
-            if (*end || !(burst >= 1 && burst <= 1e6)) {
+            if (cli_parse_double(optarg, 1, 1e6, &burst) != 0) {
                 fprintf(stderr, "facenet keys: --burst must be in [1, 1e6]\n");
                 return CLI_EXIT_USAGE;
             }

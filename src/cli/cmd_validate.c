@@ -985,11 +985,7 @@ static int parse_args(int argc, char **argv, voptions *o, char *pairs_buf, size_
             break;
         case 'c': o->cache_dir = optarg; break;
         case 'W': {
-            char *end;
-            errno = 0;
-            o->ensemble_weight = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(o->ensemble_weight >= 0) ||
-                o->ensemble_weight > 10) {
+            if (cli_parse_double(optarg, 0, 10, &o->ensemble_weight) != 0) {
                 fprintf(stderr, "facenet validate: --ensemble-weight must be a number in 0..10\n");
                 return CLI_EXIT_USAGE;
             }

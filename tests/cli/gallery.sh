@@ -186,6 +186,12 @@ run "$bin" gallery check "$G" --key-file "$K"; check "check after remove-collect
 run "$bin" gallery threshold "$G" 0.55 --key-file "$K"; check "set threshold" 0 $?
 expect "threshold recorded" grep -q "^0.5500" "$tmp/out"
 run "$bin" gallery threshold "$G" 1.5 --key-file "$K"; check "bad threshold" 2 $?
+# thresholds parse strictly: an empty or padded value is refused, never read as 0
+for t in "" " 0.3" "nan" "0.3x"; do
+  run "$bin" gallery threshold "$G" "$t" --key-file "$K"; check "threshold '$t' is a usage error" 2 $?
+done
+run "$bin" gallery threshold "$G" --key-file "$K"; check "read threshold" 0 $?
+expect "bad values changed nothing" grep -q "^0.5500" "$tmp/out"
 run "$bin" gallery bench --sizes 3000 --queries 20 --store 300 --dir "$tmp"; check "bench" 0 $?
 expect "bench reports agreement" grep -q "100.000%" "$tmp/out"
 expect "bench cleans up" test -z "$(ls "$tmp"/facenet-bench-* 2>/dev/null)"

@@ -33,6 +33,14 @@ expect "rotating a revoked key: message" grep -q "already revoked" "$tmp/err"
 expect "rotating a revoked key prints no key" [ ! -s "$tmp/out" ]
 "$bin" keys rotate --keys "$keys" 000000000000 >/dev/null 2>&1
 expect "rotating an unknown id fails (1)" [ $? = 1 ]
+for v in '' ' 3' 0 nan inf 1e7; do
+  "$bin" keys create --keys "$keys" --scope detect --rate "$v" >/dev/null 2>&1
+  expect "--rate '$v' is a usage error" [ $? = 2 ]
+done
+for v in '' 0.5 ' 2' 2x; do
+  "$bin" keys create --keys "$keys" --scope detect --burst "$v" >/dev/null 2>&1
+  expect "--burst '$v' is a usage error" [ $? = 2 ]
+done
 for grace in -1 2592001 1e3 abc ''; do
   "$bin" keys rotate --keys "$keys" "$new_id" --grace "$grace" >/dev/null 2>&1
   expect "--grace '$grace' is a usage error" [ $? = 2 ]

@@ -44,6 +44,10 @@ done
 "$bin" detect --min-size 40 "$tmp/missing.jpg" 2>/dev/null; check "--min-size 40 is taken" 4 $?
 "$bin" embed --jitter " 2" "$tmp/missing.jpg" 2>/dev/null; check "embed --jitter ' 2'" 2 $?
 "$bin" align --threads 0 "$tmp" "$tmp/out" 2>/dev/null; check "align --threads 0" 2 $?
+for v in "" " 0.5" nan 0.5x 2; do
+  "$bin" compare --threshold "$v" "$tmp/missing.jpg" "$tmp/missing.jpg" 2>/dev/null
+  check "compare --threshold '$v' is a usage error" 2 $?
+done
 "$bin" identify -k -1 --gallery "$tmp/g" "$tmp/missing.jpg" 2>/dev/null; check "identify -k -1" 2 $?
 
 # detect: three faces in sample1, as the reference finds; a drawn PNG
