@@ -48,11 +48,23 @@
 #include <string.h>
 
 
-#define Q_MR 6   /* rows per micro tile (q_kernel_6x16)      */
+#define Q_MR 4   /* rows per micro tile (q_kernel_4x16)      */
 #define Q_NR 16  /* output channels per panel                */
 #define Q_MC 96  /* rows per task block                      */
-#define W_MAX 63 /* weights: 7 bits, see above              */
-#define A_MAX 255
+/* Code widths (see the top of the file). Weights 7 bits. Activations 8
+ * bits where the kernel takes one step at a time (2 * A8_MAX * W_MAX
+ * fits in s16), 7 bits where it adds two steps' pairs in 16 bits
+ * (2 * 2 * A7_MAX * W_MAX must fit too). */
+#define W_MAX 63
+#define A8_MAX 255
+#define A7_MAX 127
+_Static_assert(2 * A8_MAX * W_MAX <= 32767, "vpmaddubsw pairs could saturate");
+_Static_assert(2 * 2 * A7_MAX * W_MAX <= 32767, "paired s16 sums could saturate");
+/* Which layers pair their steps (7-bit activations): Q_PAIR_KXK 1 makes
+ * KxK convolutions pair too, not only 1x1 and fully connected. */
+#ifndef Q_PAIR_KXK
+#define Q_PAIR_KXK 0
+#endif
 #define NARROW_MAX 4
 /* KxK convolutions with fewer input channels than this stay fp32. Even
  * with windows read in place they lose: K is tiny (9 to 36 codes, a
@@ -73,6 +85,9 @@ typedef struct q_layer {
      * row (KW pixels) is a whole number of 4-byte steps in the quantised
      * tensor; the padding channels have zero weights. 1x1 and FC: in_c. */
     int kw, in_c, in_c_pad;
+    /* 1: activations in 7 bits (0..a_max = A7_MAX) and the kernel adds
+     * two steps in 16 bits; 0: 8 bits (A8_MAX), one step at a time. */
+    int paired, a_max;
     int8_t *w;       /* panels of [k_pad / 4][16][4]                */
     float *wscale;   /* [panels * 16], 0 past out_c                  */
     int32_t *qsum;   /* [panels * 16]: sum over k of the codes       */
@@ -143,6 +158,8 @@ static void *q_prepare(const nn_layer_params *p)
     if (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1)
         l->in_c_pad = (int)round_up((size_t)p->in_c, 4);
     l->k_dim = p->kernel_h * p->kernel_w * l->in_c_pad;
+    l->paired = Q_PAIR_KXK || p->op != NN_OP_CONV2D || p->kernel_h * p->kernel_w == 1;
+    l->a_max = l->paired ? A7_MAX : A8_MAX;
     if (p->op == NN_OP_DEPTHWISE_CONV2D || p->out_c <= NARROW_MAX ||
         (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K) ||
         (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1 && p->in_c < KXK_MIN_IN_C)) {
@@ -257,19 +274,21 @@ AVX2_TARGET static inline float hmax(__m256 v)
     return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
 }
 
-/* 8 codes from 8 floats: round(x * inv) + z, clamped to 0..255 by the
- * saturating packs, in the low 8 bytes. _mm256_cvtps_epi32 rounds to
- * nearest even. */
-AVX2_TARGET static inline uint64_t codes8(__m256 x, __m256 inv, __m256i z)
+/* 8 codes from 8 floats: round(x * inv) + z, clamped to 0..a_max (the
+ * saturating packs clamp to 0..255, the min to a_max, in every byte of
+ * top: float rounding can put the top of the range one code past a_max),
+ * in the low 8 bytes. _mm256_cvtps_epi32 rounds to nearest even. */
+AVX2_TARGET static inline uint64_t codes8(__m256 x, __m256 inv, __m256i z, __m256i top)
 {
     const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(x, inv)), z);
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    return (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(w, w));
+    const __m128i bytes = _mm_min_epu8(_mm_packus_epi16(w, w), _mm256_castsi256_si128(top));
+    return (uint64_t)_mm_cvtsi128_si64(bytes);
 }
 
 /* Codes of x[0..n) into q[0..n). */
 AVX2_TARGET static inline void quantise_run(const float *x, int n, __m256 inv, __m256i z,
-                                            uint8_t *q)
+                                            __m256i top, uint8_t *q)
 {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     int k = 0;
@@ -278,51 +297,54 @@ AVX2_TARGET static inline void quantise_run(const float *x, int n, __m256 inv, _
         const __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), inv)), z);
         const __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 16), inv)), z);
         const __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 24), inv)), z);
-        /* Saturating packs clamp to 0..255; the permute undoes their lane
-         * interleaving. */
+        /* Saturating packs clamp to 0..255, the min to a_max; the
+         * permute undoes the packs' lane interleaving. */
         const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(
+            _mm256_min_epu8(_mm256_packus_epi16(ab, cd), top), order);
         _mm256_storeu_si256((__m256i *)(void *)(q + k), bytes);
     }
     for (; k + 8 <= n; k += 8) {
-        const uint64_t c8 = codes8(_mm256_loadu_ps(x + k), inv, z);
+        const uint64_t c8 = codes8(_mm256_loadu_ps(x + k), inv, z, top);
         memcpy(q + k, &c8, 8);
     }
     if (k < n) {
-        const uint64_t c8 = codes8(_mm256_maskload_ps(x + k, lane_mask(n - k)), inv, z);
+        const uint64_t c8 = codes8(_mm256_maskload_ps(x + k, lane_mask(n - k)), inv, z, top);
         memcpy(q + k, &c8, (size_t)(n - k));
     }
 }
 
-/* Scale and zero point for the range [lo, hi] (which includes 0):
- * x ~ scale * (q - zp). An all-zero range (or NaN) gets scale 0 and zero
- * codes. Returns 0 in that case. */
-static int range_params(float lo, float hi, float *scale, float *inv, int32_t *zp)
+/* Scale and zero point for the range [lo, hi] (which includes 0) in codes
+ * 0..a_max: x ~ scale * (q - zp). An all-zero range (or NaN) gets scale 0
+ * and zero codes. Returns 0 in that case. */
+static int range_params(float lo, float hi, int a_max, float *scale, float *inv, int32_t *zp)
 {
     if (!(hi > lo)) {
         *scale = *inv = 0.0f;
         *zp = 0;
         return 0;
     }
-    *scale = (hi - lo) / (float)A_MAX;
-    *inv = (float)A_MAX / (hi - lo);
+    *scale = (hi - lo) / (float)a_max;
+    *inv = (float)a_max / (hi - lo);
     const long z = lrintf(-lo * *inv);
-    *zp = (int32_t)(z < 0 ? 0 : z > A_MAX ? A_MAX : z);
+    *zp = (int32_t)(z < 0 ? 0 : z > a_max ? a_max : z);
     return 1;
 }
 
-/* Codes of one row of n floats into q (k_pad bytes, the tail zeroed). */
-AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, uint8_t *q,
+/* Codes 0..a_max of one row of n floats into q (k_pad bytes, the tail
+ * zeroed). */
+AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, int a_max, uint8_t *q,
                                      float *scale, int32_t *zp)
 {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     float inv;
     range_update(x, n, &lo, &hi);
-    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
+    if (!range_params(hmin(lo), hmax(hi), a_max, scale, &inv, zp)) {
         memset(q, 0, (size_t)k_pad);
         return;
     }
-    quantise_run(x, n, _mm256_set1_ps(inv), _mm256_set1_epi32(*zp), q);
+    quantise_run(x, n, _mm256_set1_ps(inv), _mm256_set1_epi32(*zp),
+                 _mm256_set1_epi8((char)a_max), q);
     memset(q + n, 0, (size_t)(k_pad - n)); /* meets zero weights */
 }
 
@@ -333,7 +355,7 @@ typedef struct q_rows {
     const uint8_t *q; /* row r at q + r * k_pad, unless in_place says */
     const float *scale;
     const int32_t *zp;
-    /* KxK convolutions: where tile t (rows 6t..6t+5) reads. in_place[t]
+    /* KxK convolutions: where tile t (rows 4t..4t+3) reads. in_place[t]
      * set: row r's window is read from the quantised input at at[r], as
      * kernel_h runs of seg_steps 4-byte steps, seg_skip bytes apart (the
      * window lies inside the image); clear: from q (gathered). NULL for
@@ -375,7 +397,7 @@ AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const 
  * rather than for each row (the stores to c could alias them as far as
  * the compiler knows). On MobileFaceNet's K = 64 layers the epilogue is a
  * large share of a tile's time. */
-AVX2_TARGET static void q_store_tile(int R, int32_t sums[6][16], const q_layer *l, int col,
+AVX2_TARGET static void q_store_tile(int R, int32_t sums[Q_MR][16], const q_layer *l, int col,
                                      const float *scale, const int32_t *zp, const q_out *o)
 {
     const __m256i qs0 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col));
@@ -414,29 +436,55 @@ AVX2_TARGET static void q_store_tile(int R, int32_t sums[6][16], const q_layer *
     }
 }
 
-/* The int32 sums of a 6 x 16 tile over K (k_pad / 4 steps of 4): row r
- * of A at a[r] (4 codes per step), the panel at b (64 bytes per step),
- * sums to out[r][0..16). Written in assembly because gcc (12, -O3) keeps
- * 10 of the 12 accumulators of the intrinsics version on the stack (it
- * hoists every broadcast and vpmaddubsw of a step before their adds),
- * which halved the speed: here the 12 accumulators are ymm0-11, the
- * ones ymm12, the broadcast row ymm13 and two products ymm14-15; the
- * panel is a memory operand. Per row and step: vpbroadcastd, then for
- * each 8 channels vpmaddubsw (u8 x s8 -> pairs in s16, which cannot
- * saturate: see the top of the file), vpmaddwd with ones (-> s32) and
- * vpaddd. */
-static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, int steps,
-                          long skip, int32_t out[6][16])
+/* The int32 sums of a 4 x 16 tile over K: row r of A at a[r] (4 codes
+ * per step), the panel at b (64 bytes per step), sums to out[r][0..16);
+ * segs runs of `steps` steps, `skip` bytes apart in A; paired (layers of
+ * 7-bit codes) takes the steps two at a time. Written in
+ * assembly because gcc (12, -O3) spills accumulators of the intrinsics
+ * version to the stack (it hoists every broadcast and vpmaddubsw of a step
+ * before their adds), which halved the speed.
+ *
+ * Steps go in pairs, with the pair's 128 panel bytes in ymm8-11: per row,
+ * vpbroadcastd of the first step's 4 codes, vpmaddubsw against both
+ * halves of its panel step (u8 x s8 -> pairs in s16), the same for the
+ * second step, vpaddw of the two steps' s16 pairs (which cannot saturate:
+ * 2 * 2 * A7_MAX * W_MAX < 32768, see the top of the file), then one
+ * vpmaddwd with ones (ymm12; -> s32) and vpaddd per 8 channels into the
+ * accumulators ymm0-7: 6 multiplies per row and 8 codes instead of 8, on
+ * the two multiply pipes that bound this loop. Broadcast in ymm13,
+ * products in ymm13-15; with no register left to hold the second step's
+ * broadcast it is loaded twice (loads are not the bound here: with the
+ * panel in registers a row costs 3 loads per 6 multiplies). A segment of
+ * an odd number of steps ends with one step done alone: 2 loads and 4
+ * multiplies per row, 2 * A8_MAX * W_MAX < 32768; unpaired layers (8-bit
+ * codes) take every step so. */
+static void q_kernel_4x16(const uint8_t *const a[4], const int8_t *b, int segs, int steps,
+                          int paired, long skip, int32_t out[4][16])
 {
     static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
-    long n = 0, seg = segs, seg_steps = steps;
+    const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
+    long n = 0, seg = segs;
+    const long pairs = paired ? steps / 2 : 0, singles = paired ? steps % 2 : steps;
     if (steps <= 0)
-        seg = 0; /* the loop below needs at least one step per segment */
+        seg = 0;
+#define Q_PAIR(ptr, acc0, acc1)                                \
+    "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
+    "vpmaddubsw %%ymm8, %%ymm13, %%ymm14\n\t"                  \
+    "vpmaddubsw %%ymm9, %%ymm13, %%ymm15\n\t"                  \
+    "vpbroadcastd 4(%[" ptr "]), %%ymm13\n\t"                  \
+    "vpmaddubsw %%ymm10, %%ymm13, %%ymm13\n\t"                 \
+    "vpaddw %%ymm13, %%ymm14, %%ymm14\n\t"                     \
+    "vpbroadcastd 4(%[" ptr "]), %%ymm13\n\t"                  \
+    "vpmaddubsw %%ymm11, %%ymm13, %%ymm13\n\t"                 \
+    "vpaddw %%ymm13, %%ymm15, %%ymm15\n\t"                     \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                   \
+    "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                   \
+    "vpaddd %%ymm14, %%" acc0 ", %%" acc0 "\n\t"               \
+    "vpaddd %%ymm15, %%" acc1 ", %%" acc1 "\n\t"
 #define Q_ROW(ptr, acc0, acc1)                                 \
     "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
-    "vpmaddubsw (%[b]), %%ymm13, %%ymm14\n\t"                  \
-    "vpmaddubsw 32(%[b]), %%ymm13, %%ymm15\n\t"                \
+    "vpmaddubsw %%ymm8, %%ymm13, %%ymm14\n\t"                  \
+    "vpmaddubsw %%ymm9, %%ymm13, %%ymm15\n\t"                  \
     "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                   \
     "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                   \
     "vpaddd %%ymm14, %%" acc0 ", %%" acc0 "\n\t"               \
@@ -450,38 +498,53 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, 
         "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
         "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
         "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
-        "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
-        "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
-        "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
-        "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
         "vmovdqu %[ones], %%ymm12\n\t"
         "test %[seg], %[seg]\n\t"
         "jle 2f\n\t"
         "3:\n\t"
-        "mov %[seg_steps], %[n]\n\t"
+        "mov %[pairs], %[n]\n\t"
+        "test %[n], %[n]\n\t"
+        "jz 4f\n\t"
         "1:\n\t"
+        "vmovdqa (%[b]), %%ymm8\n\t"
+        "vmovdqa 32(%[b]), %%ymm9\n\t"
+        "vmovdqa 64(%[b]), %%ymm10\n\t"
+        "vmovdqa 96(%[b]), %%ymm11\n\t"
+        Q_PAIR("a0", "ymm0", "ymm1")
+        Q_PAIR("a1", "ymm2", "ymm3")
+        Q_PAIR("a2", "ymm4", "ymm5")
+        Q_PAIR("a3", "ymm6", "ymm7")
+        "add $8, %[a0]\n\t"
+        "add $8, %[a1]\n\t"
+        "add $8, %[a2]\n\t"
+        "add $8, %[a3]\n\t"
+        "sub $-128, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "4:\n\t"
+        "mov %[singles], %[n]\n\t"
+        "test %[n], %[n]\n\t"
+        "jz 5f\n\t"
+        "6:\n\t"
+        "vmovdqa (%[b]), %%ymm8\n\t"
+        "vmovdqa 32(%[b]), %%ymm9\n\t"
         Q_ROW("a0", "ymm0", "ymm1")
         Q_ROW("a1", "ymm2", "ymm3")
         Q_ROW("a2", "ymm4", "ymm5")
         Q_ROW("a3", "ymm6", "ymm7")
-        Q_ROW("a4", "ymm8", "ymm9")
-        Q_ROW("a5", "ymm10", "ymm11")
         "add $4, %[a0]\n\t"
         "add $4, %[a1]\n\t"
         "add $4, %[a2]\n\t"
         "add $4, %[a3]\n\t"
-        "add $4, %[a4]\n\t"
-        "add $4, %[a5]\n\t"
         "add $64, %[b]\n\t"
         "dec %[n]\n\t"
-        "jnz 1b\n\t"
+        "jnz 6b\n\t"
+        "5:\n\t"
         /* next segment: the window's next row in the image */
         "add %[skip], %[a0]\n\t"
         "add %[skip], %[a1]\n\t"
         "add %[skip], %[a2]\n\t"
         "add %[skip], %[a3]\n\t"
-        "add %[skip], %[a4]\n\t"
-        "add %[skip], %[a5]\n\t"
         "dec %[seg]\n\t"
         "jnz 3b\n\t"
         "2:\n\t"
@@ -493,36 +556,34 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, 
         "vmovdqu %%ymm5, 160(%[out])\n\t"
         "vmovdqu %%ymm6, 192(%[out])\n\t"
         "vmovdqu %%ymm7, 224(%[out])\n\t"
-        "vmovdqu %%ymm8, 256(%[out])\n\t"
-        "vmovdqu %%ymm9, 288(%[out])\n\t"
-        "vmovdqu %%ymm10, 320(%[out])\n\t"
-        "vmovdqu %%ymm11, 352(%[out])\n\t"
         "vzeroupper\n\t"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
-          [a5] "+r"(a5), [b] "+r"(b), [n] "=&r"(n), [seg] "+r"(seg)
-        : [out] "r"(out), [ones] "m"(ones), [seg_steps] "m"(seg_steps), [skip] "m"(skip)
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b] "+r"(b),
+          [n] "=&r"(n), [seg] "+r"(seg)
+        : [out] "r"(out), [ones] "m"(ones), [pairs] "m"(pairs), [singles] "m"(singles),
+          [skip] "m"(skip)
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
           "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
+#undef Q_PAIR
 #undef Q_ROW
 }
 
-/* One R x 16 tile (R = 1..6 rows from r0) of panel p over the whole K,
- * then the epilogue. A tile of fewer rows runs the 6-row kernel with its
+/* One R x 16 tile (R = 1..4 rows from r0) of panel p over the whole K,
+ * then the epilogue. A tile of fewer rows runs the 4-row kernel with its
  * last row repeated and drops the copies. */
 AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a, int r0,
                                 const q_out *o)
 {
-    _Alignas(32) int32_t sums[6][16];
-    const uint8_t *rows[6];
+    _Alignas(32) int32_t sums[Q_MR][16];
+    const uint8_t *rows[Q_MR];
     const int8_t *panel = l->w + (size_t)p * l->k_pad * Q_NR;
     if (a->in_place && a->in_place[r0 / Q_MR]) {
-        for (int r = 0; r < 6; r++)
+        for (int r = 0; r < Q_MR; r++)
             rows[r] = a->at[r0 + min_int(r, R - 1)];
-        q_kernel_6x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, sums);
+        q_kernel_4x16(rows, panel, a->segs, a->seg_steps, l->paired, a->seg_skip, sums);
     } else {
-        for (int r = 0; r < 6; r++)
+        for (int r = 0; r < Q_MR; r++)
             rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
-        q_kernel_6x16(rows, panel, 1, l->k_pad / 4, 0, sums);
+        q_kernel_4x16(rows, panel, 1, l->k_pad / 4, l->paired, 0, sums);
     }
     if (o->nr == Q_NR) {
         q_store_tile(R, sums, l, p * Q_NR, a->scale + r0, a->zp + r0, o);
@@ -576,7 +637,7 @@ typedef struct q_job {
  * bytes per pixel (the padding channels, which meet zero weights, get the
  * zero point), with one scale and zero point for the sample. */
 AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c, int in_c_pad,
-                                        uint8_t *q, float *scale, int32_t *zp)
+                                        int a_max, uint8_t *q, float *scale, int32_t *zp)
 {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     float inv;
@@ -584,21 +645,21 @@ AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c,
     const size_t chunk = (size_t)1 << 30; /* ints below */
     for (size_t k = 0; k < n; k += chunk)
         range_update(x + k, (int)(n - k < chunk ? n - k : chunk), &lo, &hi);
-    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
+    if (!range_params(hmin(lo), hmax(hi), a_max, scale, &inv, zp)) {
         memset(q, 0, pixels * (size_t)in_c_pad);
         return;
     }
     const __m256 vinv = _mm256_set1_ps(inv);
-    const __m256i vzp = _mm256_set1_epi32(*zp);
+    const __m256i vzp = _mm256_set1_epi32(*zp), top = _mm256_set1_epi8((char)a_max);
     if (in_c == in_c_pad) {
         for (size_t k = 0; k < n; k += chunk)
-            quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), vinv, vzp, q + k);
+            quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), vinv, vzp, top, q + k);
         return;
     }
     if (in_c > 64) { /* runs long enough to quantise pixel by pixel */
         for (size_t i = 0; i < pixels; i++) {
             uint8_t *dst = q + i * (size_t)in_c_pad;
-            quantise_run(x + i * (size_t)in_c, in_c, vinv, vzp, dst);
+            quantise_run(x + i * (size_t)in_c, in_c, vinv, vzp, top, dst);
             memset(dst + in_c, (int)*zp, (size_t)(in_c_pad - in_c));
         }
         return;
@@ -610,7 +671,7 @@ AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c,
     const int run_px = RUN * 16 / in_c; /* in_c <= 64 here */
     for (size_t p0 = 0; p0 < pixels; p0 += (size_t)run_px) {
         const int px = (int)(pixels - p0 < (size_t)run_px ? pixels - p0 : (size_t)run_px);
-        quantise_run(x + p0 * (size_t)in_c, px * in_c, vinv, vzp, packed);
+        quantise_run(x + p0 * (size_t)in_c, px * in_c, vinv, vzp, top, packed);
         uint8_t *dst = q + p0 * (size_t)in_c_pad;
         for (int i = 0; i < px; i++, dst += in_c_pad) {
             memcpy(dst, packed + (size_t)i * in_c, (size_t)in_c);
@@ -729,7 +790,7 @@ static void q_task(void *ctx, int task, int thread)
         window_rows(j, row0, rows, codes, scale, zp, at, in_place, &a);
     else
         for (int r = 0; r < rows; r++)
-            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
+            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad, l->a_max,
                          codes + (size_t)r * l->k_pad, scale + r, zp + r);
     panel_range(l, pg, j->groups, &p0, &p1);
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
@@ -770,7 +831,7 @@ static void q_conv2d(const nn_conv_geom *g, const float *x, const void *prepared
         float *sample_scale = (float *)(void *)(qx + round_up((size_t)g->n * image, 64));
         int32_t *sample_zp = (int32_t *)(void *)(sample_scale + g->n);
         for (int b = 0; b < g->n; b++)
-            quantise_sample(x + (size_t)b * pixels * g->in_c, pixels, g->in_c, l->in_c_pad,
+            quantise_sample(x + (size_t)b * pixels * g->in_c, pixels, g->in_c, l->in_c_pad, l->a_max,
                             qx + (size_t)b * image, sample_scale + b, sample_zp + b);
         j.qx = qx;
         j.sample_scale = sample_scale;
@@ -803,7 +864,7 @@ static void fc_task(void *ctx, int task, int thread)
     (void)thread;
 
     for (int r = 0; r < rows; r++)
-        quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
+        quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad, l->a_max,
                      codes + (size_t)r * l->k_pad, scale + r, zp + r);
     const q_rows a = {codes, scale, zp, NULL, NULL, 0, 0, 0};
     panel_range(l, pg, j->groups, &p0, &p1);
