@@ -6,34 +6,40 @@
  * CPU `vpmaddubsw` (u8 x s8, 32 products per instruction) followed by
  * `vpmaddwd` with ones and `vpaddd` sustains about 30 MAC per cycle,
  * twice the fp32 FMA rate; s16 x s16 `vpmaddwd` + `vpaddd` only about 19.
- * The two multiplies are the bound, so 1x1 convolutions and fully
- * connected layers save one in four (round 3): they add two k-steps'
- * `vpmaddubsw` results in 16 bits (`vpaddw`) before one `vpmaddwd`.
+ * The two multiplies are the bound, so the kernel saves one in four
+ * (round 3): it adds two k-steps' `vpmaddubsw` results in 16 bits
+ * (`vpaddw`) before one `vpmaddwd`.
  *
  * Saturation: `vpmaddubsw` adds its two products with signed 16-bit
  * saturation and `vpaddw` wraps around at 16 bits; neither may ever
- * overflow, so that the int32 sums are exact. Weights have 7 bits (-63..63). Layers that
- * pair steps (1x1, FC) code activations in 7 bits (u8, 0..127): a paired
- * sum is at most 2 * 2 * 127 * 63 = 32004 < 32767. KxK convolutions take
- * one step at a time and keep 8 bits (0..255): a pair is at most
- * 2 * 255 * 63 = 32130. The quantisers clamp every code to its layer's
- * top (float rounding can otherwise put the range's top one code past
- * it), and static asserts below check both bounds. Why not 7 bits
- * everywhere: KxK layers code a whole sample with one range, and at 7 bits
- * MTCNN moved a confident face's box by 13% of its width on the demo
- * photos (8 bits: 4%); 8-bit activations with 6-bit weights instead lost
- * more (lowest MobileFaceNet cosine to fp32 over the 22 demo faces 0.988,
- * against 0.996 for 7-bit activations and 0.997 for 8 bits unpaired).
+ * overflow, so that the int32 sums are exact. Activations keep 8 bits
+ * (u8, 0..255) and weights at most 7 (-63..63): one `vpmaddubsw` lane is
+ * at most 2 * 255 * 63 = 32130 < 32767. A paired lane adds four
+ * products, 4 * 255 * 63 in the worst case, so the weights are made to
+ * fit instead: at load, quantise_channel checks, for each output channel
+ * and each 16-bit lane of every pair of steps the kernel will add, that
+ * the four weight codes meeting there have positive codes summing to at
+ * most PAIR_CODE_SUM = 128 and negative ones to at least -128, so the
+ * lane stays within 255 * 128 = 32640. A channel that fails is coded
+ * again with a narrower range (62, 61, ...; 32 always fits), which only
+ * channels with several large weights meeting in one lane need: codes
+ * keep 8-bit activations everywhere, and the narrower weights cost far
+ * less than a bit of activations would. (Tried first: 7-bit activations,
+ * 0..127, with 7-bit weights moved an MTCNN box by 13% of the face's
+ * width on the demo photos against 4% at 8 bits, and lowered the mean
+ * MobileFaceNet cosine to fp32 on 200 LFW faces from 0.99932 to 0.99899;
+ * 6-bit weights everywhere gave a lowest demo-face cosine of 0.988.)
  *
  * Quantisation:
  *   - weights (at load): symmetric, per output channel, w ~ sw[o] * q,
- *     q in -63..63; packed in panels of 16 output channels, 4 consecutive
- *     k of one channel per 32-bit lane ([k/4][16][4] bytes per panel);
- *   - activations (per call): asymmetric, x ~ sa * (u - zp), u in 0..a_max
- *     (127 or 255, above), the range widened to include 0 so that zp is
- *     an integer and zero padding is exact. 1x1 convolutions and fully
- *     connected layers quantise each row of the GEMM (one input pixel,
- *     one sample) with its own range, as they read it; KxK convolutions
+ *     q in -63..63 (or narrower, above); packed in panels of 16 output
+ *     channels, 4 consecutive k of one channel per 32-bit lane
+ *     ([k/4][16][4] bytes per panel);
+ *   - activations (per call): asymmetric, x ~ sa * (u - zp), u in 0..255,
+ *     the range widened to include 0 so that zp is an integer and zero
+ *     padding is exact. 1x1 convolutions and fully connected layers
+ *     quantise each row of the GEMM (one input pixel, one sample) with its
+ *     own range, as they read it; KxK convolutions
  *     quantise their input once, one range per sample, channels stored
  *     rounded up to 4 (so a window row is whole 4-byte steps), and the
  *     kernel reads each window in place, row by row, from those bytes;
@@ -65,20 +71,15 @@
 #define Q_MR 4   /* rows per micro tile (q_kernel_4x16)      */
 #define Q_NR 16  /* output channels per panel                */
 #define Q_MC 96  /* rows per task block                      */
-/* Code widths (see the top of the file). Weights 7 bits. Activations 8
- * bits where the kernel takes one step at a time (2 * A8_MAX * W_MAX
- * fits in s16), 7 bits where it adds two steps' pairs in 16 bits
- * (2 * 2 * A7_MAX * W_MAX must fit too). */
+/* Code widths (see the top of the file): activations 0..A_MAX, weights
+ * at most -W_MAX..W_MAX, and in each 16-bit lane of two paired steps the
+ * positive weight codes sum to at most PAIR_CODE_SUM (the negative ones
+ * likewise), which quantise_channel ensures. */
 #define W_MAX 63
-#define A8_MAX 255
-#define A7_MAX 127
-_Static_assert(2 * A8_MAX * W_MAX <= 32767, "vpmaddubsw pairs could saturate");
-_Static_assert(2 * 2 * A7_MAX * W_MAX <= 32767, "paired s16 sums could saturate");
-/* Which layers pair their steps (7-bit activations): Q_PAIR_KXK 1 makes
- * KxK convolutions pair too, not only 1x1 and fully connected. */
-#ifndef Q_PAIR_KXK
-#define Q_PAIR_KXK 0
-#endif
+#define A_MAX 255
+#define PAIR_CODE_SUM 128
+_Static_assert(2 * A_MAX * W_MAX <= 32767, "vpmaddubsw pairs could saturate");
+_Static_assert(A_MAX * PAIR_CODE_SUM <= 32767, "paired s16 sums could overflow");
 #define NARROW_MAX 4
 /* KxK convolutions with fewer input channels than this stay fp32. Even
  * with windows read in place they lose: K is tiny (9 to 36 codes, a
@@ -99,9 +100,6 @@ typedef struct q_layer {
      * row (KW pixels) is a whole number of 4-byte steps in the quantised
      * tensor; the padding channels have zero weights. 1x1 and FC: in_c. */
     int kw, in_c, in_c_pad;
-    /* 1: activations in 7 bits (0..a_max = A7_MAX) and the kernel adds
-     * two steps in 16 bits; 0: 8 bits (A8_MAX), one step at a time. */
-    int paired, a_max;
     int8_t *w;       /* panels of [k_pad / 4][16][4]                */
     float *wscale;   /* [panels * 16], 0 past out_c                  */
     int32_t *qsum;   /* [panels * 16]: sum over k of the codes       */
@@ -135,28 +133,77 @@ static void *alloc_zeroed(size_t bytes)
     return p;
 }
 
-/* Quantise output channel o's weights into its panel (an all-zero channel
- * gets scale 0 and zero codes). */
-static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
+/* 1 if the kernel's paired steps cannot overflow s16 for the codes of
+ * output channel `lane` of panel w when it pairs steps s and s + 1 for
+ * every even s counted from each run of seg_steps steps (the last step of
+ * an odd run goes alone): in each 16-bit lane the four codes that meet
+ * (two per step) must have positive codes summing to at most
+ * PAIR_CODE_SUM, negative ones to at least -PAIR_CODE_SUM, so that with
+ * activations 0..A_MAX the lane stays within A_MAX * PAIR_CODE_SUM. */
+static int pairs_fit(const int8_t *w, int lane, int steps, int seg_steps)
 {
-    const float *src = p->weights + (size_t)o * p->kernel_h * p->kernel_w * p->in_c;
+    for (int s0 = 0; s0 < steps; s0 += seg_steps)
+        for (int s = s0; s + 1 < s0 + seg_steps && s + 1 < steps; s += 2)
+            for (int half = 0; half < 2; half++) {
+                int pos = 0, neg = 0;
+                for (int t = 0; t < 2; t++)
+                    for (int i = 0; i < 2; i++) {
+                        const size_t at = (size_t)(s + t) * Q_NR * 4 + (size_t)lane * 4 +
+                                          (size_t)(half * 2 + i);
+                        const int q = (int)w[at];
+                        pos += q > 0 ? q : 0;
+                        neg += q < 0 ? -q : 0;
+                    }
+                if (pos > PAIR_CODE_SUM || neg > PAIR_CODE_SUM)
+                    return 0;
+            }
+    return 1;
+}
+
+/* Channel o's weights as codes -top..top into its panel; returns the sum
+ * of the codes. */
+static int32_t code_channel(const float *src, const q_layer *l, int o, float peak, int top)
+{
     int8_t *panel = l->w + (size_t)(o / Q_NR) * l->k_pad * Q_NR;
     const int lane = o % Q_NR;
-    float peak = 0.0f;
     const int src_k = l->k_dim / l->in_c_pad * l->in_c;
-    for (int k = 0; k < src_k; k++)
-        peak = fmaxf(peak, fabsf(src[k]));
-    const float inv = peak > 0.0f ? (float)W_MAX / peak : 0.0f;
+    const float inv = peak > 0.0f ? (float)top / peak : 0.0f;
     int32_t sum = 0;
     for (int k = 0; k < src_k; k++) {
         long q = lrintf(src[k] * inv);
-        q = q > W_MAX ? W_MAX : q < -W_MAX ? -W_MAX : q;
+        q = q > top ? top : q < -top ? -top : q;
         /* tap k / in_c, channel k % in_c: at tap * in_c_pad + channel */
         const int kk = k / l->in_c * l->in_c_pad + k % l->in_c;
         panel[(size_t)(kk / 4) * Q_NR * 4 + (size_t)lane * 4 + kk % 4] = (int8_t)q;
         sum += (int32_t)q;
     }
-    l->wscale[o] = peak / (float)W_MAX;
+    return sum;
+}
+
+/* Quantise output channel o's weights into its panel (an all-zero channel
+ * gets scale 0 and zero codes): in -W_MAX..W_MAX when the kernel's paired
+ * steps fit (pairs_fit, for the pairings this layer's kernel calls use:
+ * whole rows of k_pad / 4 steps, and a KxK window's rows read in place),
+ * else in the widest narrower range that fits. Most channels keep 63; a
+ * channel with a few large weights that meet in one lane gets a coarser
+ * code, which costs it less than a bit of activation width would cost
+ * every layer (see the top of the file). |code| <= PAIR_CODE_SUM / 4
+ * always fits, so the loop ends. */
+static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
+{
+    const float *src = p->weights + (size_t)o * p->kernel_h * p->kernel_w * p->in_c;
+    const int8_t *panel = l->w + (size_t)(o / Q_NR) * l->k_pad * Q_NR;
+    const int src_k = l->k_dim / l->in_c_pad * l->in_c;
+    const int steps = l->k_pad / 4, window_steps = max_int(1, l->kw * l->in_c_pad / 4);
+    float peak = 0.0f;
+    for (int k = 0; k < src_k; k++)
+        peak = fmaxf(peak, fabsf(src[k]));
+    int top = W_MAX;
+    int32_t sum = code_channel(src, l, o, peak, top);
+    while (top > PAIR_CODE_SUM / 4 && !(pairs_fit(panel, o % Q_NR, steps, steps) &&
+                                        pairs_fit(panel, o % Q_NR, steps, window_steps)))
+        sum = code_channel(src, l, o, peak, --top);
+    l->wscale[o] = peak / (float)top;
     l->qsum[o] = sum;
 }
 
@@ -172,8 +219,6 @@ static void *q_prepare(const nn_layer_params *p)
     if (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1)
         l->in_c_pad = (int)round_up((size_t)p->in_c, 4);
     l->k_dim = p->kernel_h * p->kernel_w * l->in_c_pad;
-    l->paired = Q_PAIR_KXK || p->op != NN_OP_CONV2D || p->kernel_h * p->kernel_w == 1;
-    l->a_max = l->paired ? A7_MAX : A8_MAX;
     if (p->op == NN_OP_DEPTHWISE_CONV2D || p->out_c <= NARROW_MAX ||
         (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K) ||
         (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1 && p->in_c < KXK_MIN_IN_C)) {
@@ -288,21 +333,19 @@ AVX2_TARGET static inline float hmax(__m256 v)
     return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
 }
 
-/* 8 codes from 8 floats: round(x * inv) + z, clamped to 0..a_max (the
- * saturating packs clamp to 0..255, the min to a_max, in every byte of
- * top: float rounding can put the top of the range one code past a_max),
- * in the low 8 bytes. _mm256_cvtps_epi32 rounds to nearest even. */
-AVX2_TARGET static inline uint64_t codes8(__m256 x, __m256 inv, __m256i z, __m256i top)
+/* 8 codes from 8 floats: round(x * inv) + z, clamped to 0..255 by the
+ * saturating packs, in the low 8 bytes. _mm256_cvtps_epi32 rounds to
+ * nearest even. */
+AVX2_TARGET static inline uint64_t codes8(__m256 x, __m256 inv, __m256i z)
 {
     const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(x, inv)), z);
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    const __m128i bytes = _mm_min_epu8(_mm_packus_epi16(w, w), _mm256_castsi256_si128(top));
-    return (uint64_t)_mm_cvtsi128_si64(bytes);
+    return (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(w, w));
 }
 
 /* Codes of x[0..n) into q[0..n). */
 AVX2_TARGET static inline void quantise_run(const float *x, int n, __m256 inv, __m256i z,
-                                            __m256i top, uint8_t *q)
+                                            uint8_t *q)
 {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     int k = 0;
@@ -311,54 +354,51 @@ AVX2_TARGET static inline void quantise_run(const float *x, int n, __m256 inv, _
         const __m256i b = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), inv)), z);
         const __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 16), inv)), z);
         const __m256i d = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 24), inv)), z);
-        /* Saturating packs clamp to 0..255, the min to a_max; the
-         * permute undoes the packs' lane interleaving. */
+        /* Saturating packs clamp to 0..255; the permute undoes their lane
+         * interleaving. */
         const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-        const __m256i bytes = _mm256_permutevar8x32_epi32(
-            _mm256_min_epu8(_mm256_packus_epi16(ab, cd), top), order);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
         _mm256_storeu_si256((__m256i *)(void *)(q + k), bytes);
     }
     for (; k + 8 <= n; k += 8) {
-        const uint64_t c8 = codes8(_mm256_loadu_ps(x + k), inv, z, top);
+        const uint64_t c8 = codes8(_mm256_loadu_ps(x + k), inv, z);
         memcpy(q + k, &c8, 8);
     }
     if (k < n) {
-        const uint64_t c8 = codes8(_mm256_maskload_ps(x + k, lane_mask(n - k)), inv, z, top);
+        const uint64_t c8 = codes8(_mm256_maskload_ps(x + k, lane_mask(n - k)), inv, z);
         memcpy(q + k, &c8, (size_t)(n - k));
     }
 }
 
-/* Scale and zero point for the range [lo, hi] (which includes 0) in codes
- * 0..a_max: x ~ scale * (q - zp). An all-zero range (or NaN) gets scale 0
- * and zero codes. Returns 0 in that case. */
-static int range_params(float lo, float hi, int a_max, float *scale, float *inv, int32_t *zp)
+/* Scale and zero point for the range [lo, hi] (which includes 0):
+ * x ~ scale * (q - zp). An all-zero range (or NaN) gets scale 0 and zero
+ * codes. Returns 0 in that case. */
+static int range_params(float lo, float hi, float *scale, float *inv, int32_t *zp)
 {
     if (!(hi > lo)) {
         *scale = *inv = 0.0f;
         *zp = 0;
         return 0;
     }
-    *scale = (hi - lo) / (float)a_max;
-    *inv = (float)a_max / (hi - lo);
+    *scale = (hi - lo) / (float)A_MAX;
+    *inv = (float)A_MAX / (hi - lo);
     const long z = lrintf(-lo * *inv);
-    *zp = (int32_t)(z < 0 ? 0 : z > a_max ? a_max : z);
+    *zp = (int32_t)(z < 0 ? 0 : z > A_MAX ? A_MAX : z);
     return 1;
 }
 
-/* Codes 0..a_max of one row of n floats into q (k_pad bytes, the tail
- * zeroed). */
-AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, int a_max, uint8_t *q,
+/* Codes of one row of n floats into q (k_pad bytes, the tail zeroed). */
+AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, uint8_t *q,
                                      float *scale, int32_t *zp)
 {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     float inv;
     range_update(x, n, &lo, &hi);
-    if (!range_params(hmin(lo), hmax(hi), a_max, scale, &inv, zp)) {
+    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
         memset(q, 0, (size_t)k_pad);
         return;
     }
-    quantise_run(x, n, _mm256_set1_ps(inv), _mm256_set1_epi32(*zp),
-                 _mm256_set1_epi8((char)a_max), q);
+    quantise_run(x, n, _mm256_set1_ps(inv), _mm256_set1_epi32(*zp), q);
     memset(q + n, 0, (size_t)(k_pad - n)); /* meets zero weights */
 }
 
@@ -452,8 +492,7 @@ AVX2_TARGET static void q_store_tile(int R, int32_t sums[Q_MR][16], const q_laye
 
 /* The int32 sums of a 4 x 16 tile over K: row r of A at a[r] (4 codes
  * per step), the panel at b (64 bytes per step), sums to out[r][0..16);
- * segs runs of `steps` steps, `skip` bytes apart in A; paired (layers of
- * 7-bit codes) takes the steps two at a time. Written in
+ * segs runs of `steps` steps, `skip` bytes apart in A. Written in
  * assembly because gcc (12, -O3) spills accumulators of the intrinsics
  * version to the stack (it hoists every broadcast and vpmaddubsw of a step
  * before their adds), which halved the speed.
@@ -462,23 +501,22 @@ AVX2_TARGET static void q_store_tile(int R, int32_t sums[Q_MR][16], const q_laye
  * vpbroadcastd of the first step's 4 codes, vpmaddubsw against both
  * halves of its panel step (u8 x s8 -> pairs in s16), the same for the
  * second step, vpaddw of the two steps' s16 pairs (which cannot overflow:
- * 2 * 2 * A7_MAX * W_MAX < 32768, see the top of the file), then one
- * vpmaddwd with ones (ymm12; -> s32) and vpaddd per 8 channels into the
+ * quantise_channel saw to it, see the top of the file), then one vpmaddwd
+ * with ones (ymm12; -> s32) and vpaddd per 8 channels into the
  * accumulators ymm0-7: 6 multiplies per row and 8 codes instead of 8, on
  * the two multiply pipes that bound this loop. Broadcast in ymm13,
  * products in ymm13-15; with no register left to hold the second step's
- * broadcast it is loaded twice (loads are not the bound here: with the
- * panel in registers a row costs 3 loads per 6 multiplies). A segment of
- * an odd number of steps ends with one step done alone: 2 loads and 4
- * multiplies per row, 2 * A8_MAX * W_MAX < 32768; unpaired layers (8-bit
- * codes) take every step so. */
+ * broadcast it is loaded twice (with the panel in registers a row costs 3
+ * loads per 6 multiplies). A run of an odd number of steps ends with one
+ * step done alone (2 * 255 * 63 < 32768). Which steps pair (from the start
+ * of each run) is what quantise_channel checks. */
 static void q_kernel_4x16(const uint8_t *const a[4], const int8_t *b, int segs, int steps,
-                          int paired, long skip, int32_t out[4][16])
+                          long skip, int32_t out[4][16])
 {
     static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
     long n = 0, seg = segs;
-    const long pairs = paired ? steps / 2 : 0, singles = paired ? steps % 2 : steps;
+    const long pairs = steps / 2, singles = steps % 2;
     if (steps <= 0)
         seg = 0;
 #define Q_PAIR(ptr, acc0, acc1)                                \
@@ -593,11 +631,11 @@ AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a,
     if (a->in_place && a->in_place[r0 / Q_MR]) {
         for (int r = 0; r < Q_MR; r++)
             rows[r] = a->at[r0 + min_int(r, R - 1)];
-        q_kernel_4x16(rows, panel, a->segs, a->seg_steps, l->paired, a->seg_skip, sums);
+        q_kernel_4x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, sums);
     } else {
         for (int r = 0; r < Q_MR; r++)
             rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
-        q_kernel_4x16(rows, panel, 1, l->k_pad / 4, l->paired, 0, sums);
+        q_kernel_4x16(rows, panel, 1, l->k_pad / 4, 0, sums);
     }
     if (o->nr == Q_NR) {
         q_store_tile(R, sums, l, p * Q_NR, a->scale + r0, a->zp + r0, o);
@@ -651,7 +689,7 @@ typedef struct q_job {
  * bytes per pixel (the padding channels, which meet zero weights, get the
  * zero point), with one scale and zero point for the sample. */
 AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c, int in_c_pad,
-                                        int a_max, uint8_t *q, float *scale, int32_t *zp)
+                                        uint8_t *q, float *scale, int32_t *zp)
 {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     float inv;
@@ -659,21 +697,21 @@ AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c,
     const size_t chunk = (size_t)1 << 30; /* ints below */
     for (size_t k = 0; k < n; k += chunk)
         range_update(x + k, (int)(n - k < chunk ? n - k : chunk), &lo, &hi);
-    if (!range_params(hmin(lo), hmax(hi), a_max, scale, &inv, zp)) {
+    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
         memset(q, 0, pixels * (size_t)in_c_pad);
         return;
     }
     const __m256 vinv = _mm256_set1_ps(inv);
-    const __m256i vzp = _mm256_set1_epi32(*zp), top = _mm256_set1_epi8((char)a_max);
+    const __m256i vzp = _mm256_set1_epi32(*zp);
     if (in_c == in_c_pad) {
         for (size_t k = 0; k < n; k += chunk)
-            quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), vinv, vzp, top, q + k);
+            quantise_run(x + k, (int)(n - k < chunk ? n - k : chunk), vinv, vzp, q + k);
         return;
     }
     if (in_c > 64) { /* runs long enough to quantise pixel by pixel */
         for (size_t i = 0; i < pixels; i++) {
             uint8_t *dst = q + i * (size_t)in_c_pad;
-            quantise_run(x + i * (size_t)in_c, in_c, vinv, vzp, top, dst);
+            quantise_run(x + i * (size_t)in_c, in_c, vinv, vzp, dst);
             memset(dst + in_c, (int)*zp, (size_t)(in_c_pad - in_c));
         }
         return;
@@ -685,7 +723,7 @@ AVX2_TARGET static void quantise_sample(const float *x, size_t pixels, int in_c,
     const int run_px = RUN * 16 / in_c; /* in_c <= 64 here */
     for (size_t p0 = 0; p0 < pixels; p0 += (size_t)run_px) {
         const int px = (int)(pixels - p0 < (size_t)run_px ? pixels - p0 : (size_t)run_px);
-        quantise_run(x + p0 * (size_t)in_c, px * in_c, vinv, vzp, top, packed);
+        quantise_run(x + p0 * (size_t)in_c, px * in_c, vinv, vzp, packed);
         uint8_t *dst = q + p0 * (size_t)in_c_pad;
         for (int i = 0; i < px; i++, dst += in_c_pad) {
             memcpy(dst, packed + (size_t)i * in_c, (size_t)in_c);
@@ -804,7 +842,7 @@ static void q_task(void *ctx, int task, int thread)
         window_rows(j, row0, rows, codes, scale, zp, at, in_place, &a);
     else
         for (int r = 0; r < rows; r++)
-            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad, l->a_max,
+            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
                          codes + (size_t)r * l->k_pad, scale + r, zp + r);
     panel_range(l, pg, j->groups, &p0, &p1);
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
@@ -845,7 +883,7 @@ static void q_conv2d(const nn_conv_geom *g, const float *x, const void *prepared
         float *sample_scale = (float *)(void *)(qx + round_up((size_t)g->n * image, 64));
         int32_t *sample_zp = (int32_t *)(void *)(sample_scale + g->n);
         for (int b = 0; b < g->n; b++)
-            quantise_sample(x + (size_t)b * pixels * g->in_c, pixels, g->in_c, l->in_c_pad, l->a_max,
+            quantise_sample(x + (size_t)b * pixels * g->in_c, pixels, g->in_c, l->in_c_pad,
                             qx + (size_t)b * image, sample_scale + b, sample_zp + b);
         j.qx = qx;
         j.sample_scale = sample_scale;
@@ -878,7 +916,7 @@ static void fc_task(void *ctx, int task, int thread)
     (void)thread;
 
     for (int r = 0; r < rows; r++)
-        quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad, l->a_max,
+        quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
                      codes + (size_t)r * l->k_pad, scale + r, zp + r);
     const q_rows a = {codes, scale, zp, NULL, NULL, 0, 0, 0};
     panel_range(l, pg, j->groups, &p0, &p1);
