@@ -6,6 +6,8 @@
  *   channel, scale or zero point breaks by orders of magnitude; 1, 2 and 3
  *   threads and batch-of-3 versus one sample at a time must give the same
  *   bytes.
+ * - The overflow edge of the kernel's paired 16-bit sums: largest codes,
+ *   exact result.
  * - Real photos: MobileFaceNet in int8 against fp32 on every face of the
  *   demo photos (cosine), MTCNN in int8 against fp32 on the same photos
  *   (matched faces within a few percent of their width; a face found by
@@ -442,13 +444,12 @@ static void test_precision_selection(void **state)
 
 /* Measured on the six demo photos (2026-11-27, printed by the test): the
  * MobileFaceNet cosine was >= 0.997 (0.9969 in round 3), matched faces
- * moved by at most 5% of
- * their box width (11 px on 240 px faces), and one photo (sample2) had one
- * more face in int8: a candidate that fp32 scores 0.61 at the O-Net stage
- * (threshold 0.7) scored 0.72. A cascade of thresholds flips such
- * borderline candidates under any perturbation, so a face found by only
- * one precision must be a weak one; a confident face (score >= 0.85)
- * must be found by both. */
+ * moved by at most 5% of their box width (11 px on 240 px faces), and
+ * one photo (sample2) had one more face in int8: a candidate that fp32
+ * scores 0.61 at the O-Net stage (threshold 0.7) scored 0.72. A cascade
+ * of thresholds flips such borderline candidates under any perturbation,
+ * so a face found by only one precision must be a weak one; a confident
+ * face (score >= 0.85) must be found by both. */
 #define MFN_MIN_COSINE 0.99
 #define MTCNN_MAX_DRIFT 0.10    /* of the box width */
 #define MTCNN_BORDERLINE 0.85f  /* O-Net threshold 0.7 + 0.15 */
