@@ -6,28 +6,48 @@
  * CPU `vpmaddubsw` (u8 x s8, 32 products per instruction) followed by
  * `vpmaddwd` with ones and `vpaddd` sustains about 30 MAC per cycle,
  * twice the fp32 FMA rate; s16 x s16 `vpmaddwd` + `vpaddd` only about 19.
- * `vpmaddubsw` adds its two products with signed 16-bit saturation, so
- * activations keep 8 bits (u8, 0..255) and weights 7 (-63..63): the worst
- * pair is 2 * 255 * 63 = 32130 < 32767, nothing ever saturates, and the
- * int32 sums are exact.
+ * The two multiplies are the bound, so the kernel saves one in four
+ * (round 3): it adds two k-steps' `vpmaddubsw` results in 16 bits
+ * (`vpaddw`) before one `vpmaddwd`.
+ *
+ * Saturation: `vpmaddubsw` adds its two products with signed 16-bit
+ * saturation and `vpaddw` wraps around at 16 bits; neither may ever
+ * overflow, so that the int32 sums are exact. Activations keep 8 bits
+ * (u8, 0..255) and weights at most 7 (-63..63): one `vpmaddubsw` lane is
+ * at most 2 * 255 * 63 = 32130 < 32767. A paired lane adds four
+ * products, 4 * 255 * 63 in the worst case, so the weights are made to
+ * fit instead: at load, quantise_channel checks, for each output channel
+ * and each 16-bit lane of every pair of steps the kernel will add, that
+ * the four weight codes meeting there have positive codes summing to at
+ * most PAIR_CODE_SUM = 128 and negative ones to at least -128, so the
+ * lane stays within 255 * 128 = 32640. A channel that fails is coded
+ * again with a narrower range (62, 61, ...; 32 always fits), which only
+ * channels with several large weights meeting in one lane need: codes
+ * keep 8-bit activations everywhere, and the narrower weights cost far
+ * less than a bit of activations would. (Tried first: 7-bit activations,
+ * 0..127, with 7-bit weights moved an MTCNN box by 13% of the face's
+ * width on the demo photos against 4% at 8 bits, and lowered the mean
+ * MobileFaceNet cosine to fp32 on 200 LFW faces from 0.99932 to 0.99899;
+ * 6-bit weights everywhere gave a lowest demo-face cosine of 0.988.)
  *
  * Quantisation:
  *   - weights (at load): symmetric, per output channel, w ~ sw[o] * q,
- *     q in -63..63; packed in panels of 16 output channels, 4 consecutive
- *     k of one channel per 32-bit lane ([k/4][16][4] bytes per panel);
+ *     q in -63..63 (or narrower, above); packed in panels of 16 output
+ *     channels, 4 consecutive k of one channel per 32-bit lane
+ *     ([k/4][16][4] bytes per panel);
  *   - activations (per call): asymmetric, x ~ sa * (u - zp), u in 0..255,
  *     the range widened to include 0 so that zp is an integer and zero
  *     padding is exact. 1x1 convolutions and fully connected layers
  *     quantise each row of the GEMM (one input pixel, one sample) with its
- *     own range, as they read it; KxK convolutions quantise their input
- *     once, one range per sample, channels stored rounded up to 4 (so a
- *     window row is whole 4-byte steps), and the kernel reads each window
- *     in place, row by row, from those bytes; only tiles whose windows
- *     hang over the padding gather them into a buffer. Either way
- *     a code depends only on its own pixel or sample, so a result never
- *     depends on the batch, the block or the thread that computed it:
- *     integer sums are exact and the epilogue is the same float
- *     arithmetic everywhere.
+ *     own range, as they read it; KxK convolutions
+ *     quantise their input once, one range per sample, channels stored
+ *     rounded up to 4 (so a window row is whole 4-byte steps), and the
+ *     kernel reads each window in place, row by row, from those bytes;
+ *     only tiles whose windows hang over the padding gather them into a
+ *     buffer. Either way a code depends only on its own pixel or sample,
+ *     so a result never depends on the batch, the block or the thread
+ *     that computed it: integer sums are exact and the epilogue is the
+ *     same float arithmetic everywhere.
  *   - epilogue: y = sa * sw[o] * (sum u*q - zp * sum_k q) + bias[o], then
  *     the activation and a fused PReLU, in registers, written as float.
  *
@@ -48,11 +68,18 @@
 #include <string.h>
 
 
-#define Q_MR 6   /* rows per micro tile (q_kernel_6x16)      */
+#define Q_MR 4   /* rows per micro tile (q_kernel_4x16)      */
 #define Q_NR 16  /* output channels per panel                */
 #define Q_MC 96  /* rows per task block                      */
-#define W_MAX 63 /* weights: 7 bits, see above              */
+/* Code widths (see the top of the file): activations 0..A_MAX, weights
+ * at most -W_MAX..W_MAX, and in each 16-bit lane of two paired steps the
+ * positive weight codes sum to at most PAIR_CODE_SUM (the negative ones
+ * likewise), which quantise_channel ensures. */
+#define W_MAX 63
 #define A_MAX 255
+#define PAIR_CODE_SUM 128
+_Static_assert(2 * A_MAX * W_MAX <= 32767, "vpmaddubsw pairs could saturate");
+_Static_assert(A_MAX * PAIR_CODE_SUM <= 32767, "paired s16 sums could overflow");
 #define NARROW_MAX 4
 /* KxK convolutions with fewer input channels than this stay fp32. Even
  * with windows read in place they lose: K is tiny (9 to 36 codes, a
@@ -106,28 +133,77 @@ static void *alloc_zeroed(size_t bytes)
     return p;
 }
 
-/* Quantise output channel o's weights into its panel (an all-zero channel
- * gets scale 0 and zero codes). */
-static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
+/* 1 if the kernel's paired steps cannot overflow s16 for the codes of
+ * output channel `lane` of panel w when it pairs steps s and s + 1 for
+ * every even s counted from each run of seg_steps steps (the last step of
+ * an odd run goes alone): in each 16-bit lane the four codes that meet
+ * (two per step) must have positive codes summing to at most
+ * PAIR_CODE_SUM, negative ones to at least -PAIR_CODE_SUM, so that with
+ * activations 0..A_MAX the lane stays within A_MAX * PAIR_CODE_SUM. */
+static int pairs_fit(const int8_t *w, int lane, int steps, int seg_steps)
 {
-    const float *src = p->weights + (size_t)o * p->kernel_h * p->kernel_w * p->in_c;
+    for (int s0 = 0; s0 < steps; s0 += seg_steps)
+        for (int s = s0; s + 1 < s0 + seg_steps && s + 1 < steps; s += 2)
+            for (int half = 0; half < 2; half++) {
+                int pos = 0, neg = 0;
+                for (int t = 0; t < 2; t++)
+                    for (int i = 0; i < 2; i++) {
+                        const size_t at = (size_t)(s + t) * Q_NR * 4 + (size_t)lane * 4 +
+                                          (size_t)(half * 2 + i);
+                        const int q = (int)w[at];
+                        pos += q > 0 ? q : 0;
+                        neg += q < 0 ? -q : 0;
+                    }
+                if (pos > PAIR_CODE_SUM || neg > PAIR_CODE_SUM)
+                    return 0;
+            }
+    return 1;
+}
+
+/* Channel o's weights as codes -top..top into its panel; returns the sum
+ * of the codes. */
+static int32_t code_channel(const float *src, const q_layer *l, int o, float peak, int top)
+{
     int8_t *panel = l->w + (size_t)(o / Q_NR) * l->k_pad * Q_NR;
     const int lane = o % Q_NR;
-    float peak = 0.0f;
     const int src_k = l->k_dim / l->in_c_pad * l->in_c;
-    for (int k = 0; k < src_k; k++)
-        peak = fmaxf(peak, fabsf(src[k]));
-    const float inv = peak > 0.0f ? (float)W_MAX / peak : 0.0f;
+    const float inv = peak > 0.0f ? (float)top / peak : 0.0f;
     int32_t sum = 0;
     for (int k = 0; k < src_k; k++) {
         long q = lrintf(src[k] * inv);
-        q = q > W_MAX ? W_MAX : q < -W_MAX ? -W_MAX : q;
+        q = q > top ? top : q < -top ? -top : q;
         /* tap k / in_c, channel k % in_c: at tap * in_c_pad + channel */
         const int kk = k / l->in_c * l->in_c_pad + k % l->in_c;
         panel[(size_t)(kk / 4) * Q_NR * 4 + (size_t)lane * 4 + kk % 4] = (int8_t)q;
         sum += (int32_t)q;
     }
-    l->wscale[o] = peak / (float)W_MAX;
+    return sum;
+}
+
+/* Quantise output channel o's weights into its panel (an all-zero channel
+ * gets scale 0 and zero codes): in -W_MAX..W_MAX when the kernel's paired
+ * steps fit (pairs_fit, for the pairings this layer's kernel calls use:
+ * whole rows of k_pad / 4 steps, and a KxK window's rows read in place),
+ * else in the widest narrower range that fits. Most channels keep 63; a
+ * channel with a few large weights that meet in one lane gets a coarser
+ * code, which costs it less than a bit of activation width would cost
+ * every layer (see the top of the file). |code| <= PAIR_CODE_SUM / 4
+ * always fits, so the loop ends. */
+static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
+{
+    const float *src = p->weights + (size_t)o * p->kernel_h * p->kernel_w * p->in_c;
+    const int8_t *panel = l->w + (size_t)(o / Q_NR) * l->k_pad * Q_NR;
+    const int src_k = l->k_dim / l->in_c_pad * l->in_c;
+    const int steps = l->k_pad / 4, window_steps = max_int(1, l->kw * l->in_c_pad / 4);
+    float peak = 0.0f;
+    for (int k = 0; k < src_k; k++)
+        peak = fmaxf(peak, fabsf(src[k]));
+    int top = W_MAX;
+    int32_t sum = code_channel(src, l, o, peak, top);
+    while (top > PAIR_CODE_SUM / 4 && !(pairs_fit(panel, o % Q_NR, steps, steps) &&
+                                        pairs_fit(panel, o % Q_NR, steps, window_steps)))
+        sum = code_channel(src, l, o, peak, --top);
+    l->wscale[o] = peak / (float)top;
     l->qsum[o] = sum;
 }
 
@@ -333,7 +409,7 @@ typedef struct q_rows {
     const uint8_t *q; /* row r at q + r * k_pad, unless in_place says */
     const float *scale;
     const int32_t *zp;
-    /* KxK convolutions: where tile t (rows 6t..6t+5) reads. in_place[t]
+    /* KxK convolutions: where tile t (rows 4t..4t+3) reads. in_place[t]
      * set: row r's window is read from the quantised input at at[r], as
      * kernel_h runs of seg_steps 4-byte steps, seg_skip bytes apart (the
      * window lies inside the image); clear: from q (gathered). NULL for
@@ -375,7 +451,7 @@ AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const 
  * rather than for each row (the stores to c could alias them as far as
  * the compiler knows). On MobileFaceNet's K = 64 layers the epilogue is a
  * large share of a tile's time. */
-AVX2_TARGET static void q_store_tile(int R, int32_t sums[6][16], const q_layer *l, int col,
+AVX2_TARGET static void q_store_tile(int R, int32_t sums[Q_MR][16], const q_layer *l, int col,
                                      const float *scale, const int32_t *zp, const q_out *o)
 {
     const __m256i qs0 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col));
@@ -414,29 +490,53 @@ AVX2_TARGET static void q_store_tile(int R, int32_t sums[6][16], const q_layer *
     }
 }
 
-/* The int32 sums of a 6 x 16 tile over K (k_pad / 4 steps of 4): row r
- * of A at a[r] (4 codes per step), the panel at b (64 bytes per step),
- * sums to out[r][0..16). Written in assembly because gcc (12, -O3) keeps
- * 10 of the 12 accumulators of the intrinsics version on the stack (it
- * hoists every broadcast and vpmaddubsw of a step before their adds),
- * which halved the speed: here the 12 accumulators are ymm0-11, the
- * ones ymm12, the broadcast row ymm13 and two products ymm14-15; the
- * panel is a memory operand. Per row and step: vpbroadcastd, then for
- * each 8 channels vpmaddubsw (u8 x s8 -> pairs in s16, which cannot
- * saturate: see the top of the file), vpmaddwd with ones (-> s32) and
- * vpaddd. */
-static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, int steps,
-                          long skip, int32_t out[6][16])
+/* The int32 sums of a 4 x 16 tile over K: row r of A at a[r] (4 codes
+ * per step), the panel at b (64 bytes per step), sums to out[r][0..16);
+ * segs runs of `steps` steps, `skip` bytes apart in A. Written in
+ * assembly because gcc (12, -O3) spills accumulators of the intrinsics
+ * version to the stack (it hoists every broadcast and vpmaddubsw of a step
+ * before their adds), which halved the speed.
+ *
+ * Steps go in pairs, with the pair's 128 panel bytes in ymm8-11: per row,
+ * vpbroadcastd of the first step's 4 codes, vpmaddubsw against both
+ * halves of its panel step (u8 x s8 -> pairs in s16), the same for the
+ * second step, vpaddw of the two steps' s16 pairs (which cannot overflow:
+ * quantise_channel saw to it, see the top of the file), then one vpmaddwd
+ * with ones (ymm12; -> s32) and vpaddd per 8 channels into the
+ * accumulators ymm0-7: 6 multiplies per row and 8 codes instead of 8, on
+ * the two multiply pipes that bound this loop. Broadcast in ymm13,
+ * products in ymm13-15; with no register left to hold the second step's
+ * broadcast it is loaded twice (with the panel in registers a row costs 3
+ * loads per 6 multiplies). A run of an odd number of steps ends with one
+ * step done alone (2 * 255 * 63 < 32768). Which steps pair (from the start
+ * of each run) is what quantise_channel checks. */
+static void q_kernel_4x16(const uint8_t *const a[4], const int8_t *b, int segs, int steps,
+                          long skip, int32_t out[4][16])
 {
     static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
-    long n = 0, seg = segs, seg_steps = steps;
+    const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
+    long n = 0, seg = segs;
+    const long pairs = steps / 2, singles = steps % 2;
     if (steps <= 0)
-        seg = 0; /* the loop below needs at least one step per segment */
+        seg = 0;
+#define Q_PAIR(ptr, acc0, acc1)                                \
+    "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
+    "vpmaddubsw %%ymm8, %%ymm13, %%ymm14\n\t"                  \
+    "vpmaddubsw %%ymm9, %%ymm13, %%ymm15\n\t"                  \
+    "vpbroadcastd 4(%[" ptr "]), %%ymm13\n\t"                  \
+    "vpmaddubsw %%ymm10, %%ymm13, %%ymm13\n\t"                 \
+    "vpaddw %%ymm13, %%ymm14, %%ymm14\n\t"                     \
+    "vpbroadcastd 4(%[" ptr "]), %%ymm13\n\t"                  \
+    "vpmaddubsw %%ymm11, %%ymm13, %%ymm13\n\t"                 \
+    "vpaddw %%ymm13, %%ymm15, %%ymm15\n\t"                     \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                   \
+    "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                   \
+    "vpaddd %%ymm14, %%" acc0 ", %%" acc0 "\n\t"               \
+    "vpaddd %%ymm15, %%" acc1 ", %%" acc1 "\n\t"
 #define Q_ROW(ptr, acc0, acc1)                                 \
     "vpbroadcastd (%[" ptr "]), %%ymm13\n\t"                   \
-    "vpmaddubsw (%[b]), %%ymm13, %%ymm14\n\t"                  \
-    "vpmaddubsw 32(%[b]), %%ymm13, %%ymm15\n\t"                \
+    "vpmaddubsw %%ymm8, %%ymm13, %%ymm14\n\t"                  \
+    "vpmaddubsw %%ymm9, %%ymm13, %%ymm15\n\t"                  \
     "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                   \
     "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                   \
     "vpaddd %%ymm14, %%" acc0 ", %%" acc0 "\n\t"               \
@@ -450,38 +550,53 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, 
         "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
         "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
         "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
-        "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
-        "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
-        "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
-        "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
         "vmovdqu %[ones], %%ymm12\n\t"
         "test %[seg], %[seg]\n\t"
         "jle 2f\n\t"
         "3:\n\t"
-        "mov %[seg_steps], %[n]\n\t"
+        "mov %[pairs], %[n]\n\t"
+        "test %[n], %[n]\n\t"
+        "jz 4f\n\t"
         "1:\n\t"
+        "vmovdqa (%[b]), %%ymm8\n\t"
+        "vmovdqa 32(%[b]), %%ymm9\n\t"
+        "vmovdqa 64(%[b]), %%ymm10\n\t"
+        "vmovdqa 96(%[b]), %%ymm11\n\t"
+        Q_PAIR("a0", "ymm0", "ymm1")
+        Q_PAIR("a1", "ymm2", "ymm3")
+        Q_PAIR("a2", "ymm4", "ymm5")
+        Q_PAIR("a3", "ymm6", "ymm7")
+        "add $8, %[a0]\n\t"
+        "add $8, %[a1]\n\t"
+        "add $8, %[a2]\n\t"
+        "add $8, %[a3]\n\t"
+        "sub $-128, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "4:\n\t"
+        "mov %[singles], %[n]\n\t"
+        "test %[n], %[n]\n\t"
+        "jz 5f\n\t"
+        "6:\n\t"
+        "vmovdqa (%[b]), %%ymm8\n\t"
+        "vmovdqa 32(%[b]), %%ymm9\n\t"
         Q_ROW("a0", "ymm0", "ymm1")
         Q_ROW("a1", "ymm2", "ymm3")
         Q_ROW("a2", "ymm4", "ymm5")
         Q_ROW("a3", "ymm6", "ymm7")
-        Q_ROW("a4", "ymm8", "ymm9")
-        Q_ROW("a5", "ymm10", "ymm11")
         "add $4, %[a0]\n\t"
         "add $4, %[a1]\n\t"
         "add $4, %[a2]\n\t"
         "add $4, %[a3]\n\t"
-        "add $4, %[a4]\n\t"
-        "add $4, %[a5]\n\t"
         "add $64, %[b]\n\t"
         "dec %[n]\n\t"
-        "jnz 1b\n\t"
+        "jnz 6b\n\t"
+        "5:\n\t"
         /* next segment: the window's next row in the image */
         "add %[skip], %[a0]\n\t"
         "add %[skip], %[a1]\n\t"
         "add %[skip], %[a2]\n\t"
         "add %[skip], %[a3]\n\t"
-        "add %[skip], %[a4]\n\t"
-        "add %[skip], %[a5]\n\t"
         "dec %[seg]\n\t"
         "jnz 3b\n\t"
         "2:\n\t"
@@ -493,36 +608,34 @@ static void q_kernel_6x16(const uint8_t *const a[6], const int8_t *b, int segs, 
         "vmovdqu %%ymm5, 160(%[out])\n\t"
         "vmovdqu %%ymm6, 192(%[out])\n\t"
         "vmovdqu %%ymm7, 224(%[out])\n\t"
-        "vmovdqu %%ymm8, 256(%[out])\n\t"
-        "vmovdqu %%ymm9, 288(%[out])\n\t"
-        "vmovdqu %%ymm10, 320(%[out])\n\t"
-        "vmovdqu %%ymm11, 352(%[out])\n\t"
         "vzeroupper\n\t"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
-          [a5] "+r"(a5), [b] "+r"(b), [n] "=&r"(n), [seg] "+r"(seg)
-        : [out] "r"(out), [ones] "m"(ones), [seg_steps] "m"(seg_steps), [skip] "m"(skip)
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b] "+r"(b),
+          [n] "=&r"(n), [seg] "+r"(seg)
+        : [out] "r"(out), [ones] "m"(ones), [pairs] "m"(pairs), [singles] "m"(singles),
+          [skip] "m"(skip)
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
           "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
+#undef Q_PAIR
 #undef Q_ROW
 }
 
-/* One R x 16 tile (R = 1..6 rows from r0) of panel p over the whole K,
- * then the epilogue. A tile of fewer rows runs the 6-row kernel with its
+/* One R x 16 tile (R = 1..4 rows from r0) of panel p over the whole K,
+ * then the epilogue. A tile of fewer rows runs the 4-row kernel with its
  * last row repeated and drops the copies. */
 AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a, int r0,
                                 const q_out *o)
 {
-    _Alignas(32) int32_t sums[6][16];
-    const uint8_t *rows[6];
+    _Alignas(32) int32_t sums[Q_MR][16];
+    const uint8_t *rows[Q_MR];
     const int8_t *panel = l->w + (size_t)p * l->k_pad * Q_NR;
     if (a->in_place && a->in_place[r0 / Q_MR]) {
-        for (int r = 0; r < 6; r++)
+        for (int r = 0; r < Q_MR; r++)
             rows[r] = a->at[r0 + min_int(r, R - 1)];
-        q_kernel_6x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, sums);
+        q_kernel_4x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, sums);
     } else {
-        for (int r = 0; r < 6; r++)
+        for (int r = 0; r < Q_MR; r++)
             rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
-        q_kernel_6x16(rows, panel, 1, l->k_pad / 4, 0, sums);
+        q_kernel_4x16(rows, panel, 1, l->k_pad / 4, 0, sums);
     }
     if (o->nr == Q_NR) {
         q_store_tile(R, sums, l, p * Q_NR, a->scale + r0, a->zp + r0, o);
