@@ -30,7 +30,10 @@
  * convolutions of at most 4 input and 12 output channels (P-Net's first
  * layer) run on a direct kernel with 8 output pixels in the lanes; 3x3
  * stride-1 convolutions of at least 8 input and 16 output channels run as
- * Winograd F(4x4, 3x3) (avx2_winograd.c: 4x fewer multiplies).
+ * Winograd F(4x4, 3x3) (avx2_winograd.c: 4x fewer multiplies). Other
+ * convolutions of at most 4 input channels (R-Net's, O-Net's and
+ * MobileFaceNet's first layers) keep the micro-kernel but leave im2col:
+ * they read zero-padded copies of their input rows (conv_rows).
  *
  * Depthwise convolution and pooling run per output pixel over channel
  * vectors, with the bias, activation and PReLU in registers as well.
@@ -191,13 +194,52 @@ static size_t direct_scratch_floats(const nn_conv_geom *g)
     return round_up(in_rows * g->in_c * direct_row_floats(g), ALIGN_FLOATS);
 }
 
+/* The row kernel (see conv_rows): the other KxK convolutions of few input
+ * channels, whatever their outputs and strides (R-Net's 3 -> 28, O-Net's
+ * 3 -> 32, MobileFaceNet's 3 -> 64 stride 2). */
+#define ROWS_MAX_IN_C 4
+
+static int conv_is_rows(const nn_conv_geom *g)
+{
+    return g->in_c <= ROWS_MAX_IN_C && !conv_is_pointwise(g) && !conv_is_direct(g);
+}
+
+/* One zero-padded NHWC input row of the row kernel: every column the
+ * output row's windows read, (out_w - 1) * stride_w + kernel_w pixels. */
+static size_t rows_row_floats(const nn_conv_geom *g)
+{
+    return ((size_t)(g->out_w - 1) * g->stride_w + (size_t)g->kernel_w) * g->in_c;
+}
+
+/* Output rows per task: about two hundred output pixels. */
+static int rows_per_task(const nn_conv_geom *g)
+{
+    return min_int(g->out_h, max_int(1, 2 * GEMM_MC / max_int(g->out_w, 1)));
+}
+
+/* Input rows that `out_rows` consecutive output rows read. */
+static size_t rows_in_rows(const nn_conv_geom *g, int out_rows)
+{
+    return (size_t)(out_rows - 1) * g->stride_h + (size_t)g->kernel_h;
+}
+
+/* Per thread: the padded input rows of one task. */
+static size_t rows_scratch_floats(const nn_conv_geom *g)
+{
+    return round_up(rows_in_rows(g, rows_per_task(g)) * rows_row_floats(g), ALIGN_FLOATS);
+}
+
 static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 {
     if (conv_is_pointwise(g))
         return 0;
     if (nn_wino_conv_applies(g))
         return nn_wino_scratch_floats(g, threads);
-    return (size_t)threads * (conv_is_direct(g) ? direct_scratch_floats(g) : tile_scratch_floats(g));
+    if (conv_is_direct(g))
+        return (size_t)threads * direct_scratch_floats(g);
+    if (conv_is_rows(g))
+        return (size_t)threads * rows_scratch_floats(g);
+    return (size_t)threads * tile_scratch_floats(g);
 }
 
 #if HAVE_AVX2
@@ -778,6 +820,100 @@ static void conv_direct(const nn_conv_geom *g, const float *x, const avx_layer *
     nn_pool_run(pool, g->n * j.tasks_per_image, direct_task, &j);
 }
 
+/* ---- convolution of few input channels, row by row ----------------------------
+ *
+ * R-Net's, O-Net's and MobileFaceNet's first layers (3 inputs, 28 to 64
+ * outputs, K = 27) on the GEMM path lost most of their time to im2col:
+ * the 6-pixel tiles run in NHWC order across output rows, and a tile that
+ * wraps a row or touches the padding was gathered 3 floats at a time, once
+ * per panel. Here a task copies its input rows once into zero-padded NHWC
+ * rows (one memcpy per row), so every window of every output row lies
+ * inside the copy; each output row is then cut into tiles of up to 6
+ * pixels, read in place by the same micro-kernel in the same K order with
+ * the padding's zeros multiplied in as im2col's were: the values equal the
+ * GEMM path's. */
+
+typedef struct rows_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int tasks_per_image, rows_per_task;
+} rows_job;
+
+/* Input rows [iy0, iy0 + rows) of `image` into padded rows of row_floats,
+ * shifted right by pad_left, zero outside the input. */
+static void rows_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                      size_t row_floats, float *dst)
+{
+    const size_t c = (size_t)g->in_c;
+    const int cols = (int)(row_floats / c);
+    const int j_lo = max_int(0, g->pad_left), j_hi = min_int(cols, g->in_w + g->pad_left);
+    for (int r = 0; r < rows; r++, dst += row_floats) {
+        const int iy = iy0 + r;
+        if (iy < 0 || iy >= g->in_h || j_hi <= j_lo) {
+            memset(dst, 0, row_floats * sizeof *dst);
+            continue;
+        }
+        memset(dst, 0, (size_t)j_lo * c * sizeof *dst);
+        memcpy(dst + (size_t)j_lo * c,
+               image + ((size_t)iy * g->in_w + (size_t)(j_lo - g->pad_left)) * c,
+               (size_t)(j_hi - j_lo) * c * sizeof *dst);
+        memset(dst + (size_t)j_hi * c, 0, (row_floats - (size_t)j_hi * c) * sizeof *dst);
+    }
+}
+
+/* One output row, every panel, from the padded rows `in` (its window's
+ * first row first) into yrow. */
+AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, const float *in,
+                                     size_t row_floats, float *yrow)
+{
+    const size_t ldc = (size_t)l->out_c;
+    for (int p = 0; p < l->panels; p++) {
+        const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
+        const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+        const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
+                             g->act};
+        for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+            const a_panel ap = {in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, g->kernel_h,
+                                g->kernel_w * g->in_c};
+            micro(min_int(GEMM_MR, g->out_w - ox), nr, &ap, bp,
+                  yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, 1, 1, &ep);
+        }
+    }
+}
+
+static void rows_task(void *ctx, int task, int thread)
+{
+    const rows_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const int b = task / j->tasks_per_image;
+    const int oy0 = task % j->tasks_per_image * j->rows_per_task;
+    const int oy1 = min_int(g->out_h, oy0 + j->rows_per_task);
+    const size_t row_floats = rows_row_floats(g);
+    float *in = j->scratch + (size_t)thread * j->scratch_per_thread;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * g->out_h * g->out_w * g->out_c;
+
+    rows_fill(g, image, oy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, oy1 - oy0),
+              row_floats, in);
+    for (int oy = oy0; oy < oy1; oy++)
+        rows_out_row(j->l, g, in + (size_t)(oy - oy0) * g->stride_h * row_floats, row_floats,
+                     y + (size_t)oy * g->out_w * g->out_c);
+}
+
+static void conv_rows(const nn_conv_geom *g, const float *x, const avx_layer *l,
+                      float *scratch, float *y, nn_pool *pool)
+{
+    rows_job j = {l, g, x, y, scratch, rows_scratch_floats(g), 1, rows_per_task(g)};
+    j.tasks_per_image = (g->out_h + j.rows_per_task - 1) / j.rows_per_task;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, rows_task, &j);
+}
+
 static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
                        float *scratch, float *y, nn_pool *pool)
 {
@@ -797,6 +933,10 @@ static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepar
     }
     if (conv_is_direct(g)) {
         conv_direct(g, x, l, scratch, y, pool);
+        return;
+    }
+    if (conv_is_rows(g)) {
+        conv_rows(g, x, l, scratch, y, pool);
         return;
     }
     if (l->wino && nn_wino_conv_applies(g)) {
@@ -1179,6 +1319,100 @@ static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, cons
 static int avx_available(void)
 {
     return 0;
+}
+
+/* ---- convolution of few input channels, row by row ----------------------------
+ *
+ * R-Net's, O-Net's and MobileFaceNet's first layers (3 inputs, 28 to 64
+ * outputs, K = 27) on the GEMM path lost most of their time to im2col:
+ * the 6-pixel tiles run in NHWC order across output rows, and a tile that
+ * wraps a row or touches the padding was gathered 3 floats at a time, once
+ * per panel. Here a task copies its input rows once into zero-padded NHWC
+ * rows (one memcpy per row), so every window of every output row lies
+ * inside the copy; each output row is then cut into tiles of up to 6
+ * pixels, read in place by the same micro-kernel in the same K order with
+ * the padding's zeros multiplied in as im2col's were: the values equal the
+ * GEMM path's. */
+
+typedef struct rows_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int tasks_per_image, rows_per_task;
+} rows_job;
+
+/* Input rows [iy0, iy0 + rows) of `image` into padded rows of row_floats,
+ * shifted right by pad_left, zero outside the input. */
+static void rows_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                      size_t row_floats, float *dst)
+{
+    const size_t c = (size_t)g->in_c;
+    const int cols = (int)(row_floats / c);
+    const int j_lo = max_int(0, g->pad_left), j_hi = min_int(cols, g->in_w + g->pad_left);
+    for (int r = 0; r < rows; r++, dst += row_floats) {
+        const int iy = iy0 + r;
+        if (iy < 0 || iy >= g->in_h || j_hi <= j_lo) {
+            memset(dst, 0, row_floats * sizeof *dst);
+            continue;
+        }
+        memset(dst, 0, (size_t)j_lo * c * sizeof *dst);
+        memcpy(dst + (size_t)j_lo * c,
+               image + ((size_t)iy * g->in_w + (size_t)(j_lo - g->pad_left)) * c,
+               (size_t)(j_hi - j_lo) * c * sizeof *dst);
+        memset(dst + (size_t)j_hi * c, 0, (row_floats - (size_t)j_hi * c) * sizeof *dst);
+    }
+}
+
+/* One output row, every panel, from the padded rows `in` (its window's
+ * first row first) into yrow. */
+AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, const float *in,
+                                     size_t row_floats, float *yrow)
+{
+    const size_t ldc = (size_t)l->out_c;
+    for (int p = 0; p < l->panels; p++) {
+        const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
+        const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+        const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
+                             g->act};
+        for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+            const a_panel ap = {in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, g->kernel_h,
+                                g->kernel_w * g->in_c};
+            micro(min_int(GEMM_MR, g->out_w - ox), nr, &ap, bp,
+                  yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, 1, 1, &ep);
+        }
+    }
+}
+
+static void rows_task(void *ctx, int task, int thread)
+{
+    const rows_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const int b = task / j->tasks_per_image;
+    const int oy0 = task % j->tasks_per_image * j->rows_per_task;
+    const int oy1 = min_int(g->out_h, oy0 + j->rows_per_task);
+    const size_t row_floats = rows_row_floats(g);
+    float *in = j->scratch + (size_t)thread * j->scratch_per_thread;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * g->out_h * g->out_w * g->out_c;
+
+    rows_fill(g, image, oy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, oy1 - oy0),
+              row_floats, in);
+    for (int oy = oy0; oy < oy1; oy++)
+        rows_out_row(j->l, g, in + (size_t)(oy - oy0) * g->stride_h * row_floats, row_floats,
+                     y + (size_t)oy * g->out_w * g->out_c);
+}
+
+static void conv_rows(const nn_conv_geom *g, const float *x, const avx_layer *l,
+                      float *scratch, float *y, nn_pool *pool)
+{
+    rows_job j = {l, g, x, y, scratch, rows_scratch_floats(g), 1, rows_per_task(g)};
+    j.tasks_per_image = (g->out_h + j.rows_per_task - 1) / j.rows_per_task;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, rows_task, &j);
 }
 
 static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
