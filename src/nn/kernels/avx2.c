@@ -865,11 +865,30 @@ static void rows_fill(const nn_conv_geom *g, const float *image, int iy0, int ro
     }
 }
 
+/* A tile of the MTCNN and MobileFaceNet first layers: 3x3 windows of 3
+ * channels, so the micro-kernel's loops have constant trip counts (3
+ * segments of 9) and unroll. */
+AVX2_TARGET static void rows_tile_3x3x3(int mr, int nr, const float *a, size_t lda,
+                                        size_t row_floats, const float *b, float *c, size_t ldc,
+                                        const epilogue *ep)
+{
+    const a_panel ap = {a, lda, row_floats, 3, 9};
+    switch (mr) {
+    case 6: micro_tile(6, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 5: micro_tile(5, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 4: micro_tile(4, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 3: micro_tile(3, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 2: micro_tile(2, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    default: micro_tile(1, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    }
+}
+
 /* One output row, every panel, from the padded rows `in` (its window's
  * first row first) into yrow. */
 AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, const float *in,
                                      size_t row_floats, float *yrow)
 {
+    const int k27 = g->kernel_h == 3 && g->kernel_w == 3 && g->in_c == 3;
     const size_t ldc = (size_t)l->out_c;
     for (int p = 0; p < l->panels; p++) {
         const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
@@ -877,6 +896,13 @@ AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, 
         const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
                              g->act};
         for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+            if (k27) {
+                rows_tile_3x3x3(min_int(GEMM_MR, g->out_w - ox), nr,
+                                in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, bp,
+                                yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, &ep);
+                continue;
+            }
             const a_panel ap = {in + (size_t)ox * g->stride_w * g->in_c,
                                 (size_t)g->stride_w * g->in_c, row_floats, g->kernel_h,
                                 g->kernel_w * g->in_c};
@@ -1366,11 +1392,30 @@ static void rows_fill(const nn_conv_geom *g, const float *image, int iy0, int ro
     }
 }
 
+/* A tile of the MTCNN and MobileFaceNet first layers: 3x3 windows of 3
+ * channels, so the micro-kernel's loops have constant trip counts (3
+ * segments of 9) and unroll. */
+AVX2_TARGET static void rows_tile_3x3x3(int mr, int nr, const float *a, size_t lda,
+                                        size_t row_floats, const float *b, float *c, size_t ldc,
+                                        const epilogue *ep)
+{
+    const a_panel ap = {a, lda, row_floats, 3, 9};
+    switch (mr) {
+    case 6: micro_tile(6, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 5: micro_tile(5, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 4: micro_tile(4, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 3: micro_tile(3, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 2: micro_tile(2, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    default: micro_tile(1, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    }
+}
+
 /* One output row, every panel, from the padded rows `in` (its window's
  * first row first) into yrow. */
 AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, const float *in,
                                      size_t row_floats, float *yrow)
 {
+    const int k27 = g->kernel_h == 3 && g->kernel_w == 3 && g->in_c == 3;
     const size_t ldc = (size_t)l->out_c;
     for (int p = 0; p < l->panels; p++) {
         const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
@@ -1378,6 +1423,13 @@ AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, 
         const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
                              g->act};
         for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+            if (k27) {
+                rows_tile_3x3x3(min_int(GEMM_MR, g->out_w - ox), nr,
+                                in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, bp,
+                                yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, &ep);
+                continue;
+            }
             const a_panel ap = {in + (size_t)ox * g->stride_w * g->in_c,
                                 (size_t)g->stride_w * g->in_c, row_floats, g->kernel_h,
                                 g->kernel_w * g->in_c};
