@@ -418,6 +418,120 @@ static void test_conv_maxpool_fused(void **state)
     nn_pool_free(pool3);
 }
 
+/* A max pool after a first layer of the row kernel: R-Net's and O-Net's
+ * 3x3 stride 2 (SAME, one row of padding after), then random ones. */
+static void random_pool_after(const nn_conv_geom *g, int trial, nn_conv_geom *pg)
+{
+    int pad_after;
+    memset(pg, 0, sizeof *pg);
+    pg->n = g->n;
+    pg->in_h = g->out_h;
+    pg->in_w = g->out_w;
+    pg->in_c = pg->out_c = g->out_c;
+    pg->kernel_h = trial < 2 ? 3 : 1 + (int)rnd(3);
+    pg->kernel_w = trial < 2 ? 3 : 1 + (int)rnd(3);
+    pg->stride_h = trial < 2 ? 2 : 1 + (int)rnd(2);
+    pg->stride_w = trial < 2 ? 2 : 1 + (int)rnd(2);
+    const nn_padding mode = trial < 2 ? NN_PAD_SAME : (nn_padding)rnd(2);
+    nn_resolve_padding(mode, pg->in_h, pg->kernel_h, pg->stride_h, 0, 0, &pg->pad_top,
+                       &pad_after, &pg->out_h);
+    nn_resolve_padding(mode, pg->in_w, pg->kernel_w, pg->stride_w, 0, 0, &pg->pad_left,
+                       &pad_after, &pg->out_w);
+    pg->act = NN_ACT_NONE;
+}
+
+/* The row kernel fused with the max pool after it gives exactly the two
+ * layers run apart, with 1 and 3 threads, and the reference's values up
+ * to rounding. */
+static void test_first_layer_maxpool_fused(void **state)
+{
+    static const nn_conv_geom models[] = {
+        {40, 24, 24, 3, 22, 22, 28, 3, 3, 1, 1, 0, 0, NN_ACT_NONE}, /* R-Net conv1 */
+        {3, 48, 48, 3, 46, 46, 32, 3, 3, 1, 1, 0, 0, NN_ACT_NONE},  /* O-Net conv1 */
+    };
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    int checked = 0;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < 200; t++) {
+        nn_conv_geom g, pg;
+        if (t < 2)
+            g = models[t];
+        else if (!random_geom(&g, 0, SHAPES_FIRST_LAYER) || (g.kernel_h == 1 && g.kernel_w == 1))
+            continue;
+        random_pool_after(&g, t, &pg);
+        if (pg.out_h < 1 || pg.out_w < 1)
+            continue;
+        nn_layer_params p;
+        memset(&p, 0, sizeof p);
+        p.op = NN_OP_CONV2D;
+        p.out_c = g.out_c;
+        p.kernel_h = g.kernel_h;
+        p.kernel_w = g.kernel_w;
+        p.in_c = g.in_c;
+        float *w = noise((size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
+        float *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        p.weights = w;
+        p.bias = rnd(3) ? bias : NULL;
+        p.prelu = rnd(2) || t < 2 ? alpha : NULL;
+        const size_t conv_count = (size_t)g.n * g.out_h * g.out_w * g.out_c + 1;
+        const size_t ycount = (size_t)g.n * pg.out_h * pg.out_w * pg.out_c;
+        float *x = noise((size_t)g.n * g.in_h * g.in_w * g.in_c);
+        float *conv = malloc(conv_count * sizeof *conv);
+        float *want = malloc((ycount + 1) * sizeof *want);
+        float *apart = malloc((ycount + 1) * sizeof *apart);
+        float *got = malloc((ycount + 1) * sizeof *got);
+        run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
+        nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
+        const nn_backend *be = nn_backend_find("avx2");
+        if (be) {
+            const nn_fused_ops *ops = nn_backend_fused(be);
+            assert_true(ops->conv_maxpool_supported(&g, &pg));
+            void *prepared = be->prepare(&p);
+            assert_non_null(prepared);
+            for (int pi = 0; pi < 2; pi++) {
+                nn_pool *pool = pi ? pool3 : NULL;
+                const int threads = pi ? 3 : 1;
+                const size_t s1 = be->conv2d_scratch(&g, threads);
+                const size_t s2 = ops->conv_maxpool_scratch(&g, &pg, threads);
+                float *scratch = malloc(((s1 > s2 ? s1 : s2) + 1) * sizeof *scratch);
+                be->conv2d(&g, x, prepared, scratch, conv, pool);
+                be->pool2d(&pg, conv, apart, 1, pool);
+                memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
+                ops->conv_maxpool(&g, &pg, x, prepared, scratch, got, pool);
+                if (memcmp(got, apart, ycount * sizeof *got) != 0)
+                    fail_msg("fused first layer + max pool, trial %d: not the layers run apart",
+                             t);
+                compare("CONV2D + MAX_POOL2D", be->name, t, want, got, ycount,
+                        (size_t)p.kernel_h * p.kernel_w * p.in_c);
+                free(scratch);
+                checked++;
+            }
+            /* A pool with an activation, or padding as wide as its window,
+             * runs apart. */
+            nn_conv_geom other = pg;
+            other.act = NN_ACT_RELU;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            other = pg;
+            other.pad_top = other.kernel_h;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            be->release(prepared);
+        }
+        free(w);
+        free(bias);
+        free(alpha);
+        free(x);
+        free(conv);
+        free(want);
+        free(apart);
+        free(got);
+    }
+    if (nn_backend_find("avx2"))
+        assert_true(checked > 100);
+    nn_pool_free(pool3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_conv_maxpool_fused),
+        cmocka_unit_test(test_first_layer_maxpool_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

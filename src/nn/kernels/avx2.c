@@ -1246,7 +1246,7 @@ typedef struct fused_pool_job {
     const nn_conv_geom *pg; /* the pool: 2x2, stride 2, no padding before */
 } fused_pool_job;
 
-static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+static int direct_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
 {
     const int rows_ok = pg->out_h == g->out_h / 2 || pg->out_h == (g->out_h + 1) / 2;
     const int cols_ok = pg->out_w == g->out_w / 2 || pg->out_w == (g->out_w + 1) / 2;
@@ -1257,10 +1257,8 @@ static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom 
            pg->out_h >= 1 && pg->out_w >= 1 && rows_ok && cols_ok;
 }
 
-static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg,
-                                       int threads)
+static size_t direct_maxpool_scratch(const nn_conv_geom *g, int threads)
 {
-    (void)pg;
     /* A task's FUSED_POOL_ROWS pooled rows are DIRECT_ROWS conv rows. */
     return (size_t)threads * direct_scratch_floats(g);
 }
@@ -1329,15 +1327,147 @@ AVX2_TARGET static void fused_pool_task(void *ctx, int task, int thread)
     }
 }
 
-static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
-                             const void *prepared, float *scratch, float *y, nn_pool *pool)
+static void direct_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                           const avx_layer *l, float *scratch, float *y, nn_pool *pool)
 {
-    const avx_layer *l = prepared;
     fused_pool_job f = {{l, g, x, y, scratch, direct_scratch_floats(g), direct_row_floats(g), 1},
                         pg};
     f.d.tasks_per_image = (pg->out_h + FUSED_POOL_ROWS - 1) / FUSED_POOL_ROWS;
     pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
     nn_pool_run(pool, g->n * f.d.tasks_per_image, fused_pool_task, &f);
+}
+
+/* ---- row kernel fused with a max pool ------------------------------------------
+ *
+ * R-Net's and O-Net's first layers (3 -> 28 and 3 -> 32, 3x3) are
+ * followed by a 3x3, stride 2 max pool. Run apart, the convolution writes
+ * a whole batch of outputs (2 MB for 40 R-Net crops) that the pool then
+ * reads back from L3. Here a task computes the convolution rows of a few
+ * pooled rows (a whole 22-row R-Net image, 15 of O-Net's 46 rows) into a
+ * per-thread buffer that stays in L1/L2, then pools them with the pool
+ * layer's own row function over a geometry shifted to the buffer's first
+ * row. Neighbouring tasks recompute the rows their windows share (one row
+ * in 15 for O-Net). The values are the layers' run apart, bit for bit. */
+
+/* Floats of convolution output a task keeps (96 KiB). */
+#define ROWS_POOL_BUFFER_FLOATS 24576
+
+static int rows_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return conv_is_rows(g) && pg->act == NN_ACT_NONE && pg->n == g->n &&
+           pg->in_h == g->out_h && pg->in_w == g->out_w && pg->in_c == g->out_c &&
+           pg->out_c == g->out_c && pg->kernel_h >= 1 && pg->kernel_w >= 1 &&
+           pg->stride_h >= 1 && pg->stride_w >= 1 && pg->pad_top >= 0 && pg->pad_left >= 0 &&
+           pg->pad_top < pg->kernel_h && pg->pad_left < pg->kernel_w && pg->out_h >= 1 &&
+           pg->out_w >= 1 && (pg->out_h - 1) * pg->stride_h - pg->pad_top < pg->in_h;
+}
+
+/* Pooled rows per task: as many as keep their convolution rows within
+ * the buffer, at least one. */
+static int rows_pool_rows_per_task(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    const int cap = ROWS_POOL_BUFFER_FLOATS / max_int(1, g->out_w * g->out_c);
+    return min_int(pg->out_h, max_int(1, (cap - pg->kernel_h) / pg->stride_h + 1));
+}
+
+/* Convolution rows [cy0, cy1) that pooled rows [py0, py1) read. */
+static void rows_pool_span(const nn_conv_geom *g, const nn_conv_geom *pg, int py0, int py1,
+                           int *cy0, int *cy1)
+{
+    *cy0 = max_int(0, py0 * pg->stride_h - pg->pad_top);
+    *cy1 = min_int(g->out_h, (py1 - 1) * pg->stride_h - pg->pad_top + pg->kernel_h);
+}
+
+/* The most convolution rows one task computes. */
+static int rows_pool_conv_rows(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return min_int(g->out_h, (rows_pool_rows_per_task(g, pg) - 1) * pg->stride_h +
+                                 pg->kernel_h);
+}
+
+/* Per thread: the padded input rows, then the convolution rows. */
+static size_t rows_maxpool_scratch_floats(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    const int conv_rows = rows_pool_conv_rows(g, pg);
+    return round_up(rows_in_rows(g, conv_rows) * rows_row_floats(g), ALIGN_FLOATS) +
+           round_up((size_t)conv_rows * g->out_w * g->out_c, ALIGN_FLOATS);
+}
+
+typedef struct rows_pool_job {
+    const avx_layer *l;
+    const nn_conv_geom *g, *pg;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int tasks_per_image, pool_rows_per_task;
+} rows_pool_job;
+
+static void rows_pool_task(void *ctx, int task, int thread)
+{
+    const rows_pool_job *j = ctx;
+    const nn_conv_geom *g = j->g, *pg = j->pg;
+    const int b = task / j->tasks_per_image;
+    const int py0 = task % j->tasks_per_image * j->pool_rows_per_task;
+    const int py1 = min_int(pg->out_h, py0 + j->pool_rows_per_task);
+    const size_t row_floats = rows_row_floats(g);
+    const size_t conv_row = (size_t)g->out_w * g->out_c;
+    int cy0, cy1;
+    rows_pool_span(g, pg, py0, py1, &cy0, &cy1);
+    float *in = j->scratch + (size_t)thread * j->scratch_per_thread;
+    float *conv = in + round_up(rows_in_rows(g, rows_pool_conv_rows(g, pg)) * row_floats,
+                                ALIGN_FLOATS);
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+
+    rows_fill(g, image, cy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, cy1 - cy0),
+              row_floats, in);
+    for (int cy = cy0; cy < cy1; cy++)
+        rows_out_row(j->l, g, in + (size_t)(cy - cy0) * g->stride_h * row_floats, row_floats,
+                     conv + (size_t)(cy - cy0) * conv_row);
+    /* The pool over the buffer: its rows start at conv row cy0, so the
+     * windows start cy0 rows later and the rows past cy1 are padding,
+     * which no pooled row of this task reaches but the last image row's. */
+    nn_conv_geom local = *pg;
+    local.n = 1;
+    local.in_h = cy1 - cy0;
+    local.pad_top = pg->pad_top + cy0;
+    const pool_job pj = {&local, conv, j->y + (size_t)b * pg->out_h * pg->out_w * pg->out_c, 1,
+                         1};
+    for (int py = py0; py < py1; py++)
+        pool_row(&pj, 0, py);
+}
+
+static void rows_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                         const avx_layer *l, float *scratch, float *y, nn_pool *pool)
+{
+    rows_pool_job j = {l, g, pg, x, y, scratch, rows_maxpool_scratch_floats(g, pg), 1,
+                       rows_pool_rows_per_task(g, pg)};
+    j.tasks_per_image = (pg->out_h + j.pool_rows_per_task - 1) / j.pool_rows_per_task;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, rows_pool_task, &j);
+}
+
+static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return direct_maxpool_supported(g, pg) || rows_maxpool_supported(g, pg);
+}
+
+static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg,
+                                       int threads)
+{
+    if (direct_maxpool_supported(g, pg))
+        return direct_maxpool_scratch(g, threads);
+    return (size_t)threads * rows_maxpool_scratch_floats(g, pg);
+}
+
+static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                             const void *prepared, float *scratch, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    if (direct_maxpool_supported(g, pg))
+        direct_maxpool(g, pg, x, l, scratch, y, pool);
+    else
+        rows_maxpool(g, pg, x, l, scratch, y, pool);
 }
 
 #else /* !HAVE_AVX2 */
