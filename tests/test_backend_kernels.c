@@ -35,11 +35,23 @@ static float *noise(size_t n)
     return p;
 }
 
-/* A random convolution or pooling geometry with valid output sizes.
- * few_channels: at most 4 inputs, 12 outputs and horizontal stride 1, on
- * rows up to 70 wide (the avx2 backend's direct kernel for first layers:
- * 8-pixel vectors, their tails and the odd output channel). */
-static int random_geom(nn_conv_geom *g, int depthwise_or_pool, int few_channels)
+/* Which shapes random_geom draws. */
+enum {
+    SHAPES_ANY,
+    /* At most 4 inputs, 12 outputs and horizontal stride 1, on rows up to
+     * 70 wide (the avx2 backend's direct kernel for first layers: 8-pixel
+     * vectors, their tails and the odd output channel). */
+    SHAPES_DIRECT,
+    /* At most 4 inputs and 13 to 70 outputs, any stride, on rows up to 70
+     * wide (the avx2 row kernel of R-Net's, O-Net's and MobileFaceNet's
+     * first layers: tiles cut at the end of each row, padded rows, partial
+     * panels). */
+    SHAPES_FIRST_LAYER
+};
+
+/* A random convolution or pooling geometry with valid output sizes, of
+ * the kind `shapes` says. */
+static int random_geom(nn_conv_geom *g, int depthwise_or_pool, int shapes)
 {
     int pad_after_h, pad_after_w, out;
     memset(g, 0, sizeof *g);
@@ -62,13 +74,14 @@ static int random_geom(nn_conv_geom *g, int depthwise_or_pool, int few_channels)
                        &pad_after_w, &out);
     g->out_w = out;
     g->out_c = depthwise_or_pool ? g->in_c : 1 + (int)rnd(40);
-    if (few_channels) {
+    if (shapes != SHAPES_ANY) {
         g->in_c = 1 + (int)rnd(4);
-        g->out_c = 1 + (int)rnd(12);
+        g->out_c = shapes == SHAPES_DIRECT ? 1 + (int)rnd(12) : 13 + (int)rnd(58);
         g->in_w = 1 + (int)rnd(70);
-        g->stride_w = 1;
-        nn_resolve_padding(mode, g->in_w, g->kernel_w, 1, eb, ea, &g->pad_left, &pad_after_w,
-                           &out);
+        if (shapes == SHAPES_DIRECT)
+            g->stride_w = 1;
+        nn_resolve_padding(mode, g->in_w, g->kernel_w, g->stride_w, eb, ea, &g->pad_left,
+                           &pad_after_w, &out);
         g->out_w = out;
     }
     g->act = (nn_activation)rnd(3);
@@ -112,14 +125,14 @@ static void run_layer(const nn_backend *b, const nn_layer_params *p, const nn_co
     b->release(prepared);
 }
 
-static void check_layers(nn_op op, int trials, int few_channels)
+static void check_layers(nn_op op, int trials, int shapes)
 {
     nn_pool *pool3 = NULL;
     facenet_error err;
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < trials; t++) {
         nn_conv_geom g;
-        if (!random_geom(&g, op == NN_OP_DEPTHWISE_CONV2D, few_channels))
+        if (!random_geom(&g, op == NN_OP_DEPTHWISE_CONV2D, shapes))
             continue;
         nn_layer_params p;
         memset(&p, 0, sizeof p);
@@ -167,25 +180,98 @@ static void check_layers(nn_op op, int trials, int few_channels)
 static void test_conv2d(void **state)
 {
     (void)state;
-    check_layers(NN_OP_CONV2D, 300, 0);
+    check_layers(NN_OP_CONV2D, 300, SHAPES_ANY);
 }
 
 static void test_conv2d_few_channels(void **state)
 {
     (void)state;
-    check_layers(NN_OP_CONV2D, 300, 1);
+    check_layers(NN_OP_CONV2D, 300, SHAPES_DIRECT);
+}
+
+static void test_conv2d_first_layers(void **state)
+{
+    (void)state;
+    check_layers(NN_OP_CONV2D, 300, SHAPES_FIRST_LAYER);
+}
+
+/* The first layers of the real models, at batch 3: every backend within
+ * rounding of the reference, and each image's output the same bits
+ * whatever the batch it runs in and the number of threads. */
+static void test_model_first_layers(void **state)
+{
+    static const nn_conv_geom shapes[] = {
+        /* n, in h w c, out h w c, kernel, stride, pad, act */
+        {3, 24, 24, 3, 22, 22, 28, 3, 3, 1, 1, 0, 0, NN_ACT_NONE},   /* R-Net conv1 */
+        {3, 48, 48, 3, 46, 46, 32, 3, 3, 1, 1, 0, 0, NN_ACT_NONE},   /* O-Net conv1 */
+        {3, 112, 112, 3, 56, 56, 64, 3, 3, 2, 2, 0, 0, NN_ACT_NONE}, /* MFN conv1, SAME */
+        {3, 112, 112, 3, 56, 56, 64, 3, 3, 2, 2, 1, 1, NN_ACT_NONE}, /* MFN conv1, pad 1 */
+        {2, 150, 150, 3, 75, 75, 32, 7, 7, 2, 2, 3, 3, NN_ACT_RELU}, /* a 7x7/2 stem */
+    };
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const nn_conv_geom g = shapes[s];
+        nn_conv_geom one = g;
+        one.n = 1;
+        nn_layer_params p;
+        memset(&p, 0, sizeof p);
+        p.op = NN_OP_CONV2D;
+        p.out_c = g.out_c;
+        p.kernel_h = g.kernel_h;
+        p.kernel_w = g.kernel_w;
+        p.in_c = g.in_c;
+        float *w = noise((size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
+        float *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        p.weights = w;
+        p.bias = bias;
+        p.prelu = alpha;
+        const size_t xone = (size_t)g.in_h * g.in_w * g.in_c;
+        const size_t yone = (size_t)g.out_h * g.out_w * g.out_c, ycount = yone * g.n;
+        float *x = noise(xone * g.n);
+        float *want = malloc(ycount * sizeof *want), *got = malloc(ycount * sizeof *got);
+        float *alone = malloc(yone * sizeof *alone);
+        run_layer(&nn_backend_reference, &p, &g, x, want, NULL);
+        for (int b = 0; nn_backend_at(b); b++) {
+            const nn_backend *be = nn_backend_at(b);
+            if (be == &nn_backend_reference || !be->available())
+                continue;
+            for (int pi = 0; pi < 2; pi++) {
+                memset(got, 0xff, ycount * sizeof *got);
+                run_layer(be, &p, &g, x, got, pi ? pool3 : NULL);
+                compare("CONV2D (model shape)", be->name, (int)s, want, got, ycount,
+                        (size_t)p.kernel_h * p.kernel_w * p.in_c);
+                for (int i = 0; i < g.n; i++) {
+                    run_layer(be, &p, &one, x + i * xone, alone, pi ? NULL : pool3);
+                    if (memcmp(alone, got + i * yone, yone * sizeof *alone) != 0)
+                        fail_msg("%s, shape %zu, image %d: batch or threads change the output",
+                                 be->name, s, i);
+                }
+            }
+        }
+        free(w);
+        free(bias);
+        free(alpha);
+        free(x);
+        free(want);
+        free(got);
+        free(alone);
+    }
+    nn_pool_free(pool3);
 }
 
 static void test_depthwise(void **state)
 {
     (void)state;
-    check_layers(NN_OP_DEPTHWISE_CONV2D, 300, 0);
+    check_layers(NN_OP_DEPTHWISE_CONV2D, 300, SHAPES_ANY);
 }
 
 static void test_fully_connected(void **state)
 {
     (void)state;
-    check_layers(NN_OP_FULLY_CONNECTED, 150, 0);
+    check_layers(NN_OP_FULLY_CONNECTED, 150, SHAPES_ANY);
 }
 
 static void test_pooling(void **state)
@@ -196,7 +282,7 @@ static void test_pooling(void **state)
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < 300; t++) {
         nn_conv_geom g;
-        if (!random_geom(&g, 1, 0))
+        if (!random_geom(&g, 1, SHAPES_ANY))
             continue;
         const int is_max = (int)rnd(2);
         const size_t xcount = (size_t)g.n * g.in_h * g.in_w * g.in_c;
@@ -250,7 +336,7 @@ static void test_conv_maxpool_fused(void **state)
     for (int t = 0; t < 300; t++) {
         nn_conv_geom g, pg;
         /* A 1x1 conv is a GEMM on avx2, not the direct kernel. */
-        if (!random_geom(&g, 0, 1) || (g.kernel_h == 1 && g.kernel_w == 1))
+        if (!random_geom(&g, 0, SHAPES_DIRECT) || (g.kernel_h == 1 && g.kernel_w == 1))
             continue;
         pool_after(&g, (int)rnd(2), &pg);
         if (pg.out_h < 1 || pg.out_w < 1)
@@ -332,15 +418,132 @@ static void test_conv_maxpool_fused(void **state)
     nn_pool_free(pool3);
 }
 
+/* A max pool after a first layer of the row kernel: R-Net's and O-Net's
+ * 3x3 stride 2 (SAME, one row of padding after), then random ones. */
+static void random_pool_after(const nn_conv_geom *g, int trial, nn_conv_geom *pg)
+{
+    int pad_after;
+    memset(pg, 0, sizeof *pg);
+    pg->n = g->n;
+    pg->in_h = g->out_h;
+    pg->in_w = g->out_w;
+    pg->in_c = pg->out_c = g->out_c;
+    pg->kernel_h = trial < 2 ? 3 : 1 + (int)rnd(3);
+    pg->kernel_w = trial < 2 ? 3 : 1 + (int)rnd(3);
+    pg->stride_h = trial < 2 ? 2 : 1 + (int)rnd(2);
+    pg->stride_w = trial < 2 ? 2 : 1 + (int)rnd(2);
+    const nn_padding mode = trial < 2 ? NN_PAD_SAME : (nn_padding)rnd(2);
+    nn_resolve_padding(mode, pg->in_h, pg->kernel_h, pg->stride_h, 0, 0, &pg->pad_top,
+                       &pad_after, &pg->out_h);
+    nn_resolve_padding(mode, pg->in_w, pg->kernel_w, pg->stride_w, 0, 0, &pg->pad_left,
+                       &pad_after, &pg->out_w);
+    pg->act = NN_ACT_NONE;
+}
+
+/* The row kernel fused with the max pool after it gives exactly the two
+ * layers run apart, with 1 and 3 threads, and the reference's values up
+ * to rounding. */
+static void test_first_layer_maxpool_fused(void **state)
+{
+    static const nn_conv_geom models[] = {
+        {40, 24, 24, 3, 22, 22, 28, 3, 3, 1, 1, 0, 0, NN_ACT_NONE}, /* R-Net conv1 */
+        {3, 48, 48, 3, 46, 46, 32, 3, 3, 1, 1, 0, 0, NN_ACT_NONE},  /* O-Net conv1 */
+    };
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    int checked = 0;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < 200; t++) {
+        nn_conv_geom g, pg;
+        if (t < 2)
+            g = models[t];
+        else if (!random_geom(&g, 0, SHAPES_FIRST_LAYER) || (g.kernel_h == 1 && g.kernel_w == 1))
+            continue;
+        random_pool_after(&g, t, &pg);
+        if (pg.out_h < 1 || pg.out_w < 1)
+            continue;
+        nn_layer_params p;
+        memset(&p, 0, sizeof p);
+        p.op = NN_OP_CONV2D;
+        p.out_c = g.out_c;
+        p.kernel_h = g.kernel_h;
+        p.kernel_w = g.kernel_w;
+        p.in_c = g.in_c;
+        float *w = noise((size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
+        float *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        p.weights = w;
+        p.bias = rnd(3) ? bias : NULL;
+        p.prelu = rnd(2) || t < 2 ? alpha : NULL;
+        const size_t conv_count = (size_t)g.n * g.out_h * g.out_w * g.out_c + 1;
+        const size_t ycount = (size_t)g.n * pg.out_h * pg.out_w * pg.out_c;
+        float *x = noise((size_t)g.n * g.in_h * g.in_w * g.in_c);
+        float *conv = malloc(conv_count * sizeof *conv);
+        float *want = malloc((ycount + 1) * sizeof *want);
+        float *apart = malloc((ycount + 1) * sizeof *apart);
+        float *got = malloc((ycount + 1) * sizeof *got);
+        run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
+        nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
+        const nn_backend *be = nn_backend_find("avx2");
+        if (be) {
+            const nn_fused_ops *ops = nn_backend_fused(be);
+            assert_true(ops->conv_maxpool_supported(&g, &pg));
+            void *prepared = be->prepare(&p);
+            assert_non_null(prepared);
+            for (int pi = 0; pi < 2; pi++) {
+                nn_pool *pool = pi ? pool3 : NULL;
+                const int threads = pi ? 3 : 1;
+                const size_t s1 = be->conv2d_scratch(&g, threads);
+                const size_t s2 = ops->conv_maxpool_scratch(&g, &pg, threads);
+                float *scratch = malloc(((s1 > s2 ? s1 : s2) + 1) * sizeof *scratch);
+                be->conv2d(&g, x, prepared, scratch, conv, pool);
+                be->pool2d(&pg, conv, apart, 1, pool);
+                memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
+                ops->conv_maxpool(&g, &pg, x, prepared, scratch, got, pool);
+                if (memcmp(got, apart, ycount * sizeof *got) != 0)
+                    fail_msg("fused first layer + max pool, trial %d: not the layers run apart",
+                             t);
+                compare("CONV2D + MAX_POOL2D", be->name, t, want, got, ycount,
+                        (size_t)p.kernel_h * p.kernel_w * p.in_c);
+                free(scratch);
+                checked++;
+            }
+            /* A pool with an activation, or padding as wide as its window,
+             * runs apart. */
+            nn_conv_geom other = pg;
+            other.act = NN_ACT_RELU;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            other = pg;
+            other.pad_top = other.kernel_h;
+            assert_false(ops->conv_maxpool_supported(&g, &other));
+            be->release(prepared);
+        }
+        free(w);
+        free(bias);
+        free(alpha);
+        free(x);
+        free(conv);
+        free(want);
+        free(apart);
+        free(got);
+    }
+    if (nn_backend_find("avx2"))
+        assert_true(checked > 100);
+    nn_pool_free(pool3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_conv2d_few_channels),
+        cmocka_unit_test(test_conv2d_first_layers),
+        cmocka_unit_test(test_model_first_layers),
         cmocka_unit_test(test_depthwise),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_conv_maxpool_fused),
+        cmocka_unit_test(test_first_layer_maxpool_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,10 @@
  * convolutions of at most 4 input and 12 output channels (P-Net's first
  * layer) run on a direct kernel with 8 output pixels in the lanes; 3x3
  * stride-1 convolutions of at least 8 input and 16 output channels run as
- * Winograd F(4x4, 3x3) (avx2_winograd.c: 4x fewer multiplies).
+ * Winograd F(4x4, 3x3) (avx2_winograd.c: 4x fewer multiplies). Other
+ * convolutions of at most 4 input channels (R-Net's, O-Net's and
+ * MobileFaceNet's first layers) keep the micro-kernel but leave im2col:
+ * they read zero-padded copies of their input rows (conv_rows).
  *
  * Depthwise convolution and pooling run per output pixel over channel
  * vectors, with the bias, activation and PReLU in registers as well.
@@ -191,13 +194,52 @@ static size_t direct_scratch_floats(const nn_conv_geom *g)
     return round_up(in_rows * g->in_c * direct_row_floats(g), ALIGN_FLOATS);
 }
 
+/* The row kernel (see conv_rows): the other KxK convolutions of few input
+ * channels, whatever their outputs and strides (R-Net's 3 -> 28, O-Net's
+ * 3 -> 32, MobileFaceNet's 3 -> 64 stride 2). */
+#define ROWS_MAX_IN_C 4
+
+static int conv_is_rows(const nn_conv_geom *g)
+{
+    return g->in_c <= ROWS_MAX_IN_C && !conv_is_pointwise(g) && !conv_is_direct(g);
+}
+
+/* One zero-padded NHWC input row of the row kernel: every column the
+ * output row's windows read, (out_w - 1) * stride_w + kernel_w pixels. */
+static size_t rows_row_floats(const nn_conv_geom *g)
+{
+    return ((size_t)(g->out_w - 1) * g->stride_w + (size_t)g->kernel_w) * g->in_c;
+}
+
+/* Output rows per task: about two hundred output pixels. */
+static int rows_per_task(const nn_conv_geom *g)
+{
+    return min_int(g->out_h, max_int(1, 2 * GEMM_MC / max_int(g->out_w, 1)));
+}
+
+/* Input rows that `out_rows` consecutive output rows read. */
+static size_t rows_in_rows(const nn_conv_geom *g, int out_rows)
+{
+    return (size_t)(out_rows - 1) * g->stride_h + (size_t)g->kernel_h;
+}
+
+/* Per thread: the padded input rows of one task. */
+static size_t rows_scratch_floats(const nn_conv_geom *g)
+{
+    return round_up(rows_in_rows(g, rows_per_task(g)) * rows_row_floats(g), ALIGN_FLOATS);
+}
+
 static size_t avx_conv2d_scratch(const nn_conv_geom *g, int threads)
 {
     if (conv_is_pointwise(g))
         return 0;
     if (nn_wino_conv_applies(g))
         return nn_wino_scratch_floats(g, threads);
-    return (size_t)threads * (conv_is_direct(g) ? direct_scratch_floats(g) : tile_scratch_floats(g));
+    if (conv_is_direct(g))
+        return (size_t)threads * direct_scratch_floats(g);
+    if (conv_is_rows(g))
+        return (size_t)threads * rows_scratch_floats(g);
+    return (size_t)threads * tile_scratch_floats(g);
 }
 
 #if HAVE_AVX2
@@ -778,6 +820,126 @@ static void conv_direct(const nn_conv_geom *g, const float *x, const avx_layer *
     nn_pool_run(pool, g->n * j.tasks_per_image, direct_task, &j);
 }
 
+/* ---- convolution of few input channels, row by row ----------------------------
+ *
+ * R-Net's, O-Net's and MobileFaceNet's first layers (3 inputs, 28 to 64
+ * outputs, K = 27) on the GEMM path lost most of their time to im2col:
+ * the 6-pixel tiles run in NHWC order across output rows, and a tile that
+ * wraps a row or touches the padding was gathered 3 floats at a time, once
+ * per panel. Here a task copies its input rows once into zero-padded NHWC
+ * rows (one memcpy per row), so every window of every output row lies
+ * inside the copy; each output row is then cut into tiles of up to 6
+ * pixels, read in place by the same micro-kernel in the same K order with
+ * the padding's zeros multiplied in as im2col's were: the values equal the
+ * GEMM path's. */
+
+typedef struct rows_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int tasks_per_image, rows_per_task;
+} rows_job;
+
+/* Input rows [iy0, iy0 + rows) of `image` into padded rows of row_floats,
+ * shifted right by pad_left, zero outside the input. */
+static void rows_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                      size_t row_floats, float *dst)
+{
+    const size_t c = (size_t)g->in_c;
+    const int cols = (int)(row_floats / c);
+    const int j_lo = max_int(0, g->pad_left), j_hi = min_int(cols, g->in_w + g->pad_left);
+    for (int r = 0; r < rows; r++, dst += row_floats) {
+        const int iy = iy0 + r;
+        if (iy < 0 || iy >= g->in_h || j_hi <= j_lo) {
+            memset(dst, 0, row_floats * sizeof *dst);
+            continue;
+        }
+        memset(dst, 0, (size_t)j_lo * c * sizeof *dst);
+        memcpy(dst + (size_t)j_lo * c,
+               image + ((size_t)iy * g->in_w + (size_t)(j_lo - g->pad_left)) * c,
+               (size_t)(j_hi - j_lo) * c * sizeof *dst);
+        memset(dst + (size_t)j_hi * c, 0, (row_floats - (size_t)j_hi * c) * sizeof *dst);
+    }
+}
+
+/* A tile of the MTCNN and MobileFaceNet first layers: 3x3 windows of 3
+ * channels, so the micro-kernel's loops have constant trip counts (3
+ * segments of 9) and unroll. */
+AVX2_TARGET static void rows_tile_3x3x3(int mr, int nr, const float *a, size_t lda,
+                                        size_t row_floats, const float *b, float *c, size_t ldc,
+                                        const epilogue *ep)
+{
+    const a_panel ap = {a, lda, row_floats, 3, 9};
+    switch (mr) {
+    case 6: micro_tile(6, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 5: micro_tile(5, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 4: micro_tile(4, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 3: micro_tile(3, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 2: micro_tile(2, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    default: micro_tile(1, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    }
+}
+
+/* One output row, every panel, from the padded rows `in` (its window's
+ * first row first) into yrow. */
+AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, const float *in,
+                                     size_t row_floats, float *yrow)
+{
+    const int k27 = g->kernel_h == 3 && g->kernel_w == 3 && g->in_c == 3;
+    const size_t ldc = (size_t)l->out_c;
+    for (int p = 0; p < l->panels; p++) {
+        const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
+        const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+        const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
+                             g->act};
+        for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+            if (k27) {
+                rows_tile_3x3x3(min_int(GEMM_MR, g->out_w - ox), nr,
+                                in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, bp,
+                                yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, &ep);
+                continue;
+            }
+            const a_panel ap = {in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, g->kernel_h,
+                                g->kernel_w * g->in_c};
+            micro(min_int(GEMM_MR, g->out_w - ox), nr, &ap, bp,
+                  yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, 1, 1, &ep);
+        }
+    }
+}
+
+static void rows_task(void *ctx, int task, int thread)
+{
+    const rows_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const int b = task / j->tasks_per_image;
+    const int oy0 = task % j->tasks_per_image * j->rows_per_task;
+    const int oy1 = min_int(g->out_h, oy0 + j->rows_per_task);
+    const size_t row_floats = rows_row_floats(g);
+    float *in = j->scratch + (size_t)thread * j->scratch_per_thread;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * g->out_h * g->out_w * g->out_c;
+
+    rows_fill(g, image, oy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, oy1 - oy0),
+              row_floats, in);
+    for (int oy = oy0; oy < oy1; oy++)
+        rows_out_row(j->l, g, in + (size_t)(oy - oy0) * g->stride_h * row_floats, row_floats,
+                     y + (size_t)oy * g->out_w * g->out_c);
+}
+
+static void conv_rows(const nn_conv_geom *g, const float *x, const avx_layer *l,
+                      float *scratch, float *y, nn_pool *pool)
+{
+    rows_job j = {l, g, x, y, scratch, rows_scratch_floats(g), 1, rows_per_task(g)};
+    j.tasks_per_image = (g->out_h + j.rows_per_task - 1) / j.rows_per_task;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, rows_task, &j);
+}
+
 static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
                        float *scratch, float *y, nn_pool *pool)
 {
@@ -797,6 +959,10 @@ static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepar
     }
     if (conv_is_direct(g)) {
         conv_direct(g, x, l, scratch, y, pool);
+        return;
+    }
+    if (conv_is_rows(g)) {
+        conv_rows(g, x, l, scratch, y, pool);
         return;
     }
     if (l->wino && nn_wino_conv_applies(g)) {
@@ -1080,7 +1246,7 @@ typedef struct fused_pool_job {
     const nn_conv_geom *pg; /* the pool: 2x2, stride 2, no padding before */
 } fused_pool_job;
 
-static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+static int direct_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
 {
     const int rows_ok = pg->out_h == g->out_h / 2 || pg->out_h == (g->out_h + 1) / 2;
     const int cols_ok = pg->out_w == g->out_w / 2 || pg->out_w == (g->out_w + 1) / 2;
@@ -1091,10 +1257,8 @@ static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom 
            pg->out_h >= 1 && pg->out_w >= 1 && rows_ok && cols_ok;
 }
 
-static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg,
-                                       int threads)
+static size_t direct_maxpool_scratch(const nn_conv_geom *g, int threads)
 {
-    (void)pg;
     /* A task's FUSED_POOL_ROWS pooled rows are DIRECT_ROWS conv rows. */
     return (size_t)threads * direct_scratch_floats(g);
 }
@@ -1163,10 +1327,9 @@ AVX2_TARGET static void fused_pool_task(void *ctx, int task, int thread)
     }
 }
 
-static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
-                             const void *prepared, float *scratch, float *y, nn_pool *pool)
+static void direct_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                           const avx_layer *l, float *scratch, float *y, nn_pool *pool)
 {
-    const avx_layer *l = prepared;
     fused_pool_job f = {{l, g, x, y, scratch, direct_scratch_floats(g), direct_row_floats(g), 1},
                         pg};
     f.d.tasks_per_image = (pg->out_h + FUSED_POOL_ROWS - 1) / FUSED_POOL_ROWS;
@@ -1174,11 +1337,264 @@ static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, cons
     nn_pool_run(pool, g->n * f.d.tasks_per_image, fused_pool_task, &f);
 }
 
+/* ---- row kernel fused with a max pool ------------------------------------------
+ *
+ * R-Net's and O-Net's first layers (3 -> 28 and 3 -> 32, 3x3) are
+ * followed by a 3x3, stride 2 max pool. Run apart, the convolution writes
+ * a whole batch of outputs (2 MB for 40 R-Net crops) that the pool then
+ * reads back from L3. Here a task computes the convolution rows of a few
+ * pooled rows (a whole 22-row R-Net image, 15 of O-Net's 46 rows) into a
+ * per-thread buffer that stays in L1/L2, then pools them with the pool
+ * layer's own row function over a geometry shifted to the buffer's first
+ * row. Neighbouring tasks recompute the rows their windows share (one row
+ * in 15 for O-Net). The values are the layers' run apart, bit for bit. */
+
+/* Floats of convolution output a task keeps (96 KiB). */
+#define ROWS_POOL_BUFFER_FLOATS 24576
+
+static int rows_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return conv_is_rows(g) && pg->act == NN_ACT_NONE && pg->n == g->n &&
+           pg->in_h == g->out_h && pg->in_w == g->out_w && pg->in_c == g->out_c &&
+           pg->out_c == g->out_c && pg->kernel_h >= 1 && pg->kernel_w >= 1 &&
+           pg->stride_h >= 1 && pg->stride_w >= 1 && pg->pad_top >= 0 && pg->pad_left >= 0 &&
+           pg->pad_top < pg->kernel_h && pg->pad_left < pg->kernel_w && pg->out_h >= 1 &&
+           pg->out_w >= 1 && (pg->out_h - 1) * pg->stride_h - pg->pad_top < pg->in_h;
+}
+
+/* Pooled rows per task: as many as keep their convolution rows within
+ * the buffer, at least one. */
+static int rows_pool_rows_per_task(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    const int cap = ROWS_POOL_BUFFER_FLOATS / max_int(1, g->out_w * g->out_c);
+    return min_int(pg->out_h, max_int(1, (cap - pg->kernel_h) / pg->stride_h + 1));
+}
+
+/* Convolution rows [cy0, cy1) that pooled rows [py0, py1) read. */
+static void rows_pool_span(const nn_conv_geom *g, const nn_conv_geom *pg, int py0, int py1,
+                           int *cy0, int *cy1)
+{
+    *cy0 = max_int(0, py0 * pg->stride_h - pg->pad_top);
+    *cy1 = min_int(g->out_h, (py1 - 1) * pg->stride_h - pg->pad_top + pg->kernel_h);
+}
+
+/* The most convolution rows one task computes. */
+static int rows_pool_conv_rows(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return min_int(g->out_h, (rows_pool_rows_per_task(g, pg) - 1) * pg->stride_h +
+                                 pg->kernel_h);
+}
+
+/* Per thread: the padded input rows, then the convolution rows. */
+static size_t rows_maxpool_scratch_floats(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    const int conv_rows = rows_pool_conv_rows(g, pg);
+    return round_up(rows_in_rows(g, conv_rows) * rows_row_floats(g), ALIGN_FLOATS) +
+           round_up((size_t)conv_rows * g->out_w * g->out_c, ALIGN_FLOATS);
+}
+
+typedef struct rows_pool_job {
+    const avx_layer *l;
+    const nn_conv_geom *g, *pg;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int tasks_per_image, pool_rows_per_task;
+} rows_pool_job;
+
+static void rows_pool_task(void *ctx, int task, int thread)
+{
+    const rows_pool_job *j = ctx;
+    const nn_conv_geom *g = j->g, *pg = j->pg;
+    const int b = task / j->tasks_per_image;
+    const int py0 = task % j->tasks_per_image * j->pool_rows_per_task;
+    const int py1 = min_int(pg->out_h, py0 + j->pool_rows_per_task);
+    const size_t row_floats = rows_row_floats(g);
+    const size_t conv_row = (size_t)g->out_w * g->out_c;
+    int cy0, cy1;
+    rows_pool_span(g, pg, py0, py1, &cy0, &cy1);
+    float *in = j->scratch + (size_t)thread * j->scratch_per_thread;
+    float *conv = in + round_up(rows_in_rows(g, rows_pool_conv_rows(g, pg)) * row_floats,
+                                ALIGN_FLOATS);
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+
+    rows_fill(g, image, cy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, cy1 - cy0),
+              row_floats, in);
+    for (int cy = cy0; cy < cy1; cy++)
+        rows_out_row(j->l, g, in + (size_t)(cy - cy0) * g->stride_h * row_floats, row_floats,
+                     conv + (size_t)(cy - cy0) * conv_row);
+    /* The pool over the buffer: its rows start at conv row cy0, so the
+     * windows start cy0 rows later and the rows past cy1 are padding,
+     * which no pooled row of this task reaches but the last image row's. */
+    nn_conv_geom local = *pg;
+    local.n = 1;
+    local.in_h = cy1 - cy0;
+    local.pad_top = pg->pad_top + cy0;
+    const pool_job pj = {&local, conv, j->y + (size_t)b * pg->out_h * pg->out_w * pg->out_c, 1,
+                         1};
+    for (int py = py0; py < py1; py++)
+        pool_row(&pj, 0, py);
+}
+
+static void rows_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                         const avx_layer *l, float *scratch, float *y, nn_pool *pool)
+{
+    rows_pool_job j = {l, g, pg, x, y, scratch, rows_maxpool_scratch_floats(g, pg), 1,
+                       rows_pool_rows_per_task(g, pg)};
+    j.tasks_per_image = (pg->out_h + j.pool_rows_per_task - 1) / j.pool_rows_per_task;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, rows_pool_task, &j);
+}
+
+static int avx_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return direct_maxpool_supported(g, pg) || rows_maxpool_supported(g, pg);
+}
+
+static size_t avx_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg,
+                                       int threads)
+{
+    if (direct_maxpool_supported(g, pg))
+        return direct_maxpool_scratch(g, threads);
+    return (size_t)threads * rows_maxpool_scratch_floats(g, pg);
+}
+
+static void avx_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                             const void *prepared, float *scratch, float *y, nn_pool *pool)
+{
+    const avx_layer *l = prepared;
+    if (direct_maxpool_supported(g, pg))
+        direct_maxpool(g, pg, x, l, scratch, y, pool);
+    else
+        rows_maxpool(g, pg, x, l, scratch, y, pool);
+}
+
 #else /* !HAVE_AVX2 */
 
 static int avx_available(void)
 {
     return 0;
+}
+
+/* ---- convolution of few input channels, row by row ----------------------------
+ *
+ * R-Net's, O-Net's and MobileFaceNet's first layers (3 inputs, 28 to 64
+ * outputs, K = 27) on the GEMM path lost most of their time to im2col:
+ * the 6-pixel tiles run in NHWC order across output rows, and a tile that
+ * wraps a row or touches the padding was gathered 3 floats at a time, once
+ * per panel. Here a task copies its input rows once into zero-padded NHWC
+ * rows (one memcpy per row), so every window of every output row lies
+ * inside the copy; each output row is then cut into tiles of up to 6
+ * pixels, read in place by the same micro-kernel in the same K order with
+ * the padding's zeros multiplied in as im2col's were: the values equal the
+ * GEMM path's. */
+
+typedef struct rows_job {
+    const avx_layer *l;
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    float *scratch;
+    size_t scratch_per_thread;
+    int tasks_per_image, rows_per_task;
+} rows_job;
+
+/* Input rows [iy0, iy0 + rows) of `image` into padded rows of row_floats,
+ * shifted right by pad_left, zero outside the input. */
+static void rows_fill(const nn_conv_geom *g, const float *image, int iy0, int rows,
+                      size_t row_floats, float *dst)
+{
+    const size_t c = (size_t)g->in_c;
+    const int cols = (int)(row_floats / c);
+    const int j_lo = max_int(0, g->pad_left), j_hi = min_int(cols, g->in_w + g->pad_left);
+    for (int r = 0; r < rows; r++, dst += row_floats) {
+        const int iy = iy0 + r;
+        if (iy < 0 || iy >= g->in_h || j_hi <= j_lo) {
+            memset(dst, 0, row_floats * sizeof *dst);
+            continue;
+        }
+        memset(dst, 0, (size_t)j_lo * c * sizeof *dst);
+        memcpy(dst + (size_t)j_lo * c,
+               image + ((size_t)iy * g->in_w + (size_t)(j_lo - g->pad_left)) * c,
+               (size_t)(j_hi - j_lo) * c * sizeof *dst);
+        memset(dst + (size_t)j_hi * c, 0, (row_floats - (size_t)j_hi * c) * sizeof *dst);
+    }
+}
+
+/* A tile of the MTCNN and MobileFaceNet first layers: 3x3 windows of 3
+ * channels, so the micro-kernel's loops have constant trip counts (3
+ * segments of 9) and unroll. */
+AVX2_TARGET static void rows_tile_3x3x3(int mr, int nr, const float *a, size_t lda,
+                                        size_t row_floats, const float *b, float *c, size_t ldc,
+                                        const epilogue *ep)
+{
+    const a_panel ap = {a, lda, row_floats, 3, 9};
+    switch (mr) {
+    case 6: micro_tile(6, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 5: micro_tile(5, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 4: micro_tile(4, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 3: micro_tile(3, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    case 2: micro_tile(2, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    default: micro_tile(1, nr, &ap, b, c, ldc, 1, 1, ep); break;
+    }
+}
+
+/* One output row, every panel, from the padded rows `in` (its window's
+ * first row first) into yrow. */
+AVX2_TARGET static void rows_out_row(const avx_layer *l, const nn_conv_geom *g, const float *in,
+                                     size_t row_floats, float *yrow)
+{
+    const int k27 = g->kernel_h == 3 && g->kernel_w == 3 && g->in_c == 3;
+    const size_t ldc = (size_t)l->out_c;
+    for (int p = 0; p < l->panels; p++) {
+        const float *bp = l->w + (size_t)p * l->k_dim * GEMM_NR;
+        const int nr = min_int(GEMM_NR, l->out_c - p * GEMM_NR);
+        const epilogue ep = {l->bias + p * GEMM_NR, l->alpha ? l->alpha + p * GEMM_NR : NULL,
+                             g->act};
+        for (int ox = 0; ox < g->out_w; ox += GEMM_MR) {
+            if (k27) {
+                rows_tile_3x3x3(min_int(GEMM_MR, g->out_w - ox), nr,
+                                in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, bp,
+                                yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, &ep);
+                continue;
+            }
+            const a_panel ap = {in + (size_t)ox * g->stride_w * g->in_c,
+                                (size_t)g->stride_w * g->in_c, row_floats, g->kernel_h,
+                                g->kernel_w * g->in_c};
+            micro(min_int(GEMM_MR, g->out_w - ox), nr, &ap, bp,
+                  yrow + (size_t)ox * ldc + (size_t)p * GEMM_NR, ldc, 1, 1, &ep);
+        }
+    }
+}
+
+static void rows_task(void *ctx, int task, int thread)
+{
+    const rows_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const int b = task / j->tasks_per_image;
+    const int oy0 = task % j->tasks_per_image * j->rows_per_task;
+    const int oy1 = min_int(g->out_h, oy0 + j->rows_per_task);
+    const size_t row_floats = rows_row_floats(g);
+    float *in = j->scratch + (size_t)thread * j->scratch_per_thread;
+    const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * g->out_h * g->out_w * g->out_c;
+
+    rows_fill(g, image, oy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, oy1 - oy0),
+              row_floats, in);
+    for (int oy = oy0; oy < oy1; oy++)
+        rows_out_row(j->l, g, in + (size_t)(oy - oy0) * g->stride_h * row_floats, row_floats,
+                     y + (size_t)oy * g->out_w * g->out_c);
+}
+
+static void conv_rows(const nn_conv_geom *g, const float *x, const avx_layer *l,
+                      float *scratch, float *y, nn_pool *pool)
+{
+    rows_job j = {l, g, x, y, scratch, rows_scratch_floats(g), 1, rows_per_task(g)};
+    j.tasks_per_image = (g->out_h + j.rows_per_task - 1) / j.rows_per_task;
+    pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
+    nn_pool_run(pool, g->n * j.tasks_per_image, rows_task, &j);
 }
 
 static void avx_conv2d(const nn_conv_geom *g, const float *x, const void *prepared,
