@@ -49,10 +49,13 @@ int img_resize_have_avx2(void);
 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
                               const axis_taps *tx, int out_w, float *tmp);
 
-/* The same over an 8-bit RGB image (`stride` bytes per row): 4 bytes are
- * read per pixel, so the caller must not pass the image's last row. */
-void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
-                               const axis_taps *tx, int out_w, float *tmp);
+/* The same over an 8-bit RGB image of src_w pixels (`stride` bytes per
+ * row), any rows: each pair of rows is first packed into `scratch`
+ * (img_resize_rows_rgb8_scratch(src_w) bytes), reading only the rows'
+ * pixels. */
+size_t img_resize_rows_rgb8_scratch(int src_w);
+void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int src_w, int y0, int y1,
+                               const axis_taps *tx, int out_w, uint8_t *scratch, float *tmp);
 
 /* Vertical pass: out_h rows of row_len floats from `tmp`, whose row 0 is
  * image row row_lo. */
