@@ -410,7 +410,9 @@ facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4]
         const axis_taps cols = {tx.first + col0, tx.src, tx.weight};
         const int n_cols = col1 - col0;
         const size_t row_len = (size_t)n_cols * 3;
-        const size_t tmp_floats = ((size_t)(row_hi - row_lo) + 2) * row_len;
+        /* Rows, one spare, one output row (plus a float, see
+         * img_resize_vertical_t_avx2). */
+        const size_t tmp_floats = ((size_t)(row_hi - row_lo) + 2) * row_len + 1;
         const size_t scratch = simd ? img_resize_rows_rgb8_scratch(src->width) : 0;
         float *tmp = malloc(sizeof(float) * tmp_floats + scratch);
         float *row = tmp ? tmp + (size_t)(row_hi - row_lo + 1) * row_len : NULL;
@@ -420,13 +422,15 @@ facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4]
         } else {
             horizontal_pass_rgb8(src, &cols, n_cols, row_lo, row_hi, simd,
                                  (uint8_t *)(tmp + tmp_floats), tmp);
-            for (int y = 0; y < out_h; y++) {
-                const axis_taps one = {ty.first + y, ty.src, ty.weight};
-                if (simd)
-                    img_resize_vertical_avx2(tmp, &one, row_lo, row_len, 1, row);
-                else
+            if (simd) {
+                img_resize_vertical_t_avx2(tmp, &ty, row_lo, n_cols, out_h, norm->mean,
+                                           norm->scale, row, t);
+            } else {
+                for (int y = 0; y < out_h; y++) {
+                    const axis_taps one = {ty.first + y, ty.src, ty.weight};
                     vertical_pass(tmp, &one, row_lo, n_cols, 1, 3, row);
-                store_transposed(row, n_cols, out_h, y, norm, t);
+                    store_transposed(row, n_cols, out_h, y, norm, t);
+                }
             }
         }
         free(tmp);

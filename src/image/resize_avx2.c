@@ -247,6 +247,61 @@ RESIZE_AVX2 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty,
     }
 }
 
+/* Output row j of the vertical pass, normalised: (sum - mean) * scale, a
+ * subtract then a multiply as store_transposed does, into row[0 .. row_len). */
+RESIZE_AVX2 static void vertical_row_norm(const float *tmp, const axis_taps *ty, int row_lo,
+                                          size_t row_len, int j, float mean, float scale,
+                                          float *row)
+{
+    const int k0 = ty->first[j], k1 = ty->first[j + 1];
+    const __m256 vmean = _mm256_set1_ps(mean), vscale = _mm256_set1_ps(scale);
+    size_t i = 0;
+    for (; i + 16 <= row_len; i += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int k = k0; k < k1; k++) {
+            const float *in = tmp + (size_t)(ty->src[k] - row_lo) * row_len + i;
+            const __m256 w = _mm256_set1_ps(ty->weight[k]);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(w, _mm256_loadu_ps(in)));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(w, _mm256_loadu_ps(in + 8)));
+        }
+        _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_sub_ps(a0, vmean), vscale));
+        _mm256_storeu_ps(row + i + 8, _mm256_mul_ps(_mm256_sub_ps(a1, vmean), vscale));
+    }
+    for (; i + 8 <= row_len; i += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int k = k0; k < k1; k++) {
+            const float *in = tmp + (size_t)(ty->src[k] - row_lo) * row_len + i;
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(ty->weight[k]),
+                                                 _mm256_loadu_ps(in)));
+        }
+        _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_sub_ps(a0, vmean), vscale));
+    }
+    for (; i < row_len; i++) {
+        float acc = 0;
+        for (int k = k0; k < k1; k++)
+            acc += ty->weight[k] * tmp[(size_t)(ty->src[k] - row_lo) * row_len + i];
+        row[i] = (acc - mean) * scale;
+    }
+}
+
+RESIZE_AVX2 void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo,
+                                            int n_cols, int out_h, float mean, float scale,
+                                            float *row, float *t)
+{
+    const size_t row_len = (size_t)n_cols * 3;
+    for (int y = 0; y < out_h; y++) {
+        vertical_row_norm(tmp, ty, row_lo, row_len, y, mean, scale, row);
+        if (y + 1 < out_h) {
+            /* 4 floats a pixel: the 4th lands on (x, y + 1), written next row. */
+            for (int x = 0; x < n_cols; x++)
+                _mm_storeu_ps(t + ((size_t)x * out_h + y) * 3, _mm_loadu_ps(row + 3 * x));
+        } else {
+            for (int x = 0; x < n_cols; x++)
+                memcpy(t + ((size_t)x * out_h + y) * 3, row + 3 * x, 3 * sizeof(float));
+        }
+    }
+}
+
 #else
 
 int img_resize_have_avx2(void)
@@ -277,6 +332,13 @@ void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
                               int out_h, float *dst)
 {
     (void)tmp; (void)ty; (void)row_lo; (void)row_len; (void)out_h; (void)dst;
+}
+
+void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo, int n_cols,
+                                int out_h, float mean, float scale, float *row, float *t)
+{
+    (void)tmp; (void)ty; (void)row_lo; (void)n_cols; (void)out_h; (void)mean; (void)scale;
+    (void)row; (void)t;
 }
 
 #endif

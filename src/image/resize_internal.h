@@ -62,4 +62,11 @@ void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int src_w, int
 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
                               size_t row_len, int out_h, float *dst);
 
+/* The vertical pass of img_crop_resize_rgb8_t: out_h rows of n_cols RGB
+ * pixels, each normalised ((v - mean) * scale) and written transposed,
+ * t[(x * out_h + y) * 3 + c]. `row` holds n_cols * 3 + 1 floats of
+ * scratch (the last pixel of a row is read 4 floats wide). */
+void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo, int n_cols,
+                                int out_h, float mean, float scale, float *row, float *t);
+
 #endif
