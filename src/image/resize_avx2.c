@@ -5,8 +5,11 @@
  * chain of dependent adds, one tap after another. Here one AVX2 register
  * holds the R, G, B (and one unused lane) of the same output pixel in two
  * image rows, and four registers carry eight rows at once, so eight chains
- * run side by side. The vertical loop keeps its sums in registers instead
- * of adding into memory tap by tap.
+ * run side by side. From 8-bit images each pair of rows is first packed
+ * to 8 bytes a pixel (both rows' R G B 0), so that a tap widens a pixel of
+ * two rows with one vpmovzxbd. The vertical loop keeps its sums in
+ * registers instead of adding into memory tap by tap; for the detector's
+ * inputs it also normalises and writes the output transposed.
  *
  * Bit-identical to the scalar loops (see resize_internal.h): every output
  * is 0 + w0*x0 + w1*x1 + ... in tap order, with separate multiplies and
