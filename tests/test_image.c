@@ -1178,6 +1178,83 @@ static void test_resize_rgb8_transposed_matches_float(void **state)
     }
 }
 
+/* The 8-bit path's AVX2 loops (row pairs packed 8 and 4 pixels at a time
+ * with 16- and 32-byte loads, then pixel by pixel near a row's end; the
+ * normalised transposed vertical pass) against its scalar loops, bit for
+ * bit, on the shapes detection gives them: every MTCNN pyramid level of a
+ * 250x250 (LFW) and a 640x480 image, cut into P-Net's bands; crops of
+ * R-Net and O-Net sizes over every edge and past them; sizes one off the
+ * output (a scale just above and below 1), and images of one row or
+ * column. Each image is exactly 3 * width * height bytes, so the sanitizer
+ * sees any read past the last pixel. */
+static void test_resize_rgb8_simd_matches_scalar_on_detector_shapes(void **state)
+{
+    static const int sizes[][2] = {{250, 250}, {640, 480}, {1, 1}, {1, 37}, {37, 1},
+                                   {29, 3},    {9, 70},    {33, 33}};
+    const img_norm norm = {127.5f, 0.0078125f};
+    uint32_t seed = 4242;
+    (void)state;
+    if (!img_resize_have_avx2())
+        skip();
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int sw = sizes[s][0], sh = sizes[s][1];
+        img_rgb8 img = {sw, sh, (size_t)sw * 3, malloc((size_t)sw * sh * 3)};
+        assert_non_null(img.pixels);
+        for (size_t i = 0; i < (size_t)sw * sh * 3; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            img.pixels[i] = (uint8_t)(seed >> 24);
+        }
+        /* Boxes: pyramid levels (whole image), then crops. */
+        for (int t = 0; t < 60; t++) {
+            int box[4], ow, oh, col0 = 0, col1;
+            seed = seed * 1664525u + 1013904223u;
+            if (t < 12) {
+                const double scale = 0.6 * pow(0.709, t);
+                box[0] = 1, box[1] = 1, box[2] = sw, box[3] = sh;
+                ow = (int)ceil(sw * scale), oh = (int)ceil(sh * scale);
+                if (ow < 1 || oh < 1)
+                    continue;
+                /* Two bands cut at an even column, as P-Net does. */
+                col1 = ow;
+                if (ow > 24 && t % 2 == 1) {
+                    col0 = (ow / 2) & ~1;
+                } else if (ow > 24) {
+                    col1 = (ow / 2 & ~1) + 10;
+                }
+            } else {
+                const int side = 1 + (int)((seed >> 8) % (unsigned)(sw + 20));
+                const int x1 = (int)((seed >> 4) % (unsigned)(sw + 20)) - 10;
+                const int y1 = (int)((seed >> 12) % (unsigned)(sh + 20)) - 10;
+                ow = oh = t % 2 ? 24 : 48;
+                /* Some crops one pixel off the output side. */
+                const int len = t % 5 == 0 ? ow + (int)(seed >> 28) % 3 - 1 : side;
+                box[0] = x1, box[1] = y1, box[2] = x1 + len - 1;
+                box[3] = y1 + len - 1 + (int)(seed >> 29);
+                col1 = ow;
+            }
+            const size_t n = (size_t)(col1 - col0) * oh * 3;
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+            assert_non_null(a);
+            assert_non_null(b);
+            memset(a, 0xff, n * sizeof *a);
+            memset(b, 0x7f, n * sizeof *b);
+            assert_int_equal(img_crop_resize_rgb8_t_impl(&img, box, ow, oh, col0, col1, &norm, a,
+                                                         IMG_RESIZE_BEST, NULL),
+                             FACENET_OK);
+            assert_int_equal(img_crop_resize_rgb8_t_impl(&img, box, ow, oh, col0, col1, &norm, b,
+                                                         IMG_RESIZE_SCALAR, NULL),
+                             FACENET_OK);
+            if (memcmp(a, b, n * sizeof *a) != 0)
+                fail_msg("%dx%d image, box [%d %d %d %d] -> %dx%d cols [%d, %d): AVX2 and "
+                         "scalar differ",
+                         sw, sh, box[0], box[1], box[2], box[3], ow, oh, col0, col1);
+            free(a);
+            free(b);
+        }
+        free(img.pixels);
+    }
+}
+
 /* Bad arguments fail with a message and write nothing. */
 static void test_resize_rgb8_transposed_rejects_bad_input(void **state)
 {
@@ -1356,6 +1433,93 @@ static void test_warp(void **state)
     img_f32_free(src);
 }
 
+/* The warp as it was written first, with libm's floor and the range check
+ * on the floored corner: the oracle for warp.c, which must give the same
+ * bits. */
+static void warp_reference(const img_f32 *src, const double a[6], int out_w, int out_h,
+                           float *dst)
+{
+    const int ch = src->channels;
+    const double det = a[0] * a[4] - a[1] * a[3];
+    double inv[6];
+    inv[0] = a[4] / det;
+    inv[1] = -a[1] / det;
+    inv[3] = -a[3] / det;
+    inv[4] = a[0] / det;
+    inv[2] = -(inv[0] * a[2] + inv[1] * a[5]);
+    inv[5] = -(inv[3] * a[2] + inv[4] * a[5]);
+    for (int y = 0; y < out_h; y++)
+        for (int x = 0; x < out_w; x++) {
+            const double sx = inv[0] * x + inv[1] * y + inv[2];
+            const double sy = inv[3] * x + inv[4] * y + inv[5];
+            float *out = dst + ((size_t)y * out_w + x) * (size_t)ch;
+            const double fx0 = floor(sx), fy0 = floor(sy);
+            for (int c = 0; c < ch; c++)
+                out[c] = 0.0f;
+            if (!(fx0 >= -1.0 && fx0 < src->width && fy0 >= -1.0 && fy0 < src->height))
+                continue;
+            const int x0 = (int)fx0, y0 = (int)fy0;
+            const float wx = (float)(sx - fx0), wy = (float)(sy - fy0);
+            const float w[4] = {(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy};
+            for (int k = 0; k < 4; k++) {
+                const int px = x0 + (k & 1), py = y0 + (k >> 1);
+                if (px < 0 || py < 0 || px >= src->width || py >= src->height)
+                    continue;
+                const float *p = src->data + ((size_t)py * src->width + px) * ch;
+                for (int c = 0; c < ch; c++)
+                    out[c] += w[k] * p[c];
+            }
+        }
+}
+
+/* img_warp_affine_into gives the reference's bits: rotations, zooms and
+ * shifts that put the source point inside, on the edges (exactly -1, 0,
+ * width - 1 and width), between them and far outside, for 3 channels
+ * (the unrolled inside path) and 1, with negative pixel values too. */
+static void test_warp_matches_reference(void **state)
+{
+    uint32_t seed = 99;
+    (void)state;
+    for (int t = 0; t < 200; t++) {
+        int v[8];
+        for (int k = 0; k < 8; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            v[k] = (int)(seed >> 16);
+        }
+        const int w = 1 + v[0] % 40, h = 1 + v[1] % 40, ch = t % 4 == 0 ? 1 : 3;
+        const int ow = 1 + v[2] % 50, oh = 1 + v[3] % 50;
+        img_f32 *src = NULL;
+        assert_int_equal(img_f32_new(w, h, ch, &src, NULL), FACENET_OK);
+        for (size_t i = 0; i < (size_t)w * h * ch; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            src->data[i] = (float)(int)(seed >> 24) - (t % 3 == 0 ? 100.0f : 0.0f);
+        }
+        double a[6];
+        if (t % 5 == 0) {
+            /* Integer and half shifts: sample points exactly on pixels,
+             * on -1 and on the far edges. */
+            a[0] = 1, a[1] = 0, a[2] = v[4] % 5 - 2 + (t % 10 == 0 ? 0.5 : 0.0);
+            a[3] = 0, a[4] = 1, a[5] = v[5] % 5 - 2;
+        } else {
+            const double ang = v[4] % 628 / 100.0, zoom = 0.3 + v[5] % 300 / 100.0;
+            a[0] = zoom * cos(ang), a[1] = -zoom * sin(ang), a[2] = v[6] % 60 - 30 + 0.25;
+            a[3] = zoom * sin(ang), a[4] = zoom * cos(ang), a[5] = v[7] % 60 - 30 - 0.125;
+        }
+        const size_t n = (size_t)ow * oh * ch;
+        float *got = malloc(n * sizeof *got), *want = malloc(n * sizeof *want);
+        assert_non_null(got);
+        assert_non_null(want);
+        assert_int_equal(img_warp_affine_into(src, a, ow, oh, got, NULL), FACENET_OK);
+        warp_reference(src, a, ow, oh, want);
+        if (memcmp(got, want, n * sizeof *got) != 0)
+            fail_msg("case %d: %dx%dx%d -> %dx%d differs from the reference", t, w, h, ch, ow,
+                     oh);
+        free(got);
+        free(want);
+        img_f32_free(src);
+    }
+}
+
 static void test_mirror_and_conversions(void **state)
 {
     img_f32 *f = pattern_f32(5, 3, 3);
@@ -1496,7 +1660,9 @@ int main(void)
         cmocka_unit_test(test_resize_simd_matches_scalar),
         cmocka_unit_test(test_resize_rgb8_transposed_matches_float),
         cmocka_unit_test(test_resize_rgb8_transposed_rejects_bad_input),
+        cmocka_unit_test(test_resize_rgb8_simd_matches_scalar_on_detector_shapes),
         cmocka_unit_test(test_warp),
+        cmocka_unit_test(test_warp_matches_reference),
         cmocka_unit_test(test_mirror_and_conversions),
         cmocka_unit_test(test_png_writer_round_trip),
         cmocka_unit_test(test_drawing),

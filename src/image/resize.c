@@ -35,28 +35,24 @@ typedef struct axis_spec {
     int out_len;
 } axis_spec;
 
+/* The three arrays of a table share one allocation, headed by `first`. */
 static void axis_taps_free(axis_taps *t)
 {
     free(t->first);
-    free(t->src);
-    free(t->weight);
     t->first = NULL;
     t->src = NULL;
     t->weight = NULL;
 }
 
-/* Add one tap (region index i) unless it reads outside the image. Counts
- * only when t is NULL. */
+/* Add one tap (region index i) unless it reads outside the image. */
 static int add_tap(const axis_spec *a, axis_taps *t, int n, int64_t i,
                    double w)
 {
     int64_t s = i + a->offset;
     if (s < 0 || s >= a->src_len || w == 0.0)
         return n;
-    if (t) {
-        t->src[n] = (int)s;
-        t->weight[n] = (float)w;
-    }
+    t->src[n] = (int)s;
+    t->weight[n] = (float)w;
     return n + 1;
 }
 
@@ -74,15 +70,15 @@ static int64_t ceil_nonneg(double x)
 }
 
 /* Taps of output j when shrinking: region pixel i covers [i, i+1), output j
- * covers [j*scale, (j+1)*scale); the weight is the overlap / scale. Only
- * the region pixels that lie inside the image are visited. lo and hi are
- * finite and >= 0, so plain comparisons give what fmin/fmax would, without
- * their libm calls (crops rebuild these tables for every box). */
-static int area_taps(const axis_spec *a, axis_taps *t, int n, int j)
+ * covers [lo, hi) = [j*scale, (j+1)*scale), computed by the caller as
+ * j * in / out (so one output's hi is the next one's lo, bit for bit); the
+ * weight is the overlap / scale. Only the region pixels that lie inside
+ * the image are visited. lo and hi are finite and >= 0, so plain
+ * comparisons give what fmin/fmax would, without their libm calls (crops
+ * rebuild these tables for every box). */
+static int area_taps(const axis_spec *a, axis_taps *t, int n, double lo, double hi)
 {
     double scale = (double)a->in_len / a->out_len;
-    double lo = (double)j * (double)a->in_len / a->out_len;
-    double hi = (double)(j + 1) * (double)a->in_len / a->out_len;
     int64_t i0 = floor_nonneg(lo), i1 = ceil_nonneg(hi);
 
     if (i0 < -a->offset)
@@ -121,35 +117,38 @@ static int bilinear_taps(const axis_spec *a, axis_taps *t, int n, int j)
     return n;
 }
 
-/* One pass over the outputs: counts taps when t is NULL, else fills. */
-static int axis_pass(const axis_spec *a, axis_taps *t)
+/* Taps of a whole axis, in one pass. A bound on their number: an output
+ * when growing reads at most 2 pixels; when shrinking, an output reads
+ * consecutive pixels and shares at most one with the next output, so the
+ * taps are at most the pixels read (no more than the region or the image
+ * has) plus one per output. */
+static facenet_status axis_build(const axis_spec *a, axis_taps *t, facenet_error *err)
 {
+    const int shrink = a->out_len <= a->in_len;
+    const int64_t pixels = a->in_len < a->src_len ? a->in_len : a->src_len;
+    const size_t max_taps = (size_t)a->out_len * 2 + (size_t)pixels;
+    const size_t n_first = (size_t)a->out_len + 1;
+    char *block = malloc(sizeof(int) * (n_first + max_taps) + sizeof(float) * max_taps);
+    double lo = 0.0;
     int n = 0;
-    int shrink = a->out_len <= a->in_len;
+
+    if (!block)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "resize: cannot allocate %zu taps",
+                       max_taps);
+    t->first = (int *)(void *)block;
+    t->src = t->first + n_first;
+    t->weight = (float *)(void *)(t->src + max_taps);
     for (int j = 0; j < a->out_len; j++) {
-        if (t)
-            t->first[j] = n;
-        n = shrink ? area_taps(a, t, n, j) : bilinear_taps(a, t, n, j);
+        t->first[j] = n;
+        if (shrink) {
+            const double hi = (double)(j + 1) * (double)a->in_len / a->out_len;
+            n = area_taps(a, t, n, lo, hi);
+            lo = hi;
+        } else {
+            n = bilinear_taps(a, t, n, j);
+        }
     }
-    if (t)
-        t->first[a->out_len] = n;
-    return n;
-}
-
-static facenet_status axis_build(const axis_spec *a, axis_taps *t,
-                                 facenet_error *err)
-{
-    int n = axis_pass(a, NULL);
-
-    t->first = malloc(sizeof(int) * ((size_t)a->out_len + 1));
-    t->src = malloc(sizeof(int) * ((size_t)n + 1));
-    t->weight = malloc(sizeof(float) * ((size_t)n + 1));
-    if (!t->first || !t->src || !t->weight) {
-        axis_taps_free(t);
-        return fn_fail(err, FACENET_ERR_NO_MEMORY,
-                       "resize: cannot allocate %d taps", n);
-    }
-    axis_pass(a, t);
+    t->first[a->out_len] = n;
     return FACENET_OK;
 }
 
@@ -352,20 +351,17 @@ static void horizontal_row_rgb8(const uint8_t *in, const axis_taps *tx, int out_
     }
 }
 
+/* `scratch` is img_resize_rows_rgb8_scratch(src->width) bytes, used only
+ * by the AVX2 loop. */
 static void horizontal_pass_rgb8(const img_rgb8 *src, const axis_taps *tx, int out_w,
-                                 int row_lo, int row_hi, int simd, float *tmp)
+                                 int row_lo, int row_hi, int simd, uint8_t *scratch, float *tmp)
 {
-    int y = row_lo;
     if (simd) {
-        /* The AVX2 loop reads 4 bytes per pixel: not on the image's last
-         * row, whose last pixel has no byte after it. */
-        int end = row_hi < src->height - 1 ? row_hi : src->height - 1;
-        if (end > y) {
-            img_resize_rows_rgb8_avx2(src->pixels, src->stride, y, end, tx, out_w, tmp);
-            y = end;
-        }
+        img_resize_rows_rgb8_avx2(src->pixels, src->stride, src->width, row_lo, row_hi, tx,
+                                  out_w, scratch, tmp);
+        return;
     }
-    for (; y < row_hi; y++)
+    for (int y = row_lo; y < row_hi; y++)
         horizontal_row_rgb8(src->pixels + (size_t)y * src->stride, tx, out_w,
                             tmp + (size_t)(y - row_lo) * out_w * 3);
 }
@@ -414,20 +410,27 @@ facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4]
         const axis_taps cols = {tx.first + col0, tx.src, tx.weight};
         const int n_cols = col1 - col0;
         const size_t row_len = (size_t)n_cols * 3;
-        float *tmp = malloc(sizeof(float) * ((size_t)(row_hi - row_lo) + 2) * row_len);
+        /* Rows, one spare, one output row (plus a float, see
+         * img_resize_vertical_t_avx2). */
+        const size_t tmp_floats = ((size_t)(row_hi - row_lo) + 2) * row_len + 1;
+        const size_t scratch = simd ? img_resize_rows_rgb8_scratch(src->width) : 0;
+        float *tmp = malloc(sizeof(float) * tmp_floats + scratch);
         float *row = tmp ? tmp + (size_t)(row_hi - row_lo + 1) * row_len : NULL;
         if (!tmp) {
             st = fn_fail(err, FACENET_ERR_NO_MEMORY,
                          "resize: cannot allocate %d intermediate rows", row_hi - row_lo);
         } else {
-            horizontal_pass_rgb8(src, &cols, n_cols, row_lo, row_hi, simd, tmp);
-            for (int y = 0; y < out_h; y++) {
-                const axis_taps one = {ty.first + y, ty.src, ty.weight};
-                if (simd)
-                    img_resize_vertical_avx2(tmp, &one, row_lo, row_len, 1, row);
-                else
+            horizontal_pass_rgb8(src, &cols, n_cols, row_lo, row_hi, simd,
+                                 (uint8_t *)(tmp + tmp_floats), tmp);
+            if (simd) {
+                img_resize_vertical_t_avx2(tmp, &ty, row_lo, n_cols, out_h, norm->mean,
+                                           norm->scale, row, t);
+            } else {
+                for (int y = 0; y < out_h; y++) {
+                    const axis_taps one = {ty.first + y, ty.src, ty.weight};
                     vertical_pass(tmp, &one, row_lo, n_cols, 1, 3, row);
-                store_transposed(row, n_cols, out_h, y, norm, t);
+                    store_transposed(row, n_cols, out_h, y, norm, t);
+                }
             }
         }
         free(tmp);

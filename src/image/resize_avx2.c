@@ -5,8 +5,11 @@
  * chain of dependent adds, one tap after another. Here one AVX2 register
  * holds the R, G, B (and one unused lane) of the same output pixel in two
  * image rows, and four registers carry eight rows at once, so eight chains
- * run side by side. The vertical loop keeps its sums in registers instead
- * of adding into memory tap by tap.
+ * run side by side. From 8-bit images each pair of rows is first packed
+ * to 8 bytes a pixel (both rows' R G B 0), so that a tap widens a pixel of
+ * two rows with one vpmovzxbd. The vertical loop keeps its sums in
+ * registers instead of adding into memory tap by tap; for the detector's
+ * inputs it also normalises and writes the output transposed.
  *
  * Bit-identical to the scalar loops (see resize_internal.h): every output
  * is 0 + w0*x0 + w1*x1 + ... in tap order, with separate multiplies and
@@ -47,22 +50,11 @@ RESIZE_AVX2 static inline void store_rgb(float *p, __m128 v, int spill)
     _mm_store_ss(p + 2, _mm_movehl_ps(v, v));
 }
 
-/* Pixel `off` (in bytes) of two 8-bit rows as floats: row a in lanes
- * 0..3, row b in 4..7 (4 bytes read from each, the 4th unused). */
-RESIZE_AVX2 static inline __m256 load_pair8(const uint8_t *a, const uint8_t *b, size_t off)
-{
-    int32_t wa, wb;
-    memcpy(&wa, a + off, sizeof wa);
-    memcpy(&wb, b + off, sizeof wb);
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, wb, wa)));
-}
-
-/* 2 * G consecutive rows starting at `in` (floats, or bytes when u8; stride
- * src_stride of those) into `out` (stride out_stride floats). G and u8 are
- * constants after inlining. A stride of 0 pairs a row with itself: how a
- * last, odd row is done. */
+/* 2 * G consecutive rows starting at `in` (stride src_stride floats) into
+ * `out` (stride out_stride floats). G is a constant after inlining. A
+ * stride of 0 pairs a row with itself: how a last, odd row is done. */
 RESIZE_AVX2 static inline __attribute__((always_inline)) void
-rows_rgb(const int G, const int u8, const void *in, size_t src_stride, const axis_taps *tx,
+rows_rgb(const int G, const float *in, size_t src_stride, const axis_taps *tx,
          int out_w, float *out, size_t out_stride)
 {
     __m256 acc[4];
@@ -74,11 +66,7 @@ rows_rgb(const int G, const int u8, const void *in, size_t src_stride, const axi
             const __m256 w = _mm256_set1_ps(tx->weight[k]);
             for (int g = 0; g < G; g++) {
                 const size_t row = (size_t)(2 * g) * src_stride;
-                const __m256 x =
-                    u8 ? load_pair8((const uint8_t *)in + row, (const uint8_t *)in + row + src_stride,
-                                    off)
-                       : load_pair((const float *)in + row, (const float *)in + row + src_stride,
-                                   off);
+                const __m256 x = load_pair(in + row, in + row + src_stride, off);
                 acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, x));
             }
         }
@@ -91,36 +79,148 @@ rows_rgb(const int G, const int u8, const void *in, size_t src_stride, const axi
     }
 }
 
-/* Rows y0..y1 of `src` (row r at src + r * stride elements), eight, then
- * two, then one at a time. */
-RESIZE_AVX2 static inline __attribute__((always_inline)) void
-rows_all(const int u8, const void *src, size_t stride, int y0, int y1, const axis_taps *tx,
-         int out_w, float *tmp)
-{
-    const size_t out_stride = (size_t)out_w * 3, elem = u8 ? 1 : sizeof(float);
-    const char *base = src;
-    int y = y0;
-    for (; y + 8 <= y1; y += 8)
-        rows_rgb(4, u8, base + (size_t)y * stride * elem, stride, tx, out_w,
-                 tmp + (size_t)(y - y0) * out_stride, out_stride);
-    for (; y + 2 <= y1; y += 2)
-        rows_rgb(1, u8, base + (size_t)y * stride * elem, stride, tx, out_w,
-                 tmp + (size_t)(y - y0) * out_stride, out_stride);
-    if (y < y1) /* one row: pair it with itself and keep the low half */
-        rows_rgb(1, u8, base + (size_t)y * stride * elem, 0, tx, out_w,
-                 tmp + (size_t)(y - y0) * out_stride, 0);
-}
-
+/* Rows y0..y1 of the float image `src` (row r at src + r * stride),
+ * eight, then two, then one at a time. */
 RESIZE_AVX2 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
                                           const axis_taps *tx, int out_w, float *tmp)
 {
-    rows_all(0, src, (size_t)src_w * 3, y0, y1, tx, out_w, tmp);
+    const size_t stride = (size_t)src_w * 3, out_stride = (size_t)out_w * 3;
+    int y = y0;
+    for (; y + 8 <= y1; y += 8)
+        rows_rgb(4, src + (size_t)y * stride, stride, tx, out_w,
+                 tmp + (size_t)(y - y0) * out_stride, out_stride);
+    for (; y + 2 <= y1; y += 2)
+        rows_rgb(1, src + (size_t)y * stride, stride, tx, out_w,
+                 tmp + (size_t)(y - y0) * out_stride, out_stride);
+    if (y < y1) /* one row: pair it with itself and keep the low half */
+        rows_rgb(1, src + (size_t)y * stride, 0, tx, out_w,
+                 tmp + (size_t)(y - y0) * out_stride, 0);
 }
 
-RESIZE_AVX2 void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
-                                           const axis_taps *tx, int out_w, float *tmp)
+/* ---- 8-bit rows through packed row pairs ---------------------------------- */
+
+/* Pixels [c0, c1) of the 8-bit rows a and b (src_w pixels each) packed
+ * pair by pixel: a's R G B 0 then b's R G B 0, 8 bytes a pixel, so that
+ * one vpmovzxbd per tap widens a pixel of both rows. Reads only bytes of
+ * the two rows' pixels: 16 at a time while they stay inside the row, then
+ * one pixel at a time. */
+RESIZE_AVX2 static void pack_pair8(const uint8_t *a, const uint8_t *b, int src_w, int c0, int c1,
+                                   uint8_t *out)
 {
-    rows_all(1, src, stride, y0, y1, tx, out_w, tmp);
+    const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+    const __m256i spread2 = _mm256_broadcastsi128_si256(spread);
+    int x = c0;
+    /* 8 pixels: 4 in each 128-bit lane, the high lane loaded 12 bytes on. */
+    for (; x + 8 <= c1 && 3 * x + 28 <= 3 * src_w; x += 8) {
+        const __m256i ra = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const void *)(a + 3 * x))),
+            _mm_loadu_si128((const void *)(a + 3 * x + 12)), 1);
+        const __m256i rb = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const void *)(b + 3 * x))),
+            _mm_loadu_si128((const void *)(b + 3 * x + 12)), 1);
+        const __m256i va = _mm256_shuffle_epi8(ra, spread2), vb = _mm256_shuffle_epi8(rb, spread2);
+        const __m256i lo = _mm256_unpacklo_epi32(va, vb), hi = _mm256_unpackhi_epi32(va, vb);
+        uint8_t *o = out + (size_t)(x - c0) * 8;
+        _mm256_storeu_si256((void *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((void *)(o + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+    for (; x + 4 <= c1 && 3 * x + 16 <= 3 * src_w; x += 4) {
+        const __m128i va = _mm_shuffle_epi8(_mm_loadu_si128((const void *)(a + 3 * x)), spread);
+        const __m128i vb = _mm_shuffle_epi8(_mm_loadu_si128((const void *)(b + 3 * x)), spread);
+        uint8_t *o = out + (size_t)(x - c0) * 8;
+        _mm_storeu_si128((void *)o, _mm_unpacklo_epi32(va, vb));
+        _mm_storeu_si128((void *)(o + 16), _mm_unpackhi_epi32(va, vb));
+    }
+    for (; x < c1; x++) {
+        uint8_t *o = out + (size_t)(x - c0) * 8;
+        o[0] = a[3 * x];
+        o[1] = a[3 * x + 1];
+        o[2] = a[3 * x + 2];
+        o[3] = 0;
+        o[4] = b[3 * x];
+        o[5] = b[3 * x + 1];
+        o[6] = b[3 * x + 2];
+        o[7] = 0;
+    }
+}
+
+/* 2 * G rows, already packed into G planes of n pixels (pixel c0 first),
+ * into `out` (stride out_stride floats). The unused 4th lane of a pixel
+ * is 0 * w = 0 and lands on the next output pixel, written after. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+rows_packed8(const int G, const uint8_t *packed, size_t n, int c0, const axis_taps *tx,
+             int out_w, float *out, size_t out_stride)
+{
+    __m256 acc[4];
+    for (int j = 0; j < out_w; j++) {
+        for (int g = 0; g < G; g++)
+            acc[g] = _mm256_setzero_ps();
+        for (int k = tx->first[j]; k < tx->first[j + 1]; k++) {
+            const uint8_t *p = packed + (size_t)(tx->src[k] - c0) * 8;
+            const __m256 w = _mm256_set1_ps(tx->weight[k]);
+            for (int g = 0; g < G; g++) {
+                const __m128i b8 = _mm_loadl_epi64((const void *)(p + (size_t)g * n * 8));
+                const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b8));
+                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, x));
+            }
+        }
+        const int spill = j + 1 < out_w;
+        for (int g = 0; g < G; g++) {
+            float *o = out + (size_t)(2 * g) * out_stride + (size_t)j * 3;
+            store_rgb(o, _mm256_castps256_ps128(acc[g]), spill);
+            store_rgb(o + out_stride, _mm256_extractf128_ps(acc[g], 1), spill);
+        }
+    }
+}
+
+/* The image columns the x taps read: [*c0, *c1). */
+static void columns_used(const axis_taps *tx, int out_w, int *c0, int *c1)
+{
+    const int n = tx->first[out_w];
+    *c0 = 0;
+    *c1 = 0;
+    for (int k = 0; k < n; k++) {
+        if (k == 0 || tx->src[k] < *c0)
+            *c0 = tx->src[k];
+        if (k == 0 || tx->src[k] + 1 > *c1)
+            *c1 = tx->src[k] + 1;
+    }
+}
+
+size_t img_resize_rows_rgb8_scratch(int src_w)
+{
+    return (size_t)4 * 8 * (size_t)src_w;
+}
+
+RESIZE_AVX2 void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int src_w, int y0,
+                                           int y1, const axis_taps *tx, int out_w,
+                                           uint8_t *scratch, float *tmp)
+{
+    const size_t out_stride = (size_t)out_w * 3;
+    int c0, c1, y = y0;
+    columns_used(tx, out_w, &c0, &c1);
+    const size_t n = (size_t)(c1 - c0);
+    if (n == 0) { /* no tap reads the image: every output is 0 */
+        memset(tmp, 0, sizeof(float) * (size_t)(y1 - y0) * out_stride);
+        return;
+    }
+    for (; y + 8 <= y1; y += 8) {
+        for (int g = 0; g < 4; g++)
+            pack_pair8(src + (size_t)(y + 2 * g) * stride, src + (size_t)(y + 2 * g + 1) * stride,
+                       src_w, c0, c1, scratch + (size_t)g * n * 8);
+        rows_packed8(4, scratch, n, c0, tx, out_w, tmp + (size_t)(y - y0) * out_stride,
+                     out_stride);
+    }
+    for (; y + 2 <= y1; y += 2) {
+        pack_pair8(src + (size_t)y * stride, src + (size_t)(y + 1) * stride, src_w, c0, c1,
+                   scratch);
+        rows_packed8(1, scratch, n, c0, tx, out_w, tmp + (size_t)(y - y0) * out_stride,
+                     out_stride);
+    }
+    if (y < y1) { /* one row: pair it with itself and keep the low half */
+        pack_pair8(src + (size_t)y * stride, src + (size_t)y * stride, src_w, c0, c1, scratch);
+        rows_packed8(1, scratch, n, c0, tx, out_w, tmp + (size_t)(y - y0) * out_stride, 0);
+    }
 }
 
 RESIZE_AVX2 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
@@ -150,6 +250,61 @@ RESIZE_AVX2 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty,
     }
 }
 
+/* Output row j of the vertical pass, normalised: (sum - mean) * scale, a
+ * subtract then a multiply as store_transposed does, into row[0 .. row_len). */
+RESIZE_AVX2 static void vertical_row_norm(const float *tmp, const axis_taps *ty, int row_lo,
+                                          size_t row_len, int j, float mean, float scale,
+                                          float *row)
+{
+    const int k0 = ty->first[j], k1 = ty->first[j + 1];
+    const __m256 vmean = _mm256_set1_ps(mean), vscale = _mm256_set1_ps(scale);
+    size_t i = 0;
+    for (; i + 16 <= row_len; i += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int k = k0; k < k1; k++) {
+            const float *in = tmp + (size_t)(ty->src[k] - row_lo) * row_len + i;
+            const __m256 w = _mm256_set1_ps(ty->weight[k]);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(w, _mm256_loadu_ps(in)));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(w, _mm256_loadu_ps(in + 8)));
+        }
+        _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_sub_ps(a0, vmean), vscale));
+        _mm256_storeu_ps(row + i + 8, _mm256_mul_ps(_mm256_sub_ps(a1, vmean), vscale));
+    }
+    for (; i + 8 <= row_len; i += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int k = k0; k < k1; k++) {
+            const float *in = tmp + (size_t)(ty->src[k] - row_lo) * row_len + i;
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(ty->weight[k]),
+                                                 _mm256_loadu_ps(in)));
+        }
+        _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_sub_ps(a0, vmean), vscale));
+    }
+    for (; i < row_len; i++) {
+        float acc = 0;
+        for (int k = k0; k < k1; k++)
+            acc += ty->weight[k] * tmp[(size_t)(ty->src[k] - row_lo) * row_len + i];
+        row[i] = (acc - mean) * scale;
+    }
+}
+
+RESIZE_AVX2 void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo,
+                                            int n_cols, int out_h, float mean, float scale,
+                                            float *row, float *t)
+{
+    const size_t row_len = (size_t)n_cols * 3;
+    for (int y = 0; y < out_h; y++) {
+        vertical_row_norm(tmp, ty, row_lo, row_len, y, mean, scale, row);
+        if (y + 1 < out_h) {
+            /* 4 floats a pixel: the 4th lands on (x, y + 1), written next row. */
+            for (int x = 0; x < n_cols; x++)
+                _mm_storeu_ps(t + ((size_t)x * out_h + y) * 3, _mm_loadu_ps(row + 3 * x));
+        } else {
+            for (int x = 0; x < n_cols; x++)
+                memcpy(t + ((size_t)x * out_h + y) * 3, row + 3 * x, 3 * sizeof(float));
+        }
+    }
+}
+
 #else
 
 int img_resize_have_avx2(void)
@@ -163,16 +318,30 @@ void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1, const
     (void)src; (void)src_w; (void)y0; (void)y1; (void)tx; (void)out_w; (void)tmp;
 }
 
-void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
-                               const axis_taps *tx, int out_w, float *tmp)
+size_t img_resize_rows_rgb8_scratch(int src_w)
 {
-    (void)src; (void)stride; (void)y0; (void)y1; (void)tx; (void)out_w; (void)tmp;
+    (void)src_w;
+    return 0;
+}
+
+void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int src_w, int y0, int y1,
+                               const axis_taps *tx, int out_w, uint8_t *scratch, float *tmp)
+{
+    (void)src; (void)stride; (void)src_w; (void)y0; (void)y1; (void)tx; (void)out_w;
+    (void)scratch; (void)tmp;
 }
 
 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo, size_t row_len,
                               int out_h, float *dst)
 {
     (void)tmp; (void)ty; (void)row_lo; (void)row_len; (void)out_h; (void)dst;
+}
+
+void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo, int n_cols,
+                                int out_h, float mean, float scale, float *row, float *t)
+{
+    (void)tmp; (void)ty; (void)row_lo; (void)n_cols; (void)out_h; (void)mean; (void)scale;
+    (void)row; (void)t;
 }
 
 #endif

@@ -49,14 +49,24 @@ int img_resize_have_avx2(void);
 void img_resize_rows_rgb_avx2(const float *src, int src_w, int y0, int y1,
                               const axis_taps *tx, int out_w, float *tmp);
 
-/* The same over an 8-bit RGB image (`stride` bytes per row): 4 bytes are
- * read per pixel, so the caller must not pass the image's last row. */
-void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int y0, int y1,
-                               const axis_taps *tx, int out_w, float *tmp);
+/* The same over an 8-bit RGB image of src_w pixels (`stride` bytes per
+ * row), any rows: each pair of rows is first packed into `scratch`
+ * (img_resize_rows_rgb8_scratch(src_w) bytes), reading only the rows'
+ * pixels. */
+size_t img_resize_rows_rgb8_scratch(int src_w);
+void img_resize_rows_rgb8_avx2(const uint8_t *src, size_t stride, int src_w, int y0, int y1,
+                               const axis_taps *tx, int out_w, uint8_t *scratch, float *tmp);
 
 /* Vertical pass: out_h rows of row_len floats from `tmp`, whose row 0 is
  * image row row_lo. */
 void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
                               size_t row_len, int out_h, float *dst);
+
+/* The vertical pass of img_crop_resize_rgb8_t: out_h rows of n_cols RGB
+ * pixels, each normalised ((v - mean) * scale) and written transposed,
+ * t[(x * out_h + y) * 3 + c]. `row` holds n_cols * 3 + 1 floats of
+ * scratch (the last pixel of a row is read 4 floats wide). */
+void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo, int n_cols,
+                                int out_h, float mean, float scale, float *row, float *t);
 
 #endif

@@ -37,28 +37,50 @@ static int invert_affine(const double a[6], double inv[6])
     return 1;
 }
 
+/* floor(x) for x in [-1, INT_MAX), without a libm call (the library is
+ * not built for SSE4.1's round instruction): truncation, one down for a
+ * negative fraction. */
+static int floor_small(double x)
+{
+    int i = (int)x;
+    return (double)i > x ? i - 1 : i;
+}
+
 /* Bilinear sample of every channel at (sx, sy); out-of-image neighbours
  * read 0. */
 static void sample(const img_f32 *src, double sx, double sy, float *out)
 {
-    int ch = src->channels;
-    double fx0 = floor(sx), fy0 = floor(sy);
+    const int ch = src->channels;
 
     for (int c = 0; c < ch; c++)
         out[c] = 0.0f;
-    /* Far outside (this also keeps the int conversions below in range). */
-    if (!(fx0 >= -1.0 && fx0 < src->width && fy0 >= -1.0 && fy0 < src->height))
+    /* Far outside (this also keeps the int conversions below in range):
+     * floor(s) >= -1 and floor(s) < side exactly when s >= -1 and s < side,
+     * the side being an integer; NaN fails both. */
+    if (!(sx >= -1.0 && sx < src->width && sy >= -1.0 && sy < src->height))
         return;
-    int x0 = (int)fx0, y0 = (int)fy0;
-    float wx = (float)(sx - fx0), wy = (float)(sy - fy0);
-    float w[4] = {(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy};
+    const int x0 = floor_small(sx), y0 = floor_small(sy);
+    const float wx = (float)(sx - x0), wy = (float)(sy - y0);
+    const float w[4] = {(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy};
+    if (ch == 3 && x0 >= 0 && y0 >= 0 && x0 + 1 < src->width && y0 + 1 < src->height) {
+        /* All four neighbours inside: the loop below, unrolled. */
+        const size_t row = (size_t)src->width * 3;
+        const float *p = src->data + (size_t)y0 * row + (size_t)x0 * 3;
+        const float *q[4] = {p, p + 3, p + row, p + row + 3};
+        for (int k = 0; k < 4; k++) {
+            out[0] += w[k] * q[k][0];
+            out[1] += w[k] * q[k][1];
+            out[2] += w[k] * q[k][2];
+        }
+        return;
+    }
     for (int k = 0; k < 4; k++) {
         int x = x0 + (k & 1), y = y0 + (k >> 1);
         if (x < 0 || y < 0 || x >= src->width || y >= src->height)
             continue;
-        const float *p = src->data + ((size_t)y * src->width + x) * ch;
+        const float *n = src->data + ((size_t)y * src->width + x) * ch;
         for (int c = 0; c < ch; c++)
-            out[c] += w[k] * p[c];
+            out[c] += w[k] * n[c];
     }
 }
 
