@@ -310,6 +310,35 @@ static void test_zero_input_gives_bias(void **state)
     free(bias);
 }
 
+/* Rows are quantised in groups of 8 (quantise_rows): a row's output must
+ * not depend on its place in a group nor on its neighbours, among them
+ * all-zero rows (no range: zero codes). 30 pixels of a 1x1 layer, every
+ * third one zero, against each pixel run alone, bit for bit. */
+static void test_row_groups(void **state)
+{
+    const nn_backend *q = int8_backend_or_skip();
+    (void)state;
+    enum { H = 5, W = 6, IN = 20, OUT = 33 };
+    nn_conv_geom g = {1, H, W, IN, H, W, OUT, 1, 1, 1, 1, 0, 0, NN_ACT_NONE};
+    nn_conv_geom one = {1, 1, 1, IN, 1, 1, OUT, 1, 1, 1, 1, 0, 0, NN_ACT_NONE};
+    float *w = noise((size_t)OUT * IN, -1, 1), *bias = noise(OUT, -1, 1);
+    float *x = noise((size_t)H * W * IN, -2, 3), y[H * W * OUT], y1[OUT];
+    nn_layer_params p = {NN_OP_CONV2D, w, OUT, 1, 1, IN, bias, NULL};
+    for (int px = 0; px < H * W; px += 3)
+        memset(x + (size_t)px * IN, 0, IN * sizeof(float));
+    run_layer(q, &p, &g, x, y, NULL);
+    for (int px = 0; px < H * W; px++) {
+        run_layer(q, &p, &one, x + (size_t)px * IN, y1, NULL);
+        assert_memory_equal(y + (size_t)px * OUT, y1, sizeof y1);
+        if (px % 3 == 0)
+            for (int o = 0; o < OUT; o++)
+                assert_true(y1[o] == bias[o]);
+    }
+    free(w);
+    free(bias);
+    free(x);
+}
+
 /* The overflow edge: every activation code at its top (a constant
  * positive input codes as 255 with zero point 0) against weights that are
  * all equal in a channel (so all at the channel's top code, which must
@@ -595,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_kxk_in_place),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_zero_input_gives_bias),
+        cmocka_unit_test(test_row_groups),
         cmocka_unit_test(test_overflow_edge),
         cmocka_unit_test(test_precision_selection),
         cmocka_unit_test(test_real_photos),

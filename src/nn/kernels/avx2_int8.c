@@ -387,19 +387,55 @@ static int range_params(float lo, float hi, float *scale, float *inv, int32_t *z
     return 1;
 }
 
-/* Codes of one row of n floats into q (k_pad bytes, the tail zeroed). */
-AVX2_TARGET static void quantise_row(const float *x, int n, int k_pad, uint8_t *q,
-                                     float *scale, int32_t *zp)
+/* Codes of `rows` rows of n floats (row r at x + r * lda) into q (row r
+ * at q + r * k_pad, the tail zeroed), with their scales and zero points.
+ * Rows go in groups of 8: the ranges first, then range_params' arithmetic
+ * for the 8 rows at once (the same IEEE operations, so the same bits:
+ * division is correctly rounded and vcvtps2dq rounds to nearest even as
+ * lrintf does), then the codes. On MobileFaceNet's K = 64 and 128 rows the
+ * two scalar divisions and the reductions were a large share of a row;
+ * the group's rows (at most 8 x FC_MAX_K floats) stay in L1 between the
+ * two passes. */
+AVX2_TARGET static void quantise_rows(const float *x, size_t lda, int rows, int n, int k_pad,
+                                      uint8_t *q, float *scale, int32_t *zp)
 {
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    float inv;
-    range_update(x, n, &lo, &hi);
-    if (!range_params(hmin(lo), hmax(hi), scale, &inv, zp)) {
-        memset(q, 0, (size_t)k_pad);
-        return;
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+        const int g = min_int(8, rows - r0);
+        _Alignas(32) float lo[8] = {0}, hi[8] = {0}, inv[8];
+        for (int r = 0; r < g; r++) {
+            __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+            range_update(x + (size_t)(r0 + r) * lda, n, &vlo, &vhi);
+            lo[r] = hmin(vlo);
+            hi[r] = hmax(vhi);
+        }
+        const __m256 vlo = _mm256_load_ps(lo), vhi = _mm256_load_ps(hi);
+        const __m256 live = _mm256_cmp_ps(vhi, vlo, _CMP_GT_OQ); /* !(hi > lo): zero */
+        const __m256 width = _mm256_sub_ps(vhi, vlo), top = _mm256_set1_ps((float)A_MAX);
+        const __m256 vinv = _mm256_and_ps(live, _mm256_div_ps(top, width));
+        const __m256 vscale = _mm256_and_ps(live, _mm256_div_ps(width, top));
+        __m256i z = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), vlo), vinv));
+        z = _mm256_min_epi32(_mm256_max_epi32(z, _mm256_setzero_si256()), _mm256_set1_epi32(A_MAX));
+        z = _mm256_and_si256(z, _mm256_castps_si256(live));
+        _Alignas(32) int32_t vz[8];
+        _mm256_store_ps(inv, vinv);
+        _mm256_store_si256((__m256i *)(void *)vz, z);
+        _Alignas(32) float vs[8];
+        _mm256_store_ps(vs, vscale);
+        const int live_rows = _mm256_movemask_ps(live);
+        for (int r = 0; r < g; r++) {
+            uint8_t *dst = q + (size_t)(r0 + r) * k_pad;
+            scale[r0 + r] = vs[r];
+            zp[r0 + r] = vz[r];
+            if (!(live_rows >> r & 1)) { /* an all-zero (or NaN) range */
+                memset(dst, 0, (size_t)k_pad);
+                continue;
+            }
+            quantise_run(x + (size_t)(r0 + r) * lda, n, _mm256_set1_ps(inv[r]),
+                         _mm256_set1_epi32(vz[r]), dst);
+            if (k_pad > n)
+                memset(dst + n, 0, (size_t)(k_pad - n)); /* meets zero weights */
+        }
     }
-    quantise_run(x, n, _mm256_set1_ps(inv), _mm256_set1_epi32(*zp), q);
-    memset(q + n, 0, (size_t)(k_pad - n)); /* meets zero weights */
 }
 
 /* ---- GEMM --------------------------------------------------------------------- */
@@ -446,52 +482,65 @@ AVX2_TARGET static inline void q_store(__m256i acc, float sa, int32_t zp, const 
     }
 }
 
-/* The epilogue of R full rows of 16 columns from col: q_store's
- * arithmetic (the same bytes), with the panel's constants loaded once
- * rather than for each row (the stores to c could alias them as far as
- * the compiler knows). On MobileFaceNet's K = 64 layers the epilogue is a
- * large share of a tile's time. */
-AVX2_TARGET static void q_store_tile(int R, int32_t sums[Q_MR][16], const q_layer *l, int col,
-                                     const float *scale, const int32_t *zp, const q_out *o)
+/* A panel's epilogue constants for 16 columns, loaded once per tile
+ * (the stores to c could alias them as far as the compiler knows). */
+typedef struct q_cols {
+    __m256i qs0, qs1;  /* sum over k of the weight codes */
+    __m256 ws0, ws1;   /* weight scales                  */
+    __m256 b0, b1;     /* bias                           */
+    __m256 al0, al1;   /* PReLU slopes (if prelu)        */
+    int prelu;
+    nn_activation act;
+} q_cols;
+
+AVX2_TARGET static inline q_cols q_load_cols(const q_layer *l, int col, nn_activation act)
 {
-    const __m256i qs0 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col));
-    const __m256i qs1 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col + 8));
-    const __m256 ws0 = _mm256_load_ps(l->wscale + col), ws1 = _mm256_load_ps(l->wscale + col + 8);
-    const __m256 b0 = _mm256_load_ps(l->bias + col), b1 = _mm256_load_ps(l->bias + col + 8);
+    q_cols k;
+    k.qs0 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col));
+    k.qs1 = _mm256_load_si256((const __m256i *)(const void *)(l->qsum + col + 8));
+    k.ws0 = _mm256_load_ps(l->wscale + col);
+    k.ws1 = _mm256_load_ps(l->wscale + col + 8);
+    k.b0 = _mm256_load_ps(l->bias + col);
+    k.b1 = _mm256_load_ps(l->bias + col + 8);
+    k.prelu = l->alpha != NULL;
+    k.al0 = k.prelu ? _mm256_load_ps(l->alpha + col) : _mm256_setzero_ps();
+    k.al1 = k.prelu ? _mm256_load_ps(l->alpha + col + 8) : _mm256_setzero_ps();
+    k.act = act;
+    return k;
+}
+
+/* The epilogue of one full row of 16 columns, straight from the kernel's
+ * accumulators: q_store's arithmetic (the same bytes). On MobileFaceNet's
+ * K = 64 layers the epilogue is a large share of a tile's time. */
+AVX2_TARGET static inline void q_store_row(__m256i acc0, __m256i acc1, float scale, int32_t zp,
+                                           const q_cols *k, float *dst)
+{
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-    const int prelu = l->alpha != NULL;
-    const __m256 al0 = prelu ? _mm256_load_ps(l->alpha + col) : zero;
-    const __m256 al1 = prelu ? _mm256_load_ps(l->alpha + col + 8) : zero;
-    const nn_activation act = o->act;
-    for (int r = 0; r < R; r++) {
-        const __m256i z = _mm256_set1_epi32(zp[r]);
-        const __m256 sa = _mm256_set1_ps(scale[r]);
-        const __m256i acc0 = _mm256_load_si256((const __m256i *)(const void *)sums[r]);
-        const __m256i acc1 = _mm256_load_si256((const __m256i *)(const void *)(sums[r] + 8));
-        __m256 v0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc0, _mm256_mullo_epi32(z, qs0))),
-                                    _mm256_mul_ps(sa, ws0), b0);
-        __m256 v1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc1, _mm256_mullo_epi32(z, qs1))),
-                                    _mm256_mul_ps(sa, ws1), b1);
-        if (act != NN_ACT_NONE) {
-            v0 = _mm256_max_ps(v0, zero);
-            v1 = _mm256_max_ps(v1, zero);
-            if (act == NN_ACT_RELU6) {
-                v0 = _mm256_min_ps(v0, six);
-                v1 = _mm256_min_ps(v1, six);
-            }
+    const __m256i z = _mm256_set1_epi32(zp);
+    const __m256 sa = _mm256_set1_ps(scale);
+    __m256 v0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc0, _mm256_mullo_epi32(z, k->qs0))),
+                                _mm256_mul_ps(sa, k->ws0), k->b0);
+    __m256 v1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc1, _mm256_mullo_epi32(z, k->qs1))),
+                                _mm256_mul_ps(sa, k->ws1), k->b1);
+    if (k->act != NN_ACT_NONE) {
+        v0 = _mm256_max_ps(v0, zero);
+        v1 = _mm256_max_ps(v1, zero);
+        if (k->act == NN_ACT_RELU6) {
+            v0 = _mm256_min_ps(v0, six);
+            v1 = _mm256_min_ps(v1, six);
         }
-        if (prelu) {
-            v0 = _mm256_fmadd_ps(al0, _mm256_min_ps(v0, zero), _mm256_max_ps(v0, zero));
-            v1 = _mm256_fmadd_ps(al1, _mm256_min_ps(v1, zero), _mm256_max_ps(v1, zero));
-        }
-        float *cr = o->c + (size_t)r * o->ldc;
-        _mm256_storeu_ps(cr, v0);
-        _mm256_storeu_ps(cr + 8, v1);
     }
+    if (k->prelu) {
+        v0 = _mm256_fmadd_ps(k->al0, _mm256_min_ps(v0, zero), _mm256_max_ps(v0, zero));
+        v1 = _mm256_fmadd_ps(k->al1, _mm256_min_ps(v1, zero), _mm256_max_ps(v1, zero));
+    }
+    _mm256_storeu_ps(dst, v0);
+    _mm256_storeu_ps(dst + 8, v1);
 }
 
 /* The int32 sums of a 4 x 16 tile over K: row r of A at a[r] (4 codes
- * per step), the panel at b (64 bytes per step), sums to out[r][0..16);
+ * per step), the panel at b (64 bytes per step), row r's sums to
+ * acc[2r] (columns 0..7) and acc[2r + 1] (8..15);
  * segs runs of `steps` steps, `skip` bytes apart in A. Written in
  * assembly because gcc (12, -O3) spills accumulators of the intrinsics
  * version to the stack (it hoists every broadcast and vpmaddubsw of a step
@@ -510,9 +559,15 @@ AVX2_TARGET static void q_store_tile(int R, int32_t sums[Q_MR][16], const q_laye
  * loads per 6 multiplies). A run of an odd number of steps ends with one
  * step done alone (2 * 255 * 63 < 32768). Which steps pair (from the start
  * of each run) is what quantise_channel checks. */
-static void q_kernel_4x16(const uint8_t *const a[4], const int8_t *b, int segs, int steps,
-                          long skip, int32_t out[4][16])
+AVX2_TARGET static inline __attribute__((always_inline)) void
+q_kernel_4x16(const uint8_t *const a[4], const int8_t *b, int segs, int steps, long skip,
+              __m256i acc[8])
 {
+    /* The accumulators leave the assembly in ymm0-7 as outputs, so that the
+     * epilogue reads them from registers (no int32 store and reload). */
+    register __m256i acc0 __asm__("ymm0"), acc1 __asm__("ymm1"), acc2 __asm__("ymm2"),
+        acc3 __asm__("ymm3"), acc4 __asm__("ymm4"), acc5 __asm__("ymm5"), acc6 __asm__("ymm6"),
+        acc7 __asm__("ymm7");
     static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     const uint8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
     long n = 0, seg = segs;
@@ -600,69 +655,75 @@ static void q_kernel_4x16(const uint8_t *const a[4], const int8_t *b, int segs, 
         "dec %[seg]\n\t"
         "jnz 3b\n\t"
         "2:\n\t"
-        "vmovdqu %%ymm0, 0(%[out])\n\t"
-        "vmovdqu %%ymm1, 32(%[out])\n\t"
-        "vmovdqu %%ymm2, 64(%[out])\n\t"
-        "vmovdqu %%ymm3, 96(%[out])\n\t"
-        "vmovdqu %%ymm4, 128(%[out])\n\t"
-        "vmovdqu %%ymm5, 160(%[out])\n\t"
-        "vmovdqu %%ymm6, 192(%[out])\n\t"
-        "vmovdqu %%ymm7, 224(%[out])\n\t"
-        "vzeroupper\n\t"
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b] "+r"(b),
-          [n] "=&r"(n), [seg] "+r"(seg)
-        : [out] "r"(out), [ones] "m"(ones), [pairs] "m"(pairs), [singles] "m"(singles),
-          [skip] "m"(skip)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
-          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
+          [n] "=&r"(n), [seg] "+r"(seg), "=x"(acc0), "=x"(acc1), "=x"(acc2), "=x"(acc3),
+          "=x"(acc4), "=x"(acc5), "=x"(acc6), "=x"(acc7)
+        : [ones] "m"(ones), [pairs] "m"(pairs), [singles] "m"(singles), [skip] "m"(skip)
+        : "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
 #undef Q_PAIR
 #undef Q_ROW
+    acc[0] = acc0;
+    acc[1] = acc1;
+    acc[2] = acc2;
+    acc[3] = acc3;
+    acc[4] = acc4;
+    acc[5] = acc5;
+    acc[6] = acc6;
+    acc[7] = acc7;
 }
 
 /* One R x 16 tile (R = 1..4 rows from r0) of panel p over the whole K,
- * then the epilogue. A tile of fewer rows runs the 4-row kernel with its
- * last row repeated and drops the copies. */
-AVX2_TARGET static void q_micro(int R, const q_layer *l, int p, const q_rows *a, int r0,
-                                const q_out *o)
+ * then the epilogue (k: the panel's constants, when its 16 columns are
+ * all valid). A tile of fewer rows runs the 4-row kernel with its last
+ * row repeated and drops the copies. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+q_micro(int R, const q_layer *l, int p, const q_rows *a, int r0, const q_out *o,
+        const q_cols *k)
 {
-    _Alignas(32) int32_t sums[Q_MR][16];
+    __m256i acc[8];
     const uint8_t *rows[Q_MR];
     const int8_t *panel = l->w + (size_t)p * l->k_pad * Q_NR;
     if (a->in_place && a->in_place[r0 / Q_MR]) {
         for (int r = 0; r < Q_MR; r++)
             rows[r] = a->at[r0 + min_int(r, R - 1)];
-        q_kernel_4x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, sums);
+        q_kernel_4x16(rows, panel, a->segs, a->seg_steps, a->seg_skip, acc);
     } else {
         for (int r = 0; r < Q_MR; r++)
             rows[r] = a->q + (size_t)(r0 + min_int(r, R - 1)) * l->k_pad;
-        q_kernel_4x16(rows, panel, 1, l->k_pad / 4, 0, sums);
+        q_kernel_4x16(rows, panel, 1, l->k_pad / 4, 0, acc);
     }
-    if (o->nr == Q_NR) {
-        q_store_tile(R, sums, l, p * Q_NR, a->scale + r0, a->zp + r0, o);
+    const float *scale = a->scale + r0;
+    const int32_t *zp = a->zp + r0;
+    if (k) {
+        /* rows unrolled, so that the accumulators stay in registers */
+        q_store_row(acc[0], acc[1], scale[0], zp[0], k, o->c);
+        if (R > 1)
+            q_store_row(acc[2], acc[3], scale[1], zp[1], k, o->c + o->ldc);
+        if (R > 2)
+            q_store_row(acc[4], acc[5], scale[2], zp[2], k, o->c + 2 * o->ldc);
+        if (R > 3)
+            q_store_row(acc[6], acc[7], scale[3], zp[3], k, o->c + 3 * o->ldc);
         return;
     }
     for (int r = 0; r < R; r++) {
         float *cr = o->c + (size_t)r * o->ldc;
-        const float sa = a->scale[r0 + r];
-        const int32_t zp = a->zp[r0 + r];
-        q_store(_mm256_load_si256((const __m256i *)(const void *)sums[r]), sa, zp, l, p * Q_NR,
-                o->act, cr, o->nr);
-        q_store(_mm256_load_si256((const __m256i *)(const void *)(sums[r] + 8)), sa, zp, l,
-                p * Q_NR + 8, o->act, cr + 8, o->nr - 8);
+        q_store(acc[2 * r], scale[r], zp[r], l, p * Q_NR, o->act, cr, o->nr);
+        q_store(acc[2 * r + 1], scale[r], zp[r], l, p * Q_NR + 8, o->act, cr + 8, o->nr - 8);
     }
 }
 
 /* Rows [0, rows) of a quantised block times panels [p0, p1) into c (row
  * stride ldc, column 0 = output channel 0). Panels are the outer loop so
  * that a panel stays in L1 while the rows sweep it. */
-static void q_block(const q_layer *l, const q_rows *a, int rows, int p0, int p1, float *c,
-                    size_t ldc, nn_activation act)
+AVX2_TARGET static void q_block(const q_layer *l, const q_rows *a, int rows, int p0, int p1,
+                                float *c, size_t ldc, nn_activation act)
 {
     for (int p = p0; p < p1; p++) {
+        const int nr = min_int(Q_NR, l->out_c - p * Q_NR);
+        const q_cols k = q_load_cols(l, p * Q_NR, act);
         for (int m = 0; m < rows; m += Q_MR) {
-            const q_out o = {c + (size_t)m * ldc + (size_t)p * Q_NR, ldc,
-                             min_int(Q_NR, l->out_c - p * Q_NR), act};
-            q_micro(min_int(Q_MR, rows - m), l, p, a, m, &o);
+            const q_out o = {c + (size_t)m * ldc + (size_t)p * Q_NR, ldc, nr, act};
+            q_micro(min_int(Q_MR, rows - m), l, p, a, m, &o, nr == Q_NR ? &k : NULL);
         }
     }
 }
@@ -841,9 +902,8 @@ static void q_task(void *ctx, int task, int thread)
     if (j->g)
         window_rows(j, row0, rows, codes, scale, zp, at, in_place, &a);
     else
-        for (int r = 0; r < rows; r++)
-            quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
-                         codes + (size_t)r * l->k_pad, scale + r, zp + r);
+        quantise_rows(j->x + (size_t)row0 * j->lda, j->lda, rows, l->k_dim, l->k_pad, codes,
+                      scale, zp);
     panel_range(l, pg, j->groups, &p0, &p1);
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
 }
@@ -915,9 +975,8 @@ static void fc_task(void *ctx, int task, int thread)
     int p0, p1;
     (void)thread;
 
-    for (int r = 0; r < rows; r++)
-        quantise_row(j->x + (size_t)(row0 + r) * j->lda, l->k_dim, l->k_pad,
-                     codes + (size_t)r * l->k_pad, scale + r, zp + r);
+    quantise_rows(j->x + (size_t)row0 * j->lda, j->lda, rows, l->k_dim, l->k_pad, codes, scale,
+                  zp);
     const q_rows a = {codes, scale, zp, NULL, NULL, 0, 0, 0};
     panel_range(l, pg, j->groups, &p0, &p1);
     q_block(l, &a, rows, p0, p1, j->y + (size_t)row0 * l->out_c, (size_t)l->out_c, j->act);
