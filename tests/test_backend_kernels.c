@@ -291,8 +291,9 @@ static int same_bits(const float *a, const float *b, int n)
 }
 
 /* The avx2 3x3 depthwise on shapes like MobileFaceNet's (16-channel
- * multiples, stride 1 and 2) takes 4-pixel blocks inside the image and
- * the per-pixel path at the border. Channels are independent, so the
+ * multiples, stride 1 and 2) takes 4-pixel blocks where the windows are
+ * inside across (the top and bottom rows too, their padded kernel rows
+ * skipped) and the per-pixel path at the left and right edges. Channels are independent, so the
  * same layer run one 8-channel slice at a time (the per-pixel path only)
  * must give the very same bits; and both must match the reference. */
 static void test_depthwise_3x3_blocks(void **state)

@@ -1066,7 +1066,8 @@ AVX2_TARGET static void dw_pixel(const dw_job *j, const float *image, int iy0, i
 }
 
 /* 4 output pixels x 16 channels of a 3x3 depthwise whose windows lie
- * wholly inside the input. The per-pixel path loads an input and a weight
+ * inside the input across, kernel rows [ky_lo, ky_hi) in it (x is the
+ * first window's top-left pixel in row ky_lo). The per-pixel path loads an input and a weight
  * vector for every FMA (load-bound); here each tap's 2 weight vectors
  * serve 4 pixels (10 loads per 8 FMAs) and the 8 accumulators are 8
  * independent chains, enough to cover the FMA latency. With S and C
@@ -1074,8 +1075,9 @@ AVX2_TARGET static void dw_pixel(const dw_job *j, const float *image, int iy0, i
  * so nothing spills. Each output is still one chain from its bias over the
  * taps in (ky, kx) order: the values are those of dw_pixel. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
-dw3x3_block(const int S, const int C, const float *x, size_t row_stride, const float *w,
-            const float *bias, const float *alpha, nn_activation act, float *y)
+dw3x3_block(const int S, const int C, const int ky_lo, const int ky_hi, const float *x,
+            size_t row_stride, const float *w, const float *bias, const float *alpha,
+            nn_activation act, float *y)
 {
     __m256 acc[4][2];
     const __m256 b0 = _mm256_load_ps(bias), b1 = _mm256_load_ps(bias + 8);
@@ -1085,8 +1087,8 @@ dw3x3_block(const int S, const int C, const float *x, size_t row_stride, const f
         acc[p][1] = b1;
     }
 #pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ky++) {
-        const float *xr = x + (size_t)ky * row_stride;
+    for (int ky = ky_lo; ky < ky_hi; ky++) {
+        const float *xr = x + (size_t)(ky - ky_lo) * row_stride;
 #pragma GCC unroll 3
         for (int kx = 0; kx < 3; kx++) {
             const __m256 w0 = _mm256_load_ps(w + (size_t)(ky * 3 + kx) * C);
@@ -1106,31 +1108,38 @@ dw3x3_block(const int S, const int C, const float *x, size_t row_stride, const f
     }
 }
 
-/* `blocks` groups of 4 interior output pixels from x (the first window's
- * top-left input pixel) to y. C is a constant for the channel counts
- * MobileFaceNet uses, so the offsets fold; the weights are [3][3][C]
- * (c_pad == C: C is a multiple of 16). */
+/* `blocks` groups of 4 output pixels from x (as in dw3x3_block) to y.
+ * C is a constant for the channel counts MobileFaceNet uses and the rows
+ * are 0..3 away from the top and bottom edges, so the offsets fold; the
+ * weights are [3][3][C] (c_pad == C: C is a multiple of 16). */
 AVX2_TARGET static inline __attribute__((always_inline)) void
-dw3x3_span(const int S, const int C, const avx_layer *l, const float *x, size_t row_stride,
-           int blocks, nn_activation act, float *y)
+dw3x3_span(const int S, const int C, const int ky_lo, const int ky_hi, const avx_layer *l,
+           const float *x, size_t row_stride, int blocks, nn_activation act, float *y)
 {
     for (int b = 0; b < blocks; b++) {
         const float *xb = x + (size_t)b * 4 * S * C;
         float *yb = y + (size_t)b * 4 * C;
         for (int c0 = 0; c0 < C; c0 += 16)
-            dw3x3_block(S, C, xb + c0, row_stride, l->w + c0, l->bias + c0,
+            dw3x3_block(S, C, ky_lo, ky_hi, xb + c0, row_stride, l->w + c0, l->bias + c0,
                         l->alpha ? l->alpha + c0 : NULL, act, yb + c0);
     }
 }
 
-#define DW3X3_SPAN(S, C) dw3x3_span((S), (C), l, x, row_stride, blocks, g->act, y)
+#define DW3X3_SPAN(S, C) dw3x3_span((S), (C), 0, 3, l, x, row_stride, blocks, g->act, y)
 
-AVX2_TARGET static void dw3x3_interior(const dw_job *j, const float *x, int blocks, float *y)
+AVX2_TARGET static void dw3x3_interior(const dw_job *j, const float *x, int ky_lo, int ky_hi,
+                                       int blocks, float *y)
 {
     const avx_layer *l = j->l;
     const nn_conv_geom *g = j->g;
     const size_t row_stride = (size_t)g->in_w * g->in_c;
-    if (g->stride_w == 1) {
+    if (ky_lo != 0 || ky_hi != 3) {
+        /* Top and bottom rows: few, so one general version per stride. */
+        if (g->stride_w == 1)
+            dw3x3_span(1, g->in_c, ky_lo, ky_hi, l, x, row_stride, blocks, g->act, y);
+        else
+            dw3x3_span(2, g->in_c, ky_lo, ky_hi, l, x, row_stride, blocks, g->act, y);
+    } else if (g->stride_w == 1) {
         switch (g->in_c) {
         case 64: DW3X3_SPAN(1, 64); break;
         case 128: DW3X3_SPAN(1, 128); break;
@@ -1168,8 +1177,8 @@ AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
     const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
     int ox = 0;
 
-    if (ky_lo == 0 && ky_hi == 3 && dw3x3_applies(j)) {
-        /* Output pixels [first, last] have their whole window inside. */
+    if (ky_lo < ky_hi && dw3x3_applies(j)) {
+        /* Output pixels [first, last] have their windows inside across. */
         const int s = g->stride_w;
         const int first = (g->pad_left + s - 1) / s;
         const int reach = g->in_w - 3 + g->pad_left; /* last window start, padded */
@@ -1178,8 +1187,9 @@ AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
         for (; ox < first && ox < g->out_w; ox++)
             dw_pixel(j, image, iy0, ky_lo, ky_hi, ox, yrow);
         if (blocks > 0) {
-            const float *x0 = image + ((size_t)iy0 * g->in_w + (size_t)(ox * s - g->pad_left)) * c;
-            dw3x3_interior(j, x0, blocks, yrow + (size_t)ox * c);
+            const float *x0 =
+                image + ((size_t)(iy0 + ky_lo) * g->in_w + (size_t)(ox * s - g->pad_left)) * c;
+            dw3x3_interior(j, x0, ky_lo, ky_hi, blocks, yrow + (size_t)ox * c);
             ox += 4 * blocks;
         }
     }
