@@ -268,6 +268,119 @@ static void test_depthwise(void **state)
     check_layers(NN_OP_DEPTHWISE_CONV2D, 300, SHAPES_ANY);
 }
 
+/* Channels [c0, c0 + 8) of an NHWC tensor of `c` channels. */
+static float *channel_slice(const float *t, size_t pixels, int c, int c0)
+{
+    float *s = malloc(pixels * 8 * sizeof *s);
+    for (size_t i = 0; i < pixels; i++)
+        memcpy(s + i * 8, t + i * c + c0, 8 * sizeof *s);
+    return s;
+}
+
+/* 1 if a[0..n) and b[0..n) are the same floats bit for bit (-0 is not 0). */
+static int same_bits(const float *a, const float *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t ua, ub;
+        memcpy(&ua, a + i, sizeof ua);
+        memcpy(&ub, b + i, sizeof ub);
+        if (ua != ub)
+            return 0;
+    }
+    return 1;
+}
+
+/* The avx2 3x3 depthwise on shapes like MobileFaceNet's (16-channel
+ * multiples, stride 1 and 2) takes 4-pixel blocks where the windows are
+ * inside across (the top and bottom rows too, their padded kernel rows
+ * skipped) and the per-pixel path at the left and right edges. Channels are independent, so the
+ * same layer run one 8-channel slice at a time (the per-pixel path only)
+ * must give the very same bits; and both must match the reference. */
+static void test_depthwise_3x3_blocks(void **state)
+{
+    /* n, in_h, in_w, channels, stride */
+    static const int shapes[][5] = {
+        {1, 56, 56, 64, 1}, {1, 56, 56, 128, 2}, {1, 14, 14, 256, 1}, {1, 14, 14, 512, 2},
+        {1, 7, 7, 256, 1},  {2, 9, 13, 32, 1},   {3, 8, 11, 16, 2},   {2, 5, 23, 48, 1},
+        {1, 3, 3, 16, 1},   {1, 12, 2, 16, 1},   {2, 6, 18, 80, 2},   {1, 4, 9, 16, 1},
+    };
+    const nn_backend *avx = nn_backend_find("avx2");
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    (void)state;
+    if (!avx || !avx->available()) {
+        skip();
+        return;
+    }
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        /* VALID, SAME (TensorFlow: none before at stride 2 on even sizes) and
+         * explicit 1 all round (MobileFaceNet). */
+        for (int mode = 0; mode < 3; mode++) {
+            nn_conv_geom g;
+            int after, out;
+            memset(&g, 0, sizeof g);
+            g.n = shapes[t][0];
+            g.in_h = shapes[t][1];
+            g.in_w = shapes[t][2];
+            g.in_c = g.out_c = shapes[t][3];
+            g.kernel_h = g.kernel_w = 3;
+            g.stride_h = g.stride_w = shapes[t][4];
+            nn_resolve_padding((nn_padding)mode, g.in_h, 3, g.stride_h, 1, 1, &g.pad_top, &after,
+                               &out);
+            g.out_h = out;
+            nn_resolve_padding((nn_padding)mode, g.in_w, 3, g.stride_w, 1, 1, &g.pad_left, &after,
+                               &out);
+            g.out_w = out;
+            if (g.out_h < 1 || g.out_w < 1)
+                continue;
+            g.act = (nn_activation)((t + (size_t)mode) % 3);
+            const int c = g.in_c;
+            const size_t in_pixels = (size_t)g.n * g.in_h * g.in_w;
+            const size_t out_pixels = (size_t)g.n * g.out_h * g.out_w;
+            float *w = noise((size_t)9 * c), *bias = noise((size_t)c), *alpha = noise((size_t)c);
+            float *x = noise(in_pixels * c);
+            float *want = malloc(out_pixels * c * sizeof *want);
+            float *got = malloc(out_pixels * c * sizeof *got);
+            float *part = malloc(out_pixels * 8 * sizeof *part);
+            nn_layer_params p = {NN_OP_DEPTHWISE_CONV2D, w, c, 3, 3, c, bias, alpha};
+            if (t % 2)
+                p.prelu = NULL;
+            run_layer(&nn_backend_reference, &p, &g, x, want, NULL);
+            for (int pi = 0; pi < 2; pi++) {
+                memset(got, 0xff, out_pixels * c * sizeof *got);
+                run_layer(avx, &p, &g, x, got, pi ? pool3 : NULL);
+                compare("DEPTHWISE_CONV2D 3x3", avx->name, (int)t, want, got, out_pixels * c, 9);
+            }
+            nn_conv_geom gs = g;
+            gs.in_c = gs.out_c = 8;
+            for (int c0 = 0; c0 < c; c0 += 8) {
+                float *xs = channel_slice(x, in_pixels, c, c0);
+                float *ws = channel_slice(w, 9, c, c0);
+                nn_layer_params ps = {NN_OP_DEPTHWISE_CONV2D, ws, 8, 3, 3, 8, bias + c0,
+                                      p.prelu ? alpha + c0 : NULL};
+                memset(part, 0xff, out_pixels * 8 * sizeof *part);
+                run_layer(avx, &ps, &gs, xs, part, NULL);
+                for (size_t i = 0; i < out_pixels; i++)
+                    if (!same_bits(part + i * 8, got + i * c + c0, 8))
+                        fail_msg("3x3 depthwise shape %zu, padding %d: pixel %zu, channels "
+                                 "%d..%d differ from the per-pixel path",
+                                 t, mode, i, c0, c0 + 7);
+                free(xs);
+                free(ws);
+            }
+            free(w);
+            free(bias);
+            free(alpha);
+            free(x);
+            free(want);
+            free(got);
+            free(part);
+        }
+    }
+    nn_pool_free(pool3);
+}
+
 static void test_fully_connected(void **state)
 {
     (void)state;
@@ -540,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_first_layers),
         cmocka_unit_test(test_model_first_layers),
         cmocka_unit_test(test_depthwise),
+        cmocka_unit_test(test_depthwise_3x3_blocks),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_conv_maxpool_fused),

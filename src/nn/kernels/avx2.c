@@ -1029,44 +1029,172 @@ typedef struct dw_job {
                              finish(acc[v], g->act, l->alpha ? l->alpha + c0 + 8 * v : NULL)); \
     } while (0)
 
-AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
+/* One output pixel, every channel: the general path (any kernel, stride
+ * and channel count, windows cut by the border). */
+AVX2_TARGET static void dw_pixel(const dw_job *j, const float *image, int iy0, int ky_lo, int ky_hi,
+                                 int ox, float *yrow)
 {
     const avx_layer *l = j->l;
     const nn_conv_geom *g = j->g;
     const int c = g->in_c;
     const size_t cp = (size_t)l->c_pad;
+    float *yp = yrow + (size_t)ox * c;
+    const int ix0 = ox * g->stride_w - g->pad_left;
+    const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
+    int c0 = 0;
+    /* 8 accumulators hide the FMA latency of the 9-tap chains. */
+    for (; c0 + 64 <= c; c0 += 64)
+        DW_PIXEL(8);
+    for (; c0 + 32 <= c; c0 += 32)
+        DW_PIXEL(4);
+    for (; c0 + 8 <= c; c0 += 8)
+        DW_PIXEL(1);
+    if (c0 < c) {
+        /* Tail of fewer than 8 channels: masked loads and store. */
+        const __m256i m = lane_mask(c - c0);
+        __m256 acc = _mm256_load_ps(l->bias + c0);
+        for (int ky = ky_lo; ky < ky_hi; ky++) {
+            const float *xr =
+                image + ((size_t)(iy0 + ky) * g->in_w + (size_t)(ix0 + kx_lo)) * c + c0;
+            const float *wr = l->w + ((size_t)ky * g->kernel_w + (size_t)kx_lo) * cp + c0;
+            for (int kx = 0; kx < kx_hi - kx_lo; kx++)
+                acc = _mm256_fmadd_ps(_mm256_maskload_ps(xr + (size_t)kx * c, m),
+                                      _mm256_load_ps(wr + (size_t)kx * cp), acc);
+        }
+        store_partial(yp + c0, finish(acc, g->act, l->alpha ? l->alpha + c0 : NULL), c - c0);
+    }
+}
+
+/* 4 output pixels x 16 channels of a 3x3 depthwise whose windows lie
+ * inside the input across, kernel rows [ky_lo, ky_hi) in it (x is the
+ * first window's top-left pixel in row ky_lo). The per-pixel path loads an input and a weight
+ * vector for every FMA (load-bound); here each tap's 2 weight vectors
+ * serve 4 pixels (10 loads per 8 FMAs) and the 8 accumulators are 8
+ * independent chains, enough to cover the FMA latency. With S and C
+ * constants every tap is a fixed displacement from one of 3 row pointers,
+ * so nothing spills. Each output is still one chain from its bias over the
+ * taps in (ky, kx) order: the values are those of dw_pixel. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+dw3x3_block(const int S, const int C, const int ky_lo, const int ky_hi, const float *x,
+            size_t row_stride, const float *w, const float *bias, const float *alpha,
+            nn_activation act, float *y)
+{
+    __m256 acc[4][2];
+    const __m256 b0 = _mm256_load_ps(bias), b1 = _mm256_load_ps(bias + 8);
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        acc[p][0] = b0;
+        acc[p][1] = b1;
+    }
+#pragma GCC unroll 3
+    for (int ky = ky_lo; ky < ky_hi; ky++) {
+        const float *xr = x + (size_t)(ky - ky_lo) * row_stride;
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; kx++) {
+            const __m256 w0 = _mm256_load_ps(w + (size_t)(ky * 3 + kx) * C);
+            const __m256 w1 = _mm256_load_ps(w + (size_t)(ky * 3 + kx) * C + 8);
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                const float *xp = xr + (size_t)(p * S + kx) * C;
+                acc[p][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp), w0, acc[p][0]);
+                acc[p][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), w1, acc[p][1]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        _mm256_storeu_ps(y + (size_t)p * C, finish(acc[p][0], act, alpha));
+        _mm256_storeu_ps(y + (size_t)p * C + 8, finish(acc[p][1], act, alpha ? alpha + 8 : NULL));
+    }
+}
+
+/* `blocks` groups of 4 output pixels from x (as in dw3x3_block) to y.
+ * C is a constant for the channel counts MobileFaceNet uses and the rows
+ * are 0..3 away from the top and bottom edges, so the offsets fold; the
+ * weights are [3][3][C] (c_pad == C: C is a multiple of 16). */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+dw3x3_span(const int S, const int C, const int ky_lo, const int ky_hi, const avx_layer *l,
+           const float *x, size_t row_stride, int blocks, nn_activation act, float *y)
+{
+    for (int b = 0; b < blocks; b++) {
+        const float *xb = x + (size_t)b * 4 * S * C;
+        float *yb = y + (size_t)b * 4 * C;
+        for (int c0 = 0; c0 < C; c0 += 16)
+            dw3x3_block(S, C, ky_lo, ky_hi, xb + c0, row_stride, l->w + c0, l->bias + c0,
+                        l->alpha ? l->alpha + c0 : NULL, act, yb + c0);
+    }
+}
+
+#define DW3X3_SPAN(S, C) dw3x3_span((S), (C), 0, 3, l, x, row_stride, blocks, g->act, y)
+
+AVX2_TARGET static void dw3x3_interior(const dw_job *j, const float *x, int ky_lo, int ky_hi,
+                                       int blocks, float *y)
+{
+    const avx_layer *l = j->l;
+    const nn_conv_geom *g = j->g;
+    const size_t row_stride = (size_t)g->in_w * g->in_c;
+    if (ky_lo != 0 || ky_hi != 3) {
+        /* Top and bottom rows: few, so one general version per stride. */
+        if (g->stride_w == 1)
+            dw3x3_span(1, g->in_c, ky_lo, ky_hi, l, x, row_stride, blocks, g->act, y);
+        else
+            dw3x3_span(2, g->in_c, ky_lo, ky_hi, l, x, row_stride, blocks, g->act, y);
+    } else if (g->stride_w == 1) {
+        switch (g->in_c) {
+        case 64: DW3X3_SPAN(1, 64); break;
+        case 128: DW3X3_SPAN(1, 128); break;
+        case 256: DW3X3_SPAN(1, 256); break;
+        case 512: DW3X3_SPAN(1, 512); break;
+        default: DW3X3_SPAN(1, g->in_c); break;
+        }
+    } else {
+        switch (g->in_c) {
+        case 64: DW3X3_SPAN(2, 64); break;
+        case 128: DW3X3_SPAN(2, 128); break;
+        case 256: DW3X3_SPAN(2, 256); break;
+        case 512: DW3X3_SPAN(2, 512); break;
+        default: DW3X3_SPAN(2, g->in_c); break;
+        }
+    }
+}
+
+/* Whether dw3x3_interior serves this layer: 3x3, stride 1 or 2 both ways,
+ * channels a multiple of 16 (so c_pad == channels). */
+static int dw3x3_applies(const dw_job *j)
+{
+    const nn_conv_geom *g = j->g;
+    return g->kernel_h == 3 && g->kernel_w == 3 && g->stride_h == g->stride_w &&
+           (g->stride_w == 1 || g->stride_w == 2) && g->in_c % 16 == 0 && j->l->c_pad == g->in_c;
+}
+
+AVX2_TARGET static void dw_row(const dw_job *j, int b, int oy)
+{
+    const nn_conv_geom *g = j->g;
+    const int c = g->in_c;
     const float *image = j->x + (size_t)b * g->in_h * g->in_w * c;
     float *yrow = j->y + ((size_t)b * g->out_h + oy) * g->out_w * c;
     const int iy0 = oy * g->stride_h - g->pad_top;
     const int ky_lo = max_int(0, -iy0), ky_hi = min_int(g->kernel_h, g->in_h - iy0);
+    int ox = 0;
 
-    for (int ox = 0; ox < g->out_w; ox++) {
-        float *yp = yrow + (size_t)ox * c;
-        const int ix0 = ox * g->stride_w - g->pad_left;
-        const int kx_lo = max_int(0, -ix0), kx_hi = min_int(g->kernel_w, g->in_w - ix0);
-        int c0 = 0;
-        /* 8 accumulators hide the FMA latency of the 9-tap chains. */
-        for (; c0 + 64 <= c; c0 += 64)
-            DW_PIXEL(8);
-        for (; c0 + 32 <= c; c0 += 32)
-            DW_PIXEL(4);
-        for (; c0 + 8 <= c; c0 += 8)
-            DW_PIXEL(1);
-        if (c0 < c) {
-            /* Tail of fewer than 8 channels: masked loads and store. */
-            const __m256i m = lane_mask(c - c0);
-            __m256 acc = _mm256_load_ps(l->bias + c0);
-            for (int ky = ky_lo; ky < ky_hi; ky++) {
-                const float *xr =
-                    image + ((size_t)(iy0 + ky) * g->in_w + (size_t)(ix0 + kx_lo)) * c + c0;
-                const float *wr = l->w + ((size_t)ky * g->kernel_w + (size_t)kx_lo) * cp + c0;
-                for (int kx = 0; kx < kx_hi - kx_lo; kx++)
-                    acc = _mm256_fmadd_ps(_mm256_maskload_ps(xr + (size_t)kx * c, m),
-                                          _mm256_load_ps(wr + (size_t)kx * cp), acc);
-            }
-            store_partial(yp + c0, finish(acc, g->act, l->alpha ? l->alpha + c0 : NULL), c - c0);
+    if (ky_lo < ky_hi && dw3x3_applies(j)) {
+        /* Output pixels [first, last] have their windows inside across. */
+        const int s = g->stride_w;
+        const int first = (g->pad_left + s - 1) / s;
+        const int reach = g->in_w - 3 + g->pad_left; /* last window start, padded */
+        const int last = reach < 0 ? -1 : min_int(g->out_w - 1, reach / s);
+        const int blocks = last >= first ? (last - first + 1) / 4 : 0;
+        for (; ox < first && ox < g->out_w; ox++)
+            dw_pixel(j, image, iy0, ky_lo, ky_hi, ox, yrow);
+        if (blocks > 0) {
+            const float *x0 =
+                image + ((size_t)(iy0 + ky_lo) * g->in_w + (size_t)(ox * s - g->pad_left)) * c;
+            dw3x3_interior(j, x0, ky_lo, ky_hi, blocks, yrow + (size_t)ox * c);
+            ox += 4 * blocks;
         }
     }
+    for (; ox < g->out_w; ox++)
+        dw_pixel(j, image, iy0, ky_lo, ky_hi, ox, yrow);
 }
 
 static void dw_task(void *ctx, int task, int thread)
