@@ -271,6 +271,32 @@ static void test_embeddings_from_golden_landmarks(void **state)
     }
 }
 
+/* The label templates record: fp32 keeps the old label, int8 is named. */
+static void test_preprocess_label(void **state)
+{
+    char buf[64], want[64];
+    facenet_error err;
+    (void)state;
+    const char *db = facenet_detector_backend(detector), *eb = facenet_embedder_backend(dlib);
+    assert_non_null(db);
+    assert_non_null(eb);
+    snprintf(want, sizeof want, "mtcnn%s/dlib150+flip%s",
+             strcmp(db, "avx2-int8") == 0 ? "-int8" : strcmp(db, "mixed") == 0 ? "-mixed" : "",
+             strcmp(eb, "avx2-int8") == 0 ? "+int8" : "");
+    assert_int_equal(facenet_gallery_preprocess_label(detector, dlib, 1, buf, sizeof buf, &err),
+                     FACENET_OK);
+    assert_string_equal(buf, want);
+    if (!getenv("FACENET_PRECISION")) { /* the default: every network in fp32 */
+        assert_int_equal(facenet_gallery_preprocess_label(detector, mfn, 0, buf, sizeof buf, &err),
+                         FACENET_OK);
+        assert_string_equal(buf, "mtcnn/arcface112");
+    }
+    assert_int_equal(facenet_gallery_preprocess_label(detector, mfn, 0, buf, 8, &err),
+                     FACENET_ERR_LIMIT);
+    assert_int_equal(facenet_gallery_preprocess_label(NULL, mfn, 0, buf, sizeof buf, &err),
+                     FACENET_ERR_INVALID_ARGUMENT);
+}
+
 static int setup(void **state)
 {
     facenet_error err;
@@ -303,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_nms_by_hand),
         cmocka_unit_test(test_detection_matches_golden),
         cmocka_unit_test(test_embeddings_from_golden_landmarks),
+        cmocka_unit_test(test_preprocess_label),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -314,6 +314,11 @@ facenet_status facenet_detector_set_threads(facenet_detector *detector,
                                             int threads, facenet_error *err);
 int facenet_detector_threads(const facenet_detector *detector);
 
+/* Name of the backend the detector's networks run on ("reference",
+ * "avx2" or "avx2-int8"; see FACENET_PRECISION), or "mixed" when its
+ * three networks were loaded on different ones. A static string. */
+const char *facenet_detector_backend(const facenet_detector *detector);
+
 /* Find faces. On success *faces is a new array of *n_faces faces in
  * descending score order (NULL when none), freed with free(). `options`
  * may be NULL for the defaults. */
@@ -351,6 +356,9 @@ void facenet_embedder_free(facenet_embedder *embedder);
  * by the embedder: valid until facenet_embedder_free(e). */
 const facenet_model_info *facenet_embedder_info(const facenet_embedder *e);
 int facenet_embedder_dim(const facenet_embedder *embedder);
+/* Name of the backend the embedding network runs on ("reference", "avx2"
+ * or "avx2-int8"). A static string. */
+const char *facenet_embedder_backend(const facenet_embedder *embedder);
 
 /* Threads one embedding call runs on, the calling thread included (0:
  * $FACENET_THREADS, else 1: what a new embedder starts with). Results do
@@ -509,6 +517,18 @@ facenet_status facenet_gallery_key_generate(const char *path,
 facenet_status facenet_gallery_model_id(const facenet_model_info *info,
                                         char *buf, size_t size,
                                         facenet_error *err);
+
+/* The preprocessing label a template records: how its embedding was made.
+ * "mtcnn/<alignment>" (e.g. "mtcnn/arcface112"), then "+flip" when the
+ * mirrored face was added, and the reduced precision of what ran in int8:
+ * "mtcnn-int8/..." for the detector ("mtcnn-mixed/..." when only some of
+ * its networks did) and "+int8" at the end for the embedder. fp32
+ * templates keep the label they always had. Fails with FACENET_ERR_LIMIT
+ * when `size` is too small. */
+facenet_status facenet_gallery_preprocess_label(const facenet_detector *detector,
+                                                const facenet_embedder *embedder,
+                                                int flip, char *buf, size_t size,
+                                                facenet_error *err);
 
 /* Open flags. */
 #define FACENET_GALLERY_CREATE 0x1u    /* create the file when missing     */

@@ -69,8 +69,11 @@ int gcli_pipeline_open(gcli_pipeline *p, const char *model_dir, const char *mode
         return cli_report(&err);
     }
     p->dim = facenet_embedder_dim(p->emb);
-    snprintf(p->preprocess, sizeof p->preprocess, "mtcnn/%s%s", info->alignment,
-             flip ? "+flip" : "");
+    if (facenet_gallery_preprocess_label(p->det, p->emb, flip, p->preprocess,
+                                         sizeof p->preprocess, &err) != FACENET_OK) {
+        gcli_pipeline_close(p);
+        return cli_report(&err);
+    }
     return CLI_EXIT_OK;
 }
 

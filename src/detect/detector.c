@@ -113,6 +113,17 @@ int facenet_detector_threads(const facenet_detector *detector)
     return detector ? detector->threads : 0;
 }
 
+const char *facenet_detector_backend(const facenet_detector *detector)
+{
+    if (!detector)
+        return NULL;
+    const char *first = facenet_model_backend(detector->models[0]);
+    for (int i = 1; i < 3; i++)
+        if (!first || strcmp(first, facenet_model_backend(detector->models[i])) != 0)
+            return "mixed";
+    return first;
+}
+
 facenet_status facenet_detector_create(const char *model_dir,
                                        facenet_detector **out,
                                        facenet_error *err)

@@ -131,6 +131,11 @@ int facenet_embedder_dim(const facenet_embedder *embedder)
     return embedder ? embedder->dim : 0;
 }
 
+const char *facenet_embedder_backend(const facenet_embedder *embedder)
+{
+    return embedder ? facenet_model_backend(embedder->model) : NULL;
+}
+
 static void normalise_into(const facenet_model_info *info, const float *crop,
                            size_t pixels, int mirror, int size, float *dst)
 {

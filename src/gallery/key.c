@@ -211,6 +211,33 @@ facenet_status facenet_gallery_key_generate(const char *path, facenet_error *err
     return status;
 }
 
+/* The label's word for a backend: only reduced precision is named. */
+static const char *precision_suffix(const char *backend)
+{
+    if (backend && strcmp(backend, "avx2-int8") == 0)
+        return "-int8";
+    if (backend && strcmp(backend, "mixed") == 0)
+        return "-mixed";
+    return "";
+}
+
+facenet_status facenet_gallery_preprocess_label(const facenet_detector *detector,
+                                                const facenet_embedder *embedder, int flip,
+                                                char *buf, size_t size, facenet_error *err)
+{
+    if (!detector || !embedder || !buf)
+        return fn_fail(err, FACENET_ERR_INVALID_ARGUMENT, "preprocess label: no pipeline");
+    const facenet_model_info *info = facenet_embedder_info(embedder);
+    const char *eb = facenet_embedder_backend(embedder);
+    int n = snprintf(buf, size, "mtcnn%s/%s%s%s",
+                     precision_suffix(facenet_detector_backend(detector)), info->alignment,
+                     flip ? "+flip" : "", eb && strcmp(eb, "avx2-int8") == 0 ? "+int8" : "");
+    if (n < 0 || (size_t)n >= size || (size_t)n >= FACENET_GALLERY_MODEL_ID_MAX)
+        return fn_fail(err, FACENET_ERR_LIMIT, "preprocess label for %s does not fit",
+                       info->name);
+    return FACENET_OK;
+}
+
 facenet_status facenet_gallery_model_id(const facenet_model_info *info, char *buf, size_t size,
                                         facenet_error *err)
 {

@@ -536,7 +536,10 @@ static facenet_status open_gallery(fn_server *s, facenet_error *err)
     st = facenet_gallery_model_id(s->embed_info, s->model_id, sizeof s->model_id, err);
     if (st != FACENET_OK)
         return st;
-    snprintf(s->preprocess, sizeof s->preprocess, "mtcnn/%s", s->embed_info->alignment);
+    st = facenet_gallery_preprocess_label(s->pipelines[0].detector, s->pipelines[0].embedder, 0,
+                                          s->preprocess, sizeof s->preprocess, err);
+    if (st != FACENET_OK)
+        return st;
     st = facenet_gallery_key_load(s->config.gallery_key_file, key, err);
     if (st != FACENET_OK)
         return st;

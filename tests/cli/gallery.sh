@@ -196,5 +196,20 @@ run "$bin" gallery bench --sizes 3000 --queries 20 --store 300 --dir "$tmp"; che
 expect "bench reports agreement" grep -q "100.000%" "$tmp/out"
 expect "bench cleans up" test -z "$(ls "$tmp"/facenet-bench-* 2>/dev/null)"
 
+# ---- templates record how they were made, precision included ------------------------
+P=$tmp/p.gallery
+run "$bin" enroll --gallery "$P" --key-file "$K" --subject fp32 "$demo/sample1.jpg"; check "enroll fp32" 0 $?
+FACENET_PRECISION=int8 run "$bin" enroll --gallery "$P" --key-file "$K" --subject allint8 "$demo/sample2.jpg"
+check "enroll all int8" 0 $?
+FACENET_PRECISION=mobilefacenet:int8 run "$bin" enroll --gallery "$P" --key-file "$K" --flip \
+  --subject embedint8 "$demo/sample3.jpg"
+check "enroll embedder int8, flipped" 0 $?
+for s in "fp32 mtcnn/arcface112 " "allint8 mtcnn-int8/arcface112+int8 " \
+         "embedint8 mtcnn/arcface112+flip+int8 "; do
+  set -- $s
+  run "$bin" gallery show "$P" "$1" --key-file "$K"; check "show $1" 0 $?
+  expect "$1 template labelled $2" grep -qF "Z  $2  image" "$tmp/out"
+done
+
 echo "gallery CLI: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
