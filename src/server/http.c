@@ -16,7 +16,7 @@
 #include "server/server_int.h"
 
 static const int tracked_statuses[N_STATUSES] = {200, 201, 400, 401, 403, 404, 405, 413,
-                                                 415, 422, 429, 500, 503, 504};
+                                                 415, 422, 429, 499, 500, 503, 504};
 static const double latency_buckets[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                   0.5,   1,    2.5,   5,    10};
 
@@ -208,6 +208,11 @@ char *fn_metrics_text(fn_server *s)
                "# TYPE facenet_body_memory_bytes gauge\n"
                "facenet_body_memory_bytes %zu\n",
             m.body_memory_refused, body_bytes);
+    fprintf(f, "# HELP facenet_abandoned_total Requests whose client had closed the connection "
+               "by the time a pipeline was free: not run.\n"
+               "# TYPE facenet_abandoned_total counter\n"
+               "facenet_abandoned_total %llu\n",
+            m.abandoned);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

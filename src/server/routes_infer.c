@@ -6,10 +6,12 @@
  * --deadline-ms waits in a bounded queue until its deadline. fn_embed_picked and the pipeline pool serve the gallery routes
  * too.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "common/error.h"
 #include "server/server_int.h"
@@ -24,6 +26,22 @@ static pipeline *free_pipeline(fn_server *s)
             return &s->pipelines[i];
         }
     return NULL;
+}
+
+/* 1 when the client has closed its connection (or it was reset): a
+ * non-blocking peek reads end-of-stream. The connection is suspended
+ * while its job runs, so libmicrohttpd does not touch the socket, and a
+ * peek consumes nothing. Data waiting (a pipelined request, a TLS alert)
+ * or nothing yet both mean the client is still there. */
+static int client_gone(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char c;
+    if (!info)
+        return 0;
+    ssize_t n = recv(info->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request *req,
@@ -70,6 +88,18 @@ pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request
     else if (!p)
         *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
                                 "every inference slot is busy; retry shortly", "1");
+    if (p && client_gone(conn)) {
+        /* Nobody is waiting for the answer (a client that timed out in
+         * the queue, say): give the pipeline to the next request instead
+         * of spending an inference on it. */
+        fn_pipeline_release(s, p);
+        pthread_mutex_lock(&s->lock);
+        s->stats.abandoned++;
+        pthread_mutex_unlock(&s->lock);
+        *ret = fn_respond_error(conn, req, 499, "client_closed_request",
+                                "the client closed the connection before the inference", NULL);
+        return NULL;
+    }
     return p;
 }
 

@@ -61,7 +61,7 @@ typedef struct route_def {
 extern const route_def fn_routes[N_ROUTES];
 
 /* Statuses counted in /metrics; anything else is counted as "other". */
-#define N_STATUSES 14
+#define N_STATUSES 15
 #define N_BUCKETS 11
 
 typedef struct pipeline {
@@ -86,6 +86,7 @@ typedef struct metrics {
     unsigned long long queue_timeouts;
     unsigned long long key_reloads;
     unsigned long long body_memory_refused;
+    unsigned long long abandoned; /* clients gone before their inference */
 } metrics;
 
 struct fn_server {

@@ -317,6 +317,31 @@ kill -TERM "$pid"
 wait "$pid"
 pid=
 
+# --- a client that gives up in the queue is not run -----------------------------
+# The black image holds the one pipeline for seconds; a detect queued
+# behind it whose client gives up (curl --max-time) must not cost an
+# inference once the pipeline frees: it is counted as abandoned, and the
+# next request is served as usual.
+"$bin" serve --keys "$keys" --port 0 --threads 1 --pipelines 1 --max-body 1000000 \
+  --max-pixels 26000000 --deadline-ms 60000 --max-queue 2 2>"$tmp/log4" &
+pid=$!
+expect "the abandonment server starts" wait_listening "$tmp/log4"
+mp "$full" /v1/detect -F "image=@$tmp/black.png" >"$tmp/blocker" &
+a=$!
+expect "pipeline busy (abandonment)" wait_busy
+curl -s -o /dev/null --max-time 0.5 -H "Authorization: Bearer $full" \
+  -F "image=@$demo/sample1.jpg" "$url/v1/detect"
+expect "the impatient client gave up (curl timeout)" [ $? = 28 ]
+wait "$a"
+expect "the blocker completed" [ "$(cat "$tmp/blocker")" = 200 ]
+expect "metrics: the abandoned request counted, not run" bash -c "curl -s '$url/metrics' | grep -q '^facenet_abandoned_total 1$'"
+expect "metrics: abandoned detect recorded as 499" bash -c "curl -s '$url/metrics' | grep -q 'route=\"/v1/detect\",status=\"499\"} 1'"
+expect "the next request is served" [ "$(mp "$full" /v1/detect -F "image=@$demo/sample1.jpg")" = 200 ]
+expect "metrics: a served request is not abandoned" bash -c "curl -s '$url/metrics' | grep -q '^facenet_abandoned_total 1$'"
+kill -TERM "$pid"
+wait "$pid"
+pid=
+
 # --- the body memory budget ---------------------------------------------------
 "$bin" serve --keys "$keys" --port 0 --max-body 100000 --max-body-memory 99999 >/dev/null 2>&1
 expect "--max-body-memory below --max-body: refuses to start" [ $? != 0 ]
