@@ -109,7 +109,7 @@ stop_server() {
   local hwm
   # Why requests were refused, from the server's own counters (cumulative
   # since start_server): each 503/504 of wrk's tally has one of these causes.
-  echo "  refusals: $(curl -s "$url/metrics" | grep -E '^facenet_(overloaded|queue_timeouts|body_memory_refused|inflight_limited|rate_limited)_total' | sed 's/^facenet_//; s/_total / /' | tr '\n' ' ')"
+  echo "  refusals: $(curl -s "$url/metrics" | grep -E '^facenet_(overloaded|queue_timeouts|abandoned|body_memory_refused|inflight_limited|rate_limited)_total' | sed 's/^facenet_//; s/_total / /' | tr '\n' ' ')"
   hwm=$(grep VmHWM "/proc/$pid/status" | awk '{print $2}')
   kill -TERM "$pid"; wait "$pid" || true; pid=
   echo "  server peak RSS (VmHWM): $((hwm / 1024)) MiB"

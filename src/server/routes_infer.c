@@ -44,11 +44,84 @@ static int client_gone(struct MHD_Connection *conn)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* How often a request waiting in the queue looks whether its client is
+ * still there, so that clients that gave up leave the queue to others. */
+#define QUEUE_CLIENT_CHECK_SECONDS 0.1
+
+typedef enum wait_outcome { WAIT_GOT, WAIT_FULL, WAIT_EXPIRED, WAIT_GONE } wait_outcome;
+
+static void queue_append(fn_server *s, request *req)
+{
+    req->wait_next = NULL;
+    req->wait_prev = s->wait_tail;
+    if (s->wait_tail)
+        s->wait_tail->wait_next = req;
+    else
+        s->wait_head = req;
+    s->wait_tail = req;
+    s->queued++;
+}
+
+static void queue_remove(fn_server *s, request *req)
+{
+    if (req->wait_prev)
+        req->wait_prev->wait_next = req->wait_next;
+    else
+        s->wait_head = req->wait_next;
+    if (req->wait_next)
+        req->wait_next->wait_prev = req->wait_prev;
+    else
+        s->wait_tail = req->wait_prev;
+    req->wait_prev = req->wait_next = NULL;
+    s->queued--;
+}
+
+/* Under s->lock: a free pipeline, or why there is none. The queue is
+ * first come, first served: a pipeline goes to the oldest waiting request,
+ * and a newcomer takes a free one only when nobody is waiting. (Waiters
+ * wake every QUEUE_CLIENT_CHECK_SECONDS; letting whichever woke first take
+ * the pipeline starved some of them past their deadline under load.) */
+static wait_outcome wait_for_pipeline(fn_server *s, struct MHD_Connection *conn, request *req,
+                                      pipeline **p)
+{
+    wait_outcome outcome;
+
+    if (!s->wait_head && (*p = free_pipeline(s)))
+        return WAIT_GOT;
+    if (req->deadline <= 0 || s->queued >= s->config.max_queue)
+        return WAIT_FULL; /* no queueing, or the queue is full: refuse at once */
+    queue_append(s, req);
+    for (;;) {
+        struct timespec until;
+        double whole, now;
+        if (s->wait_head == req && (*p = free_pipeline(s))) {
+            outcome = WAIT_GOT;
+            break;
+        }
+        now = fn_now_seconds();
+        if (now >= req->deadline) {
+            outcome = WAIT_EXPIRED;
+            break;
+        }
+        if (client_gone(conn)) {
+            outcome = WAIT_GONE;
+            break;
+        }
+        const double wake = fmin(req->deadline, now + QUEUE_CLIENT_CHECK_SECONDS);
+        until.tv_nsec = (long)(modf(wake, &whole) * 1e9);
+        until.tv_sec = (time_t)whole;
+        pthread_cond_timedwait(&s->pipeline_freed, &s->lock, &until);
+    }
+    queue_remove(s, req);
+    /* The next in line may go now (another pipeline may be free too). */
+    pthread_cond_broadcast(&s->pipeline_freed);
+    return outcome;
+}
+
 pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request *req,
                               enum MHD_Result *ret)
 {
     pipeline *p = NULL;
-    int queued = 0, expired = 0;
 
     if (req->deadline > 0 && fn_now_seconds() >= req->deadline) {
         /* A slow upload used up the time: no inference at all. */
@@ -57,48 +130,40 @@ pipeline *fn_pipeline_acquire(fn_server *s, struct MHD_Connection *conn, request
         return NULL;
     }
     pthread_mutex_lock(&s->lock);
-    while (!(p = free_pipeline(s)) && req->deadline > 0) {
-        struct timespec until;
-        double whole;
-        if (!queued) {
-            if (s->queued >= s->config.max_queue)
-                break; /* the queue is full: refuse at once */
-            s->queued++;
-            queued = 1;
-        }
-        if (fn_now_seconds() >= req->deadline) {
-            expired = 1;
-            break;
-        }
-        until.tv_nsec = (long)(modf(req->deadline, &whole) * 1e9);
-        until.tv_sec = (time_t)whole;
-        pthread_cond_timedwait(&s->pipeline_freed, &s->lock, &until);
-    }
-    if (queued)
-        s->queued--;
-    if (!p && expired)
-        s->stats.queue_timeouts++;
-    else if (!p)
-        s->stats.overloaded++;
+    wait_outcome outcome = wait_for_pipeline(s, conn, req, &p);
     pthread_mutex_unlock(&s->lock);
-    if (!p && expired)
+    if (outcome == WAIT_GOT && client_gone(conn)) {
+        /* Nobody is waiting for the answer (a client that timed out just
+         * now): give the pipeline to the next request instead of spending
+         * an inference on it. */
+        fn_pipeline_release(s, p);
+        p = NULL;
+        outcome = WAIT_GONE;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (outcome == WAIT_EXPIRED)
+        s->stats.queue_timeouts++;
+    else if (outcome == WAIT_FULL)
+        s->stats.overloaded++;
+    else if (outcome == WAIT_GONE)
+        s->stats.abandoned++;
+    pthread_mutex_unlock(&s->lock);
+    if (p)
+        return p;
+    switch (outcome) {
+    case WAIT_EXPIRED:
         *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_timeout",
                                 "no inference slot freed up before the request's deadline",
                                 "1");
-    else if (!p)
-        *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
-                                "every inference slot is busy; retry shortly", "1");
-    if (p && client_gone(conn)) {
-        /* Nobody is waiting for the answer (a client that timed out in
-         * the queue, say): give the pipeline to the next request instead
-         * of spending an inference on it. */
-        fn_pipeline_release(s, p);
-        pthread_mutex_lock(&s->lock);
-        s->stats.abandoned++;
-        pthread_mutex_unlock(&s->lock);
+        break;
+    case WAIT_GONE:
         *ret = fn_respond_error(conn, req, 499, "client_closed_request",
                                 "the client closed the connection before the inference", NULL);
-        return NULL;
+        break;
+    default:
+        *ret = fn_respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                                "every inference slot is busy; retry shortly", "1");
+        break;
     }
     return p;
 }
@@ -107,7 +172,8 @@ void fn_pipeline_release(fn_server *s, pipeline *p)
 {
     pthread_mutex_lock(&s->lock);
     p->busy = 0;
-    pthread_cond_signal(&s->pipeline_freed);
+    /* Every waiter looks: only the oldest may take it (wait_for_pipeline). */
+    pthread_cond_broadcast(&s->pipeline_freed);
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -111,6 +111,7 @@ struct fn_server {
     unsigned long long next_request_id;
     long in_flight;
     long queued;                   /* waiting for a pipeline */
+    request *wait_head, *wait_tail; /* under lock: those requests, oldest first */
     size_t body_bytes;             /* under lock: reserved by request bodies */
     pthread_cond_t pipeline_freed; /* with lock; CLOCK_MONOTONIC */
     metrics stats;
@@ -155,6 +156,7 @@ struct request {
     unsigned pending_status;
     struct MHD_Connection *conn;
     request *next_job; /* under the server's lock */
+    request *wait_prev, *wait_next; /* in the pipeline queue, under the lock */
 };
 
 double fn_now_seconds(void);

@@ -319,11 +319,11 @@ pid=
 
 # --- a client that gives up in the queue is not run -----------------------------
 # The black image holds the one pipeline for seconds; a detect queued
-# behind it whose client gives up (curl --max-time) must not cost an
-# inference once the pipeline frees: it is counted as abandoned, and the
-# next request is served as usual.
+# behind it whose client gives up (curl --max-time) leaves the queue at
+# its next check (every 0.1 s) and never costs an inference: it is counted
+# as abandoned, and the next request is served as usual.
 "$bin" serve --keys "$keys" --port 0 --threads 1 --pipelines 1 --max-body 1000000 \
-  --max-pixels 26000000 --deadline-ms 60000 --max-queue 2 2>"$tmp/log4" &
+  --max-pixels 26000000 --deadline-ms 60000 --max-queue 3 2>"$tmp/log4" &
 pid=$!
 expect "the abandonment server starts" wait_listening "$tmp/log4"
 mp "$full" /v1/detect -F "image=@$tmp/black.png" >"$tmp/blocker" &
@@ -332,12 +332,45 @@ expect "pipeline busy (abandonment)" wait_busy
 curl -s -o /dev/null --max-time 0.5 -H "Authorization: Bearer $full" \
   -F "image=@$demo/sample1.jpg" "$url/v1/detect"
 expect "the impatient client gave up (curl timeout)" [ $? = 28 ]
+# It leaves the queue within a check period, while the pipeline is busy.
+abandoned_while_busy() {
+  for _ in $(seq 100); do
+    curl -s --max-time 0.5 "$url/metrics" >"$tmp/m"
+    grep -q '^facenet_abandoned_total 1$' "$tmp/m" && grep -q '^facenet_queue_depth 0$' "$tmp/m" &&
+      grep -q '^facenet_pipelines_busy 1$' "$tmp/m" && return 0
+    sleep 0.02
+  done
+  return 1
+}
+expect "the queue drops the gone client while the pipeline is busy" abandoned_while_busy
 wait "$a"
 expect "the blocker completed" [ "$(cat "$tmp/blocker")" = 200 ]
 expect "metrics: the abandoned request counted, not run" bash -c "curl -s '$url/metrics' | grep -q '^facenet_abandoned_total 1$'"
 expect "metrics: abandoned detect recorded as 499" bash -c "curl -s '$url/metrics' | grep -q 'route=\"/v1/detect\",status=\"499\"} 1'"
 expect "the next request is served" [ "$(mp "$full" /v1/detect -F "image=@$demo/sample1.jpg")" = 200 ]
 expect "metrics: a served request is not abandoned" bash -c "curl -s '$url/metrics' | grep -q '^facenet_abandoned_total 1$'"
+# First come, first served: three detects queued behind the blocker, in
+# order A, B, C, finish in that order.
+wait_depth() {
+  for _ in $(seq 200); do
+    curl -s --max-time 0.5 "$url/metrics" | grep -q "^facenet_queue_depth $1\$" && return 0
+    sleep 0.01
+  done
+  return 1
+}
+mp "$full" /v1/detect -F "image=@$tmp/black.png" >"$tmp/blocker" &
+a=$!
+expect "pipeline busy (order)" wait_busy
+n=0 queued=()
+for q in A B C; do
+  (curl -s -o /dev/null -H "Authorization: Bearer $full" -F "image=@$demo/sample1.jpg" \
+    "$url/v1/detect"; date +%s%N >"$tmp/done.$q") &
+  queued+=($!)
+  n=$((n + 1))
+  expect "$q is queued" wait_depth $n
+done
+wait "$a" "${queued[@]}"
+expect "queued requests are served in arrival order" bash -c "[ \$(cat '$tmp/done.A') -lt \$(cat '$tmp/done.B') ] && [ \$(cat '$tmp/done.B') -lt \$(cat '$tmp/done.C') ]"
 kill -TERM "$pid"
 wait "$pid"
 pid=
