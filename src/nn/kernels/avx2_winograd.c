@@ -190,11 +190,14 @@ typedef struct wino_job {
     int tiles;            /* over the whole batch */
 } wino_job;
 
-/* Where tile t's input patch starts, and which of its rows and columns
- * lie inside the image (bit i set: row / column i is inside). */
+/* Where tile t's output block and input patch start, and which of the
+ * patch's rows and columns lie inside the image (bit i set: row / column i
+ * is inside). */
 typedef struct tile_pos {
     int b, oy, ox;
+    int iy0, ix0; /* the patch's top left corner in the input (may be < 0) */
     unsigned rows_in, cols_in;
+    int interior; /* every row and column of the patch inside */
 } tile_pos;
 
 static tile_pos locate_tile(const wino_job *j, int t)
@@ -205,13 +208,24 @@ static tile_pos locate_tile(const wino_job *j, int t)
     p.b = t / per_image;
     p.oy = t % per_image / j->tiles_w * m;
     p.ox = t % j->tiles_w * m;
+    p.iy0 = p.oy - g->pad_top;
+    p.ix0 = p.ox - g->pad_left;
     p.rows_in = p.cols_in = 0;
     for (int i = 0; i < m + 2; i++) {
-        const int iy = p.oy - g->pad_top + i, ix = p.ox - g->pad_left + i;
+        const int iy = p.iy0 + i, ix = p.ix0 + i;
         p.rows_in |= (unsigned)(iy >= 0 && iy < g->in_h) << i;
         p.cols_in |= (unsigned)(ix >= 0 && ix < g->in_w) << i;
     }
+    const unsigned all = (1u << (m + 2)) - 1;
+    p.interior = p.rows_in == all && p.cols_in == all;
     return p;
+}
+
+/* 1 if tile q's patch starts m columns right of tile p's in the same
+ * image and tile row: then q's first two patch columns are p's last two. */
+static int tile_follows(const tile_pos *p, const tile_pos *q, int m)
+{
+    return q->b == p->b && q->oy == p->oy && q->ox == p->ox + m;
 }
 
 /* One dimension of B^T d. F(2x2): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
@@ -241,40 +255,105 @@ input_1d(const int m, const __m256 *d, __m256 *t)
     t[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
 }
 
-/* V = B^T d B for channels [c0, c0 + 8) of one tile; lanes past `valid`
- * are zero. Position xi goes to v + xi * pos_stride. */
+/* The input of one group of 8 channels, its geometry copied into locals:
+ * a store through an __m256 may alias anything, so fields read through
+ * the job's pointers would be reloaded after every store. */
+typedef struct input_slice {
+    __m256i mask;       /* lanes [0, valid) */
+    const float *image; /* the tile's image at channel c0 */
+    size_t row_stride;  /* in_w * in_c floats */
+    size_t col_stride;  /* in_c floats */
+    int valid;          /* channels of the 8 that exist */
+} input_slice;
+
+/* Column k of B^T d for one tile's patch d: the 1-D transform down the
+ * column, rows and columns outside the image read as zero. `interior` is
+ * a constant once inlined: an interior patch of 8 whole channels needs
+ * no test and no mask. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
-input_transform(const int m, const nn_conv_geom *g, const float *image, const tile_pos *p,
-                int c0, int valid, float *v, size_t pos_stride)
+input_column(const int m, const int interior, const input_slice *s, const tile_pos *p, int k,
+             __m256 *col)
 {
     const int a = m + 2;
-    const __m256i mask = lane_mask(valid);
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 d[WINO_MAX_A][WINO_MAX_A], t[WINO_MAX_A][WINO_MAX_A];
-    for (int i = 0; i < a; i++) {
-        const int iy = p->oy - g->pad_top + i;
-        for (int k = 0; k < a; k++) {
-            if (!((p->rows_in >> i) & (p->cols_in >> k) & 1u)) {
-                d[k][i] = zero;
+    __m256 d[WINO_MAX_A];
+    if (!interior && !((p->cols_in >> k) & 1u)) {
+        for (int i = 0; i < a; i++)
+            d[i] = _mm256_setzero_ps();
+    } else {
+        const float *src = s->image + (size_t)(p->ix0 + k) * s->col_stride;
+        for (int i = 0; i < a; i++) {
+            if (!interior && !((p->rows_in >> i) & 1u)) {
+                d[i] = _mm256_setzero_ps();
                 continue;
             }
-            const int ix = p->ox - g->pad_left + k;
-            const float *src = image + ((size_t)iy * g->in_w + (size_t)ix) * g->in_c + c0;
-            /* d[column][row]: the first pass runs down the columns. */
-            d[k][i] = valid >= 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask);
+            const float *at = src + (size_t)(p->iy0 + i) * s->row_stride;
+            d[i] = interior ? _mm256_loadu_ps(at) : _mm256_maskload_ps(at, s->mask);
         }
     }
+    input_1d(m, d, col);
+}
+
+/* V = B^T d B for one tile and 8 channels; position xi goes to v + xi *
+ * pos_stride (lanes past the valid channels are zero). The first pass
+ * runs down the patch's columns; when `shared` the first two columns are
+ * the previous tile's last two (`carry`, left there by that tile's call:
+ * the same inputs and operations, so the same bits), and this call
+ * leaves its own last two in `carry` for the next tile. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+input_transform(const int m, const int interior, const input_slice *s, const tile_pos *p,
+                int shared, __m256 carry[2][WINO_MAX_A], float *v, size_t pos_stride)
+{
+    const int a = m + 2;
+    __m256 t[WINO_MAX_A][WINO_MAX_A]; /* B^T d, t[row][column] */
     for (int k = 0; k < a; k++) {
         __m256 col[WINO_MAX_A];
-        input_1d(m, d[k], col);
+        if (shared && k < 2) {
+            for (int i = 0; i < a; i++)
+                col[i] = carry[k][i];
+        } else {
+            input_column(m, interior, s, p, k, col);
+        }
         for (int i = 0; i < a; i++)
-            t[i][k] = col[i]; /* t = B^T d, row-major */
+            t[i][k] = col[i];
+    }
+    for (int i = 0; i < a; i++) {
+        carry[0][i] = t[i][a - 2];
+        carry[1][i] = t[i][a - 1];
     }
     for (int i = 0; i < a; i++) {
         __m256 row[WINO_MAX_A];
         input_1d(m, t[i], row);
         for (int k = 0; k < a; k++)
             _mm256_storeu_ps(v + (size_t)(i * a + k) * pos_stride, row[k]);
+    }
+}
+
+/* The inputs of a task's tiles into V [xi][tile][c_pad], 8 channels at a
+ * time, a tile row's neighbours sharing their overlapping columns. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+input_tiles(const int m, const wino_job *j, const tile_pos *where, int count, float *v,
+            size_t tile_stride, size_t pos_stride)
+{
+    const nn_conv_geom *g = j->g;
+    const int in_c = g->in_c;
+    const size_t image_floats = (size_t)g->in_h * g->in_w * in_c;
+    __m256 carry[2][WINO_MAX_A];
+    for (int c0 = 0; c0 < in_c; c0 += 8) {
+        input_slice s;
+        s.row_stride = (size_t)g->in_w * in_c;
+        s.col_stride = (size_t)in_c;
+        s.valid = min_int(8, in_c - c0);
+        s.mask = lane_mask(s.valid);
+        for (int t = 0; t < count; t++) {
+            const tile_pos *p = &where[t];
+            const int shared = t > 0 && tile_follows(&where[t - 1], p, m);
+            float *dst = v + (size_t)t * tile_stride + c0;
+            s.image = j->x + (size_t)p->b * image_floats + c0;
+            if (p->interior && s.valid >= 8)
+                input_transform(m, 1, &s, p, shared, carry, dst, pos_stride);
+            else
+                input_transform(m, 0, &s, p, shared, carry, dst, pos_stride);
+        }
     }
 }
 
@@ -340,14 +419,45 @@ output_1d(const int m, const __m256 *s, __m256 *y)
     y[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), dif34, dif12), s[5]);
 }
 
-/* Y = A^T M A for output channels [o0, o0 + 8) of one tile (M at mt,
- * position xi at mt + xi * pos_stride), plus the bias, then the
- * activation and PReLU; stores the outputs that lie inside the image. */
-AVX2_TARGET static inline __attribute__((always_inline)) void
-output_transform(const int m, const wino_job *j, const tile_pos *p, const float *mt,
-                 size_t pos_stride, int o0)
+/* The activation and PReLU of finish() (avx2_common.h) with the slopes
+ * already in a register: the same operations, so the same bits. */
+AVX2_TARGET static inline __attribute__((always_inline)) __m256
+epilogue(__m256 v, nn_activation act, int prelu, __m256 alpha)
 {
-    const nn_conv_geom *g = j->g;
+    const __m256 zero = _mm256_setzero_ps();
+    if (act != NN_ACT_NONE) {
+        v = _mm256_max_ps(v, zero);
+        if (act == NN_ACT_RELU6)
+            v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
+    }
+    if (prelu)
+        v = _mm256_fmadd_ps(alpha, _mm256_min_ps(v, zero), _mm256_max_ps(v, zero));
+    return v;
+}
+
+/* The output of one group of 8 channels, in locals for the same reason
+ * as input_slice. */
+typedef struct output_slice {
+    __m256i mask;       /* lanes [0, valid) */
+    __m256 bias, alpha;
+    float *image;       /* the output image of the tile's batch entry, channel o0 */
+    size_t row_stride;  /* out_w * out_c floats */
+    size_t col_stride;  /* out_c floats */
+    int out_h, out_w;
+    int valid;          /* channels of the 8 that exist */
+    nn_activation act;
+    int prelu;
+} output_slice;
+
+/* Y = A^T M A for 8 output channels of one tile (M at mt, position xi at
+ * mt + xi * pos_stride), plus the bias, then the activation and PReLU;
+ * stores the outputs that lie inside the image. `whole` (a constant once
+ * inlined): the tile's m x m outputs all lie inside and all 8 channels
+ * exist. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+output_transform(const int m, const int whole, const output_slice *o, const tile_pos *p,
+                 const float *mt, size_t pos_stride)
+{
     const int a = m + 2;
     __m256 s[4][WINO_MAX_A]; /* A^T M: s[output row][column] */
     for (int k = 0; k < a; k++) {
@@ -358,22 +468,49 @@ output_transform(const int m, const wino_job *j, const tile_pos *p, const float 
         for (int r = 0; r < m; r++)
             s[r][k] = y[r];
     }
-    const __m256 bias = _mm256_loadu_ps(j->bias + o0);
-    const float *alpha = j->alpha ? j->alpha + o0 : NULL;
-    const int valid = min_int(8, g->out_c - o0);
-    const __m256i mask = lane_mask(valid);
-    float *image = j->y + (size_t)p->b * g->out_h * g->out_w * g->out_c;
-    const int rows = min_int(m, g->out_h - p->oy), cols = min_int(m, g->out_w - p->ox);
-    for (int r = 0; r < rows; r++) {
+    const int rows = whole ? m : min_int(m, o->out_h - p->oy);
+    const int cols = whole ? m : min_int(m, o->out_w - p->ox);
+    float *dst = o->image + (size_t)p->oy * o->row_stride + (size_t)p->ox * o->col_stride;
+    for (int r = 0; r < rows; r++, dst += o->row_stride) {
         __m256 y[4];
         output_1d(m, s[r], y);
-        float *dst = image + ((size_t)(p->oy + r) * g->out_w + (size_t)p->ox) * g->out_c + o0;
-        for (int col = 0; col < cols; col++, dst += g->out_c) {
-            const __m256 out = finish(_mm256_add_ps(y[col], bias), g->act, alpha);
-            if (valid >= 8)
-                _mm256_storeu_ps(dst, out);
+        for (int c = 0; c < cols; c++) {
+            const __m256 out = epilogue(_mm256_add_ps(y[c], o->bias), o->act, o->prelu, o->alpha);
+            if (whole)
+                _mm256_storeu_ps(dst + (size_t)c * o->col_stride, out);
             else
-                _mm256_maskstore_ps(dst, mask, out);
+                _mm256_maskstore_ps(dst + (size_t)c * o->col_stride, o->mask, out);
+        }
+    }
+}
+
+/* M of one panel of 16 output channels back to the output, tile by tile. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+output_tiles(const int m, const wino_job *j, const tile_pos *where, int count, int pn,
+             const float *mbuf, size_t pos_stride)
+{
+    const nn_conv_geom *g = j->g;
+    const size_t image_floats = (size_t)g->out_h * g->out_w * g->out_c;
+    for (int o0 = pn * WINO_NR; o0 < g->out_c && o0 < (pn + 1) * WINO_NR; o0 += 8) {
+        output_slice o;
+        o.row_stride = (size_t)g->out_w * g->out_c;
+        o.col_stride = (size_t)g->out_c;
+        o.out_h = g->out_h;
+        o.out_w = g->out_w;
+        o.valid = min_int(8, g->out_c - o0);
+        o.mask = lane_mask(o.valid);
+        o.bias = _mm256_loadu_ps(j->bias + o0);
+        o.prelu = j->alpha != NULL;
+        o.alpha = o.prelu ? _mm256_loadu_ps(j->alpha + o0) : _mm256_setzero_ps();
+        o.act = g->act;
+        const float *mt = mbuf + (o0 - pn * WINO_NR);
+        for (int t = 0; t < count; t++, mt += WINO_NR) {
+            const tile_pos *p = &where[t];
+            o.image = j->y + (size_t)p->b * image_floats + o0;
+            if (o.valid >= 8 && p->oy + m <= o.out_h && p->ox + m <= o.out_w)
+                output_transform(m, 1, &o, p, mt, pos_stride);
+            else
+                output_transform(m, 0, &o, p, mt, pos_stride);
         }
     }
 }
@@ -383,22 +520,16 @@ output_transform(const int m, const wino_job *j, const tile_pos *p, const float 
 AVX2_TARGET static inline __attribute__((always_inline)) void
 wino_tiles(const int m, const wino_job *j, int t0, int count, float *v)
 {
-    const nn_conv_geom *g = j->g;
     const nn_wino_weights *w = j->w;
     const int a = m + 2, pos = a * a;
-    const size_t cp = c_pad(g);
+    const size_t cp = c_pad(j->g);
     const size_t v_pos = (size_t)task_tiles(m) * cp, m_pos = (size_t)task_tiles(m) * WINO_NR;
     float *mbuf = v + (size_t)pos * v_pos;
-    const size_t image_floats = (size_t)g->in_h * g->in_w * g->in_c;
     tile_pos where[24];
 
-    for (int t = 0; t < count; t++) {
+    for (int t = 0; t < count; t++)
         where[t] = locate_tile(j, t0 + t);
-        const float *image = j->x + (size_t)where[t].b * image_floats;
-        for (int c0 = 0; c0 < g->in_c; c0 += 8)
-            input_transform(m, g, image, &where[t], c0, g->in_c - c0, v + (size_t)t * cp + c0,
-                            v_pos);
-    }
+    input_tiles(m, j, where, count, v, cp, v_pos);
     const size_t u_pos = (size_t)w->panels * w->in_c * WINO_NR;
     for (int pn = 0; pn < w->panels; pn++) {
         for (int xi = 0; xi < pos; xi++) {
@@ -407,10 +538,7 @@ wino_tiles(const int m, const wino_job *j, int t0, int count, float *v)
                 wino_micro(min_int(WINO_MR, count - t), w->in_c, v + xi * v_pos + (size_t)t * cp,
                            cp, b, mbuf + xi * m_pos + (size_t)t * WINO_NR, WINO_NR);
         }
-        for (int t = 0; t < count; t++)
-            for (int o0 = pn * WINO_NR; o0 < g->out_c && o0 < (pn + 1) * WINO_NR; o0 += 8)
-                output_transform(m, j, &where[t], mbuf + (size_t)t * WINO_NR + (o0 - pn * WINO_NR),
-                                 m_pos, o0);
+        output_tiles(m, j, where, count, pn, mbuf, m_pos);
     }
 }
 
