@@ -215,7 +215,8 @@ int nn_wino_tile_side(const nn_conv_geom *g)
     return nn_wino_conv_applies(g) ? geom_side(g) : 0;
 }
 
-/* Tiles per task: about 96 outputs whatever the tile size, so V and M of
+/* Tiles per task: about 100 outputs whatever the tile size (96 for F(2x2)
+ * and F(4x4), 108 for F(3x3)), so V and M of
  * one panel stay in L1/L2. */
 static int task_tiles(int m) { return m == 2 ? 24 : 12; }
 static size_t c_pad(const nn_conv_geom *g) { return round_up((size_t)g->in_c, 8); }
