@@ -294,6 +294,43 @@ static void test_threads_and_batch_bit_identical(void **state)
         nn_pool_free(pools[i]);
 }
 
+/* F(3x3, 3x3) takes the outputs that 4x4 tiles cover badly (R-Net's
+ * 9x9, 3x3, 6x6: its tiles need 1/8 fewer products) on layers of at most
+ * 64 x 64 channels; everything else that applies runs F(4x4). The choice sees the shape and one image's
+ * size, never the batch. Each choice is checked against the reference
+ * with paddings that cut tiles at the image edge. */
+static void test_tile_side_rule(void **state)
+{
+    (void)state;
+    static const int shapes[][7] = {
+        /* n, in_h, in_w, in_c, out_c, pad, side */
+        {5, 11, 11, 28, 48, 0, 3},  /* R-Net conv2, 9x9 out */
+        {2, 9, 9, 64, 64, 0, 4},    /* 7x7 out: 4 tiles of 4 (144 products) beat 9 of 3 (225) */
+        {3, 5, 5, 16, 32, 0, 3},    /* 3x3 out */
+        {2, 6, 6, 20, 19, 1, 3},    /* pad 1, 6x6 out: 4 tiles of 3 against 4 of 4 */
+        {3, 23, 23, 32, 64, 0, 4},  /* O-Net conv2, 21x21 out */
+        {4, 10, 10, 64, 64, 0, 4},  /* O-Net conv3, 8x8 out */
+        {1, 95, 71, 10, 16, 0, 4},  /* P-Net conv2 */
+        {2, 11, 11, 72, 64, 0, 4},  /* 9x9 out, but more than 64 x 64 weights */
+        {2, 9, 6, 24, 40, 1, 3},    /* pad 1, 9x6 out: 3x2 tiles of 3 against 3x2 of 4 */
+        {1, 13, 12, 24, 40, 1, 4},  /* pad 1, 13x12 out: 5x4 tiles of 3 lose to 4x3 of 4 */
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        case_t c;
+        const int pad = shapes[s][5];
+        case_make(&c, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], pad,
+                  pad, pad, pad, NN_ACT_NONE, 1);
+        if (nn_wino_tile_side(&c.g) != shapes[s][6])
+            fail_msg("%dx%d out, %d -> %d: tile side %d, want %d", c.g.out_h, c.g.out_w,
+                     c.g.in_c, c.g.out_c, nn_wino_tile_side(&c.g), shapes[s][6]);
+        check(&c, NULL, "tile side rule");
+        nn_conv_geom one = c.g;
+        one.n = 1;
+        assert_int_equal(nn_wino_tile_side(&one), shapes[s][6]);
+        case_free(&c);
+    }
+}
+
 /* Which layers take the path: 3x3, stride 1, at least 8 channels in and
  * 16 out (P-Net's conv2 10 -> 16 and up), with at least one 4x4 output
  * tile per image for every 1024 weights (in_c x out_c); not first layers,
@@ -350,6 +387,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch_rule),
+        cmocka_unit_test(test_tile_side_rule),
         cmocka_unit_test(test_mtcnn_shapes),
         cmocka_unit_test(test_random_layers),
         cmocka_unit_test(test_bound_catches_one_wrong_tap),

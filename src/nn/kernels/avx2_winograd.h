@@ -1,5 +1,5 @@
 /*
- * avx2_winograd.h - Winograd F(4x4, 3x3) convolution for the "avx2"
+ * avx2_winograd.h - Winograd F(4x4, 3x3) and F(3x3, 3x3) convolution for the "avx2"
  * backend's 3x3 stride-1 layers (internal to src/nn/kernels).
  *
  * avx2.c owns the dispatch: it prepares the transformed weights next to its
@@ -26,6 +26,13 @@ int nn_wino_layer_fits(int kernel_h, int kernel_w, int in_c, int out_c);
 
 /* 1 if this convolution runs on the Winograd path. */
 int nn_wino_conv_applies(const nn_conv_geom *g);
+
+/* The output tile side a geometry that nn_wino_conv_applies() to runs
+ * with: 4 (F(4x4, 3x3)), 3 (F(3x3, 3x3), for outputs that 4x4 tiles
+ * cover badly, on layers of at most 64 x 64 channels) or 2 (when built
+ * with WINO_TILE=2); 0 when none applies. Depends on the shape and one
+ * image's size, never the batch. */
+int nn_wino_tile_side(const nn_conv_geom *g);
 
 /* Transform OHWI 3x3 weights [out_c][3][3][in_c]; NULL when out of memory.
  * The caller owns the result (nn_wino_release). */
