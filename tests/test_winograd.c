@@ -311,7 +311,8 @@ static void test_tile_side_rule(void **state)
         {3, 23, 23, 32, 64, 0, 4},  /* O-Net conv2, 21x21 out */
         {4, 10, 10, 64, 64, 0, 4},  /* O-Net conv3, 8x8 out */
         {1, 95, 71, 10, 16, 0, 4},  /* P-Net conv2 */
-        {2, 11, 11, 72, 64, 0, 4},  /* 9x9 out, but more than 64 x 64 weights */
+        {2, 11, 11, 72, 64, 0, 4},  /* 9x9 out, but more than 48 x 48 weights */
+        {2, 11, 11, 64, 64, 0, 4},  /* the same: dlib-sized layers keep one set of weights */
         {2, 9, 6, 24, 40, 1, 3},    /* pad 1, 9x6 out: 3x2 tiles of 3 against 3x2 of 4 */
         {1, 13, 12, 24, 40, 1, 4},  /* pad 1, 13x12 out: 5x4 tiles of 3 lose to 4x3 of 4 */
     };

@@ -66,8 +66,10 @@ struct nn_wino_weights {
 /* F(3x3, 3x3) is kept for the outputs that F(4x4) tiles badly (R-Net's
  * 9x9: 3x3 tiles of 4 compute 12x12, 3x3 tiles of 3 exactly 9x9) on
  * layers small enough that a second set of transformed weights (25/9 of
- * the plain ones) costs little: at most 64 x 64 channels. */
-#define WINO_F3_MAX_WEIGHTS 4096
+ * the plain ones) costs little: at most 48 x 48 channels, which holds
+ * R-Net's and P-Net's layers but not dlib's 64 x 64 ones (about 3 MB of
+ * weights that its 150x150 chips, tiled best by 4x4, would never read). */
+#define WINO_F3_MAX_WEIGHTS 2304
 static int f3_fits(int in_c, int out_c)
 {
     return WINO_TILE == 4 && (long)in_c * out_c <= WINO_F3_MAX_WEIGHTS;
