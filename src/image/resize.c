@@ -11,9 +11,17 @@
  * is simply left out, since it would add 0. So a crop box is never copied
  * out, and the tables are no bigger than the image plus the output.
  *
- * The two passes have AVX2 versions (resize_avx2.c), chosen at run time,
- * that give bit-identical results; the scalar loops here are the oracle
- * (img_resize_into_impl with IMG_RESIZE_SCALAR) and the fallback.
+ * Float images go horizontal pass first (every source row the vertical
+ * taps read), then vertical, each output a float chain 0 + w0*x0 + ... in
+ * tap order. The detector's 8-bit path (img_crop_resize_rgb8_t) does the
+ * same when an axis grows, but when both shrink it goes vertical first,
+ * with the rows summed in exact integers (see "Area shrink of 8-bit RGB"
+ * below): the horizontal taps then run over out_h rows instead of src_h,
+ * and the vertical sum has three roundings whatever the shrink factor.
+ *
+ * Every pass has an AVX2 version (resize_avx2.c), chosen at run time, that
+ * gives bit-identical results; the scalar loops here are the oracle
+ * (the *_impl functions with IMG_RESIZE_SCALAR) and the fallback.
  */
 #include <math.h>
 #include <stdint.h>

@@ -11,10 +11,20 @@
  * registers instead of adding into memory tap by tap; for the detector's
  * inputs it also normalises and writes the output transposed.
  *
- * Bit-identical to the scalar loops (see resize_internal.h): every output
- * is 0 + w0*x0 + w1*x1 + ... in tap order, with separate multiplies and
- * adds. The file is compiled for "avx2" without "fma" on purpose, so the
- * compiler cannot contract a multiply and an add into one rounding.
+ * The 8-bit area shrink (img_area_rgb8_t_avx2) goes vertical first: the
+ * fully covered rows of an output row are summed as integers, 32 bytes in
+ * two registers of 16 u16 lanes (up to 257 rows, then flushed to u32
+ * lanes), combined with the <= 2 partial rows in float, then the
+ * horizontal taps run over strips of 8 such rows, two rows per register as
+ * above, and store each output pixel straight into the transposed network
+ * input.
+ *
+ * Bit-identical to the scalar loops (see resize_internal.h): every float
+ * output is 0 + w0*x0 + w1*x1 + ... in tap order (or, for the area
+ * shrink's vertical sum, c*S + wt*top + wb*bottom, S an exact integer),
+ * with separate multiplies and adds. The file is compiled for "avx2"
+ * without "fma" on purpose, so the compiler cannot contract a multiply and
+ * an add into one rounding.
  */
 #include "image/resize_internal.h"
 
@@ -307,26 +317,34 @@ RESIZE_AVX2 void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *t
 
 /* ---- Area shrink, vertical first (see resize.c) ---------------------------- */
 
-/* Integer sum of the source rows of taps [k0, k1) over 16 bytes at `off`:
- * u16 lanes for up to 257 rows at a time (257 * 255 = 65535 fits), added
- * into u32 lanes, so any number of rows is exact. */
-RESIZE_AVX2 static inline void sum_rows16(const uint8_t *src, size_t stride, size_t off,
-                                          const axis_taps *ty, int k0, int k1, __m256i *lo,
-                                          __m256i *hi)
+/* Integer sums of n_rows consecutive image rows (the first at `p`, `stride`
+ * bytes apart) over 16 * G bytes: u16 lanes for up to 257 rows at a time
+ * (257 * 255 = 65535 fits), added into u32 lanes (lo and hi half of each
+ * 16 bytes), so any number of rows is exact. G is a constant after
+ * inlining. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+sum_rows16(const int G, const uint8_t *p, size_t stride, int n_rows, __m256i *lo, __m256i *hi)
 {
-    __m256i a_lo = _mm256_setzero_si256(), a_hi = _mm256_setzero_si256();
-    for (int k = k0; k < k1;) {
-        const int end = k1 - k > 257 ? k + 257 : k1;
-        __m256i s16 = _mm256_setzero_si256();
-        for (; k < end; k++) {
-            const uint8_t *in = src + (size_t)ty->src[k] * stride + off;
-            s16 = _mm256_add_epi16(s16, _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)in)));
-        }
-        a_lo = _mm256_add_epi32(a_lo, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(s16)));
-        a_hi = _mm256_add_epi32(a_hi, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(s16, 1)));
+    for (int g = 0; g < G; g++) {
+        lo[g] = _mm256_setzero_si256();
+        hi[g] = _mm256_setzero_si256();
     }
-    *lo = a_lo;
-    *hi = a_hi;
+    while (n_rows > 0) {
+        const int chunk = n_rows > 257 ? 257 : n_rows;
+        __m256i s16[2];
+        for (int g = 0; g < G; g++)
+            s16[g] = _mm256_setzero_si256();
+        for (int r = 0; r < chunk; r++, p += stride)
+            for (int g = 0; g < G; g++)
+                s16[g] = _mm256_add_epi16(
+                    s16[g], _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(p + 16 * g))));
+        for (int g = 0; g < G; g++) {
+            lo[g] = _mm256_add_epi32(lo[g], _mm256_cvtepu16_epi32(_mm256_castsi256_si128(s16[g])));
+            hi[g] = _mm256_add_epi32(hi[g],
+                                     _mm256_cvtepu16_epi32(_mm256_extracti128_si256(s16[g], 1)));
+        }
+        n_rows -= chunk;
+    }
 }
 
 /* 8 bytes of an edge row as floats. */
@@ -338,51 +356,63 @@ RESIZE_AVX2 static inline __m256 bytes8_ps(const uint8_t *p)
 /* Output row j's vertical sum, len bytes of each source row from byte b0,
  * into v[0 .. len): resize.c's area_vertical_row_rgb8, 16 then 8 bytes at
  * a time, then byte by byte. Reads only the rows' bytes [b0, b0 + len). */
+/* c * S + wt * top + wb * bottom for 8 floats at v, S in u32 lanes. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+combine8(__m256i sum, const uint8_t *top, const uint8_t *bot, int has_top, int has_bot, __m256 vc,
+         __m256 vwt, __m256 vwb, float *v)
+{
+    __m256 f = _mm256_mul_ps(vc, _mm256_cvtepi32_ps(sum));
+    if (has_top)
+        f = _mm256_add_ps(f, _mm256_mul_ps(vwt, bytes8_ps(top)));
+    if (has_bot)
+        f = _mm256_add_ps(f, _mm256_mul_ps(vwb, bytes8_ps(bot)));
+    _mm256_storeu_ps(v, f);
+}
+
+/* Output row j's vertical sum, len bytes of each source row from byte b0,
+ * into v[0 .. len): resize.c's area_vertical_row_rgb8, 32, 16 and 8 bytes
+ * at a time, then byte by byte. The fully covered rows are consecutive
+ * image rows (an output's taps are consecutive region pixels, and only
+ * the ends are cut at the image's edges), so they are walked by stride.
+ * Reads only the rows' bytes [b0, b0 + len). */
 RESIZE_AVX2 static void area_vertical_row(const uint8_t *src, size_t stride, size_t b0,
                                           size_t len, const axis_taps *ty, int j, float c,
                                           float *v)
 {
     img_area_split s;
     img_area_split_of(ty, j, c, &s);
-    /* An absent edge row is never read; its pointer is the first row's. */
-    const int has_top = s.top >= 0, has_bot = s.bottom >= 0;
+    /* An absent row is never read; its pointer is the first row's. */
+    const int has_top = s.top >= 0, has_bot = s.bottom >= 0, n_mid = s.mid1 - s.mid0;
     const uint8_t *top = src + (has_top ? (size_t)ty->src[s.top] * stride : 0) + b0;
     const uint8_t *bot = src + (has_bot ? (size_t)ty->src[s.bottom] * stride : 0) + b0;
+    const uint8_t *mid = src + (n_mid > 0 ? (size_t)ty->src[s.mid0] * stride : 0) + b0;
     const __m256 vc = _mm256_set1_ps(c), vwt = _mm256_set1_ps(s.wt), vwb = _mm256_set1_ps(s.wb);
+    __m256i lo[2], hi[2];
     size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        sum_rows16(2, mid + i, stride, n_mid, lo, hi);
+        for (int g = 0; g < 2; g++) {
+            const size_t o = i + 16 * (size_t)g;
+            combine8(lo[g], top + o, bot + o, has_top, has_bot, vc, vwt, vwb, v + o);
+            combine8(hi[g], top + o + 8, bot + o + 8, has_top, has_bot, vc, vwt, vwb, v + o + 8);
+        }
+    }
     for (; i + 16 <= len; i += 16) {
-        __m256i lo, hi;
-        sum_rows16(src, stride, b0 + i, ty, s.mid0, s.mid1, &lo, &hi);
-        __m256 f0 = _mm256_mul_ps(vc, _mm256_cvtepi32_ps(lo));
-        __m256 f1 = _mm256_mul_ps(vc, _mm256_cvtepi32_ps(hi));
-        if (has_top) {
-            f0 = _mm256_add_ps(f0, _mm256_mul_ps(vwt, bytes8_ps(top + i)));
-            f1 = _mm256_add_ps(f1, _mm256_mul_ps(vwt, bytes8_ps(top + i + 8)));
-        }
-        if (has_bot) {
-            f0 = _mm256_add_ps(f0, _mm256_mul_ps(vwb, bytes8_ps(bot + i)));
-            f1 = _mm256_add_ps(f1, _mm256_mul_ps(vwb, bytes8_ps(bot + i + 8)));
-        }
-        _mm256_storeu_ps(v + i, f0);
-        _mm256_storeu_ps(v + i + 8, f1);
+        sum_rows16(1, mid + i, stride, n_mid, lo, hi);
+        combine8(lo[0], top + i, bot + i, has_top, has_bot, vc, vwt, vwb, v + i);
+        combine8(hi[0], top + i + 8, bot + i + 8, has_top, has_bot, vc, vwt, vwb, v + i + 8);
     }
     for (; i + 8 <= len; i += 8) {
         __m256i a = _mm256_setzero_si256();
-        for (int k = s.mid0; k < s.mid1; k++) {
-            const uint8_t *in = src + (size_t)ty->src[k] * stride + b0 + i;
-            a = _mm256_add_epi32(a, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)in)));
-        }
-        __m256 f = _mm256_mul_ps(vc, _mm256_cvtepi32_ps(a));
-        if (has_top)
-            f = _mm256_add_ps(f, _mm256_mul_ps(vwt, bytes8_ps(top + i)));
-        if (has_bot)
-            f = _mm256_add_ps(f, _mm256_mul_ps(vwb, bytes8_ps(bot + i)));
-        _mm256_storeu_ps(v + i, f);
+        const uint8_t *p = mid + i;
+        for (int r = 0; r < n_mid; r++, p += stride)
+            a = _mm256_add_epi32(a, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)p)));
+        combine8(a, top + i, bot + i, has_top, has_bot, vc, vwt, vwb, v + i);
     }
     for (; i < len; i++) {
         uint32_t sum = 0;
-        for (int k = s.mid0; k < s.mid1; k++)
-            sum += src[(size_t)ty->src[k] * stride + b0 + i];
+        for (int r = 0; r < n_mid; r++)
+            sum += mid[(size_t)r * stride + i];
         float f = c * (float)sum;
         if (has_top)
             f = f + s.wt * (float)top[i];

@@ -4,8 +4,11 @@
  *
  * The AVX2 loops compute every output with the same operations in the same
  * order as the scalar loops (a multiply, then an add, tap by tap, never a
- * fused multiply-add), only for several rows or columns at once, so both
- * give bit-identical results; the scalar loops are the oracle.
+ * fused multiply-add; integer sums, which are exact in any order), only for
+ * several rows or columns at once, so both give bit-identical results; the
+ * scalar loops are the oracle. Two orders exist: rows first (float images,
+ * and 8-bit images when an axis grows) and, for the 8-bit area shrink,
+ * vertical first with exact integer row sums (img_area_*, resize.c).
  */
 #ifndef FACENET_IMAGE_RESIZE_INTERNAL_H
 #define FACENET_IMAGE_RESIZE_INTERNAL_H
