@@ -520,10 +520,7 @@ static facenet_status resample_area_rgb8_t(const img_rgb8 *src, const axis_taps 
      * AVX2 loop reads a pixel 4 floats wide), and len integers for the
      * scalar sums. */
     const size_t v_floats = (size_t)IMG_AREA_STRIP * len + 1;
-    /* Zeroed: the AVX2 loop's 4th float of a row's last pixel may be the
-     * first float of a strip row not written yet (it is multiplied into a
-     * lane that is thrown away, but should not be garbage). */
-    float *v = calloc(1, sizeof(float) * v_floats + sizeof(uint32_t) * len);
+    float *v = malloc(sizeof(float) * v_floats + sizeof(uint32_t) * len);
     if (!v)
         return fn_fail(err, FACENET_ERR_NO_MEMORY,
                        "resize: cannot allocate %zu bytes of row sums", len);

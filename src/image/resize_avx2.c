@@ -473,6 +473,11 @@ RESIZE_AVX2 void img_area_rgb8_t_avx2(const uint8_t *src, size_t stride, int c0,
         int r;
         for (r = 0; r < rows; r++)
             area_vertical_row(src, stride, b0, len, ty, y + r, cy, v + (size_t)r * len);
+        /* The last pixel of row rows - 1 is read 4 floats wide: its 4th
+         * float, the first of the next (unused) row or the padding float,
+         * goes into a lane that is thrown away, but must not be garbage
+         * (uninitialised, or a NaN or denormal slowing the multiply). */
+        v[(size_t)rows * len] = 0.0f;
         r = 0;
         if (rows == 8) { /* IMG_AREA_STRIP: four row pairs at once */
             area_rows_t(4, 0, v, len, c0, cols, n_cols, t, y, out_h, vmean, vscale);

@@ -109,7 +109,7 @@ static inline void img_area_split_of(const axis_taps *t, int j, float c, img_are
  * source columns [c0, c1) (those the `cols` taps read), vertical taps ty
  * with interior weight cy, n_cols output columns, out_h rows, into
  * column-major t. `v` is IMG_AREA_STRIP * (c1 - c0) * 3 + 1 floats of
- * zeroed scratch. */
+ * scratch. */
 void img_area_rgb8_t_avx2(const uint8_t *src, size_t stride, int c0, int c1,
                           const axis_taps *ty, float cy, const axis_taps *cols, int n_cols,
                           int out_h, float mean, float scale, float *v, float *t);
