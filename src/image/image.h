@@ -165,10 +165,11 @@ typedef struct img_norm {
  * columns [col0, col1) (a band, 0 <= col0 < col1 <= out_w), transposed and
  * normalised, t[((x - col0) * out_h + y) * 3 + c] = (v(x, y, c) - mean) *
  * scale. `box` is x1, y1, x2, y2 as for img_crop_resize_into ({1, 1, w, h}
- * is the whole image). Every v is bit-identical to what img_crop_resize_into
- * gives on img_rgb8_to_f32's copy of `src` (the bytes are exact floats and
- * the same operations run in the same order). `t` holds (col1 - col0) *
- * out_h * 3 floats. */
+ * is the whole image). v is what img_crop_resize_into gives on
+ * img_rgb8_to_f32's copy of `src`: bit-identical when an axis grows; when
+ * both shrink (pyramid levels, most crops) the rows are summed first in
+ * exact integers, which differs in the last bits and is closer to the exact
+ * area average (resize.c). `t` holds (col1 - col0) * out_h * 3 floats. */
 facenet_status img_crop_resize_rgb8_t(const img_rgb8 *src, const int box[4], int out_w,
                                       int out_h, int col0, int col1, const img_norm *norm,
                                       float *t, facenet_error *err);

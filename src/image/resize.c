@@ -11,9 +11,17 @@
  * is simply left out, since it would add 0. So a crop box is never copied
  * out, and the tables are no bigger than the image plus the output.
  *
- * The two passes have AVX2 versions (resize_avx2.c), chosen at run time,
- * that give bit-identical results; the scalar loops here are the oracle
- * (img_resize_into_impl with IMG_RESIZE_SCALAR) and the fallback.
+ * Float images go horizontal pass first (every source row the vertical
+ * taps read), then vertical, each output a float chain 0 + w0*x0 + ... in
+ * tap order. The detector's 8-bit path (img_crop_resize_rgb8_t) does the
+ * same when an axis grows, but when both shrink it goes vertical first,
+ * with the rows summed in exact integers (see "Area shrink of 8-bit RGB"
+ * below): the horizontal taps then run over out_h rows instead of src_h,
+ * and the vertical sum has three roundings whatever the shrink factor.
+ *
+ * Every pass has an AVX2 version (resize_avx2.c), chosen at run time, that
+ * gives bit-identical results; the scalar loops here are the oracle
+ * (the *_impl functions with IMG_RESIZE_SCALAR) and the fallback.
  */
 #include <math.h>
 #include <stdint.h>
@@ -378,6 +386,166 @@ static void store_transposed(const float *row, int n_cols, int out_h, int y,
     }
 }
 
+/* The old order, kept for any growing axis: the horizontal pass over
+ * every source row the vertical taps read, then the vertical pass,
+ * normalised and transposed. */
+static facenet_status resample_rows_first_rgb8_t(const img_rgb8 *src, const axis_taps *tx,
+                                                 const axis_taps *ty, int out_h, int col0,
+                                                 int col1, const img_norm *norm, float *t,
+                                                 int simd, facenet_error *err)
+{
+    /* Only the columns asked for: the x table seen from col0 on. */
+    const axis_taps cols = {tx->first + col0, tx->src, tx->weight};
+    const int n_cols = col1 - col0;
+    const size_t row_len = (size_t)n_cols * 3;
+    int row_lo, row_hi;
+    rows_used(ty, out_h, &row_lo, &row_hi);
+    /* Rows, one spare, one output row (plus a float, see
+     * img_resize_vertical_t_avx2). */
+    const size_t tmp_floats = ((size_t)(row_hi - row_lo) + 2) * row_len + 1;
+    const size_t scratch = simd ? img_resize_rows_rgb8_scratch(src->width) : 0;
+    float *tmp = malloc(sizeof(float) * tmp_floats + scratch);
+    float *row = tmp ? tmp + (size_t)(row_hi - row_lo + 1) * row_len : NULL;
+    if (!tmp)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY, "resize: cannot allocate %d intermediate rows",
+                       row_hi - row_lo);
+    horizontal_pass_rgb8(src, &cols, n_cols, row_lo, row_hi, simd,
+                         (uint8_t *)(tmp + tmp_floats), tmp);
+    if (simd) {
+        img_resize_vertical_t_avx2(tmp, ty, row_lo, n_cols, out_h, norm->mean, norm->scale, row,
+                                   t);
+    } else {
+        for (int y = 0; y < out_h; y++) {
+            const axis_taps one = {ty->first + y, ty->src, ty->weight};
+            vertical_pass(tmp, &one, row_lo, n_cols, 1, 3, row);
+            store_transposed(row, n_cols, out_h, y, norm, t);
+        }
+    }
+    free(tmp);
+    return FACENET_OK;
+}
+
+/* ---- Area shrink of 8-bit RGB: vertical first, exact integer sums --------
+ *
+ * When both axes shrink (every pyramid level, every crop bigger than its
+ * network input), each output row j is first made from the source rows
+ * its vertical taps read, over only the source columns the horizontal
+ * taps read:
+ *
+ *     v = c * (float)S  +  wt * (float)top  +  wb * (float)bottom
+ *
+ * in that order, a multiply then an add per term, where S is the exact
+ * integer sum of the interior rows (all of weight c = (float)(out / in),
+ * see img_area_split), top and bottom the <= 2 partially covered rows
+ * (absent terms are skipped; they would add +0). Then the horizontal taps
+ * run over these out_h float rows only, 0 + w0 * v0 + w1 * v1 + ... in tap
+ * order, and each output is normalised ((v - mean) * scale) and written
+ * transposed. The old order ran the horizontal taps over every source row
+ * (src_h rows instead of out_h) and chained every vertical tap in float;
+ * here the vertical sum has three roundings whatever the shrink factor. */
+
+/* One output row's vertical sum into v[0 .. len) (len bytes of each source
+ * row from byte b0 on); `sum` is len integers of scratch. */
+static void area_vertical_row_rgb8(const img_rgb8 *src, const axis_taps *ty, int j, float c,
+                                   size_t b0, size_t len, uint32_t *sum, float *v)
+{
+    img_area_split s;
+    img_area_split_of(ty, j, c, &s);
+    memset(sum, 0, len * sizeof *sum);
+    for (int k = s.mid0; k < s.mid1; k++) {
+        const uint8_t *in = src->pixels + (size_t)ty->src[k] * src->stride + b0;
+        for (size_t i = 0; i < len; i++)
+            sum[i] += in[i];
+    }
+    for (size_t i = 0; i < len; i++)
+        v[i] = c * (float)sum[i];
+    if (s.top >= 0) {
+        const uint8_t *in = src->pixels + (size_t)ty->src[s.top] * src->stride + b0;
+        for (size_t i = 0; i < len; i++)
+            v[i] = v[i] + s.wt * (float)in[i];
+    }
+    if (s.bottom >= 0) {
+        const uint8_t *in = src->pixels + (size_t)ty->src[s.bottom] * src->stride + b0;
+        for (size_t i = 0; i < len; i++)
+            v[i] = v[i] + s.wb * (float)in[i];
+    }
+}
+
+/* The horizontal taps over one vertical-sum row v (its pixel 0 is image
+ * column c0), normalised, into output row y of column-major t. */
+static void area_horizontal_row_t(const float *v, int c0, const axis_taps *tx, int n_cols,
+                                  int out_h, int y, const img_norm *norm, float *t)
+{
+    for (int x = 0; x < n_cols; x++) {
+        float r = 0, g = 0, b = 0;
+        for (int k = tx->first[x]; k < tx->first[x + 1]; k++) {
+            const float *p = v + (size_t)(tx->src[k] - c0) * 3;
+            const float w = tx->weight[k];
+            r += w * p[0];
+            g += w * p[1];
+            b += w * p[2];
+        }
+        float *o = t + ((size_t)x * out_h + y) * 3;
+        o[0] = (r - norm->mean) * norm->scale;
+        o[1] = (g - norm->mean) * norm->scale;
+        o[2] = (b - norm->mean) * norm->scale;
+    }
+}
+
+/* The image columns [*c0, *c1) that the taps of outputs [0, n) read. */
+static void columns_read(const axis_taps *tx, int n, int *c0, int *c1)
+{
+    const int k0 = tx->first[0], k1 = tx->first[n];
+    *c0 = 0;
+    *c1 = 0;
+    for (int k = k0; k < k1; k++) {
+        if (k == k0 || tx->src[k] < *c0)
+            *c0 = tx->src[k];
+        if (k == k0 || tx->src[k] + 1 > *c1)
+            *c1 = tx->src[k] + 1;
+    }
+}
+
+static facenet_status resample_area_rgb8_t(const img_rgb8 *src, const axis_taps *tx,
+                                           const axis_taps *ty, float cy, int out_h, int col0,
+                                           int col1, const img_norm *norm, float *t, int simd,
+                                           facenet_error *err)
+{
+    const axis_taps cols = {tx->first + col0, tx->src, tx->weight};
+    const int n_cols = col1 - col0;
+    int c0, c1;
+    columns_read(&cols, n_cols, &c0, &c1);
+    const size_t b0 = (size_t)c0 * 3, len = (size_t)(c1 - c0) * 3;
+    /* A strip of IMG_AREA_STRIP vertical-sum rows, a float of padding (the
+     * AVX2 loop reads a pixel 4 floats wide), and len integers for the
+     * scalar sums. */
+    const size_t v_floats = (size_t)IMG_AREA_STRIP * len + 1;
+    float *v = malloc(sizeof(float) * v_floats + sizeof(uint32_t) * len);
+    if (!v)
+        return fn_fail(err, FACENET_ERR_NO_MEMORY,
+                       "resize: cannot allocate %zu bytes of row sums", len);
+    if (simd) {
+        img_area_rgb8_t_avx2(src->pixels, src->stride, c0, c1, ty, cy, &cols, n_cols, out_h,
+                             norm->mean, norm->scale, v, t);
+    } else {
+        uint32_t *sum = (uint32_t *)(void *)(v + v_floats);
+        for (int y = 0; y < out_h; y++) {
+            area_vertical_row_rgb8(src, ty, y, cy, b0, len, sum, v);
+            area_horizontal_row_t(v, c0, &cols, n_cols, out_h, y, norm, t);
+        }
+    }
+    free(v);
+    return FACENET_OK;
+}
+
+/* The weight of a tap that overlaps its output fully (overlap 1.0), as
+ * area_taps and add_tap compute it. */
+static float area_interior_weight(const axis_spec *a)
+{
+    const double scale = (double)a->in_len / a->out_len;
+    return (float)(1.0 / scale);
+}
+
 facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4],
                                            int out_w, int out_h, int col0, int col1,
                                            const img_norm *norm, float *t,
@@ -388,7 +556,6 @@ facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4]
     axis_spec ax = {(int64_t)box[0] - 1, in_w, src->width, out_w};
     axis_spec ay = {(int64_t)box[1] - 1, in_h, src->height, out_h};
     axis_taps tx = {NULL, NULL, NULL}, ty = {NULL, NULL, NULL};
-    int row_lo, row_hi;
     facenet_status st;
 
     if (box[2] < box[0] || box[3] < box[1])
@@ -404,37 +571,11 @@ facenet_status img_crop_resize_rgb8_t_impl(const img_rgb8 *src, const int box[4]
                        out_w);
     if ((st = axes_build(&ax, &ay, &tx, &ty, err)) != FACENET_OK)
         return st;
-    rows_used(&ty, out_h, &row_lo, &row_hi);
-    {
-        /* Only the columns asked for: the x table seen from col0 on. */
-        const axis_taps cols = {tx.first + col0, tx.src, tx.weight};
-        const int n_cols = col1 - col0;
-        const size_t row_len = (size_t)n_cols * 3;
-        /* Rows, one spare, one output row (plus a float, see
-         * img_resize_vertical_t_avx2). */
-        const size_t tmp_floats = ((size_t)(row_hi - row_lo) + 2) * row_len + 1;
-        const size_t scratch = simd ? img_resize_rows_rgb8_scratch(src->width) : 0;
-        float *tmp = malloc(sizeof(float) * tmp_floats + scratch);
-        float *row = tmp ? tmp + (size_t)(row_hi - row_lo + 1) * row_len : NULL;
-        if (!tmp) {
-            st = fn_fail(err, FACENET_ERR_NO_MEMORY,
-                         "resize: cannot allocate %d intermediate rows", row_hi - row_lo);
-        } else {
-            horizontal_pass_rgb8(src, &cols, n_cols, row_lo, row_hi, simd,
-                                 (uint8_t *)(tmp + tmp_floats), tmp);
-            if (simd) {
-                img_resize_vertical_t_avx2(tmp, &ty, row_lo, n_cols, out_h, norm->mean,
-                                           norm->scale, row, t);
-            } else {
-                for (int y = 0; y < out_h; y++) {
-                    const axis_taps one = {ty.first + y, ty.src, ty.weight};
-                    vertical_pass(tmp, &one, row_lo, n_cols, 1, 3, row);
-                    store_transposed(row, n_cols, out_h, y, norm, t);
-                }
-            }
-        }
-        free(tmp);
-    }
+    if (out_w <= in_w && out_h <= in_h)
+        st = resample_area_rgb8_t(src, &tx, &ty, area_interior_weight(&ay), out_h, col0, col1,
+                                  norm, t, simd, err);
+    else
+        st = resample_rows_first_rgb8_t(src, &tx, &ty, out_h, col0, col1, norm, t, simd, err);
     axis_taps_free(&tx);
     axis_taps_free(&ty);
     return st;

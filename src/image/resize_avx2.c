@@ -11,10 +11,20 @@
  * registers instead of adding into memory tap by tap; for the detector's
  * inputs it also normalises and writes the output transposed.
  *
- * Bit-identical to the scalar loops (see resize_internal.h): every output
- * is 0 + w0*x0 + w1*x1 + ... in tap order, with separate multiplies and
- * adds. The file is compiled for "avx2" without "fma" on purpose, so the
- * compiler cannot contract a multiply and an add into one rounding.
+ * The 8-bit area shrink (img_area_rgb8_t_avx2) goes vertical first: the
+ * fully covered rows of an output row are summed as integers, 32 bytes in
+ * two registers of 16 u16 lanes (up to 257 rows, then flushed to u32
+ * lanes), combined with the <= 2 partial rows in float, then the
+ * horizontal taps run over strips of 8 such rows, two rows per register as
+ * above, and store each output pixel straight into the transposed network
+ * input.
+ *
+ * Bit-identical to the scalar loops (see resize_internal.h): every float
+ * output is 0 + w0*x0 + w1*x1 + ... in tap order (or, for the area
+ * shrink's vertical sum, c*S + wt*top + wb*bottom, S an exact integer),
+ * with separate multiplies and adds. The file is compiled for "avx2"
+ * without "fma" on purpose, so the compiler cannot contract a multiply and
+ * an add into one rounding.
  */
 #include "image/resize_internal.h"
 
@@ -305,6 +315,183 @@ RESIZE_AVX2 void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *t
     }
 }
 
+/* ---- Area shrink, vertical first (see resize.c) ---------------------------- */
+
+/* Integer sums of n_rows consecutive image rows (the first at `p`, `stride`
+ * bytes apart) over 16 * G bytes: u16 lanes for up to 257 rows at a time
+ * (257 * 255 = 65535 fits), added into u32 lanes (lo and hi half of each
+ * 16 bytes), so any number of rows is exact. G is a constant after
+ * inlining. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+sum_rows16(const int G, const uint8_t *p, size_t stride, int n_rows, __m256i *lo, __m256i *hi)
+{
+    for (int g = 0; g < G; g++) {
+        lo[g] = _mm256_setzero_si256();
+        hi[g] = _mm256_setzero_si256();
+    }
+    while (n_rows > 0) {
+        const int chunk = n_rows > 257 ? 257 : n_rows;
+        __m256i s16[2];
+        for (int g = 0; g < G; g++)
+            s16[g] = _mm256_setzero_si256();
+        for (int r = 0; r < chunk; r++, p += stride)
+            for (int g = 0; g < G; g++)
+                s16[g] = _mm256_add_epi16(
+                    s16[g], _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(p + 16 * g))));
+        for (int g = 0; g < G; g++) {
+            lo[g] = _mm256_add_epi32(lo[g], _mm256_cvtepu16_epi32(_mm256_castsi256_si128(s16[g])));
+            hi[g] = _mm256_add_epi32(hi[g],
+                                     _mm256_cvtepu16_epi32(_mm256_extracti128_si256(s16[g], 1)));
+        }
+        n_rows -= chunk;
+    }
+}
+
+/* 8 bytes of an edge row as floats. */
+RESIZE_AVX2 static inline __m256 bytes8_ps(const uint8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)p)));
+}
+
+/* Output row j's vertical sum, len bytes of each source row from byte b0,
+ * into v[0 .. len): resize.c's area_vertical_row_rgb8, 16 then 8 bytes at
+ * a time, then byte by byte. Reads only the rows' bytes [b0, b0 + len). */
+/* c * S + wt * top + wb * bottom for 8 floats at v, S in u32 lanes. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+combine8(__m256i sum, const uint8_t *top, const uint8_t *bot, int has_top, int has_bot, __m256 vc,
+         __m256 vwt, __m256 vwb, float *v)
+{
+    __m256 f = _mm256_mul_ps(vc, _mm256_cvtepi32_ps(sum));
+    if (has_top)
+        f = _mm256_add_ps(f, _mm256_mul_ps(vwt, bytes8_ps(top)));
+    if (has_bot)
+        f = _mm256_add_ps(f, _mm256_mul_ps(vwb, bytes8_ps(bot)));
+    _mm256_storeu_ps(v, f);
+}
+
+/* Output row j's vertical sum, len bytes of each source row from byte b0,
+ * into v[0 .. len): resize.c's area_vertical_row_rgb8, 32, 16 and 8 bytes
+ * at a time, then byte by byte. The fully covered rows are consecutive
+ * image rows (an output's taps are consecutive region pixels, and only
+ * the ends are cut at the image's edges), so they are walked by stride.
+ * Reads only the rows' bytes [b0, b0 + len). */
+RESIZE_AVX2 static void area_vertical_row(const uint8_t *src, size_t stride, size_t b0,
+                                          size_t len, const axis_taps *ty, int j, float c,
+                                          float *v)
+{
+    img_area_split s;
+    img_area_split_of(ty, j, c, &s);
+    /* An absent row is never read; its pointer is the first row's. */
+    const int has_top = s.top >= 0, has_bot = s.bottom >= 0, n_mid = s.mid1 - s.mid0;
+    const uint8_t *top = src + (has_top ? (size_t)ty->src[s.top] * stride : 0) + b0;
+    const uint8_t *bot = src + (has_bot ? (size_t)ty->src[s.bottom] * stride : 0) + b0;
+    const uint8_t *mid = src + (n_mid > 0 ? (size_t)ty->src[s.mid0] * stride : 0) + b0;
+    const __m256 vc = _mm256_set1_ps(c), vwt = _mm256_set1_ps(s.wt), vwb = _mm256_set1_ps(s.wb);
+    __m256i lo[2], hi[2];
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        sum_rows16(2, mid + i, stride, n_mid, lo, hi);
+        for (int g = 0; g < 2; g++) {
+            const size_t o = i + 16 * (size_t)g;
+            combine8(lo[g], top + o, bot + o, has_top, has_bot, vc, vwt, vwb, v + o);
+            combine8(hi[g], top + o + 8, bot + o + 8, has_top, has_bot, vc, vwt, vwb, v + o + 8);
+        }
+    }
+    for (; i + 16 <= len; i += 16) {
+        sum_rows16(1, mid + i, stride, n_mid, lo, hi);
+        combine8(lo[0], top + i, bot + i, has_top, has_bot, vc, vwt, vwb, v + i);
+        combine8(hi[0], top + i + 8, bot + i + 8, has_top, has_bot, vc, vwt, vwb, v + i + 8);
+    }
+    for (; i + 8 <= len; i += 8) {
+        __m256i a = _mm256_setzero_si256();
+        const uint8_t *p = mid + i;
+        for (int r = 0; r < n_mid; r++, p += stride)
+            a = _mm256_add_epi32(a, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)p)));
+        combine8(a, top + i, bot + i, has_top, has_bot, vc, vwt, vwb, v + i);
+    }
+    for (; i < len; i++) {
+        uint32_t sum = 0;
+        for (int r = 0; r < n_mid; r++)
+            sum += mid[(size_t)r * stride + i];
+        float f = c * (float)sum;
+        if (has_top)
+            f = f + s.wt * (float)top[i];
+        if (has_bot)
+            f = f + s.wb * (float)bot[i];
+        v[i] = f;
+    }
+}
+
+/* The horizontal taps over 2 * G rows of vertical sums (stride v_stride
+ * floats; pixel 0 is image column c0), or over one row when `single`
+ * (v_stride 0 pairs it with itself), normalised, into rows y.. of
+ * column-major t. A column's rows are consecutive in t, so each pixel is
+ * one 16-byte store whose 4th float lands on the next row's pixel, written
+ * after; the group's last pixel spills only if that next row lies below
+ * (a later group writes it), never into the next column, written before. */
+RESIZE_AVX2 static inline __attribute__((always_inline)) void
+area_rows_t(const int G, const int single, const float *v, size_t v_stride, int c0,
+            const axis_taps *tx, int n_cols, float *t, int y, int out_h, __m256 vmean,
+            __m256 vscale)
+{
+    const int rows = single ? 1 : 2 * G;
+    const int spill_last = y + rows < out_h;
+    __m256 acc[4];
+    for (int x = 0; x < n_cols; x++) {
+        for (int g = 0; g < G; g++)
+            acc[g] = _mm256_setzero_ps();
+        for (int k = tx->first[x]; k < tx->first[x + 1]; k++) {
+            const size_t off = (size_t)(tx->src[k] - c0) * 3;
+            const __m256 w = _mm256_set1_ps(tx->weight[k]);
+            for (int g = 0; g < G; g++) {
+                const float *a = v + (size_t)(2 * g) * v_stride;
+                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(w, load_pair(a, a + v_stride, off)));
+            }
+        }
+        float *o = t + ((size_t)x * out_h + y) * 3;
+        for (int g = 0; g < G; g++) {
+            const __m256 n = _mm256_mul_ps(_mm256_sub_ps(acc[g], vmean), vscale);
+            if (single) {
+                store_rgb(o, _mm256_castps256_ps128(n), spill_last);
+            } else {
+                store_rgb(o + 6 * g, _mm256_castps256_ps128(n), 1);
+                store_rgb(o + 6 * g + 3, _mm256_extractf128_ps(n, 1), g + 1 < G || spill_last);
+            }
+        }
+    }
+}
+
+RESIZE_AVX2 void img_area_rgb8_t_avx2(const uint8_t *src, size_t stride, int c0, int c1,
+                                      const axis_taps *ty, float cy, const axis_taps *cols,
+                                      int n_cols, int out_h, float mean, float scale, float *v,
+                                      float *t)
+{
+    const size_t b0 = (size_t)c0 * 3, len = (size_t)(c1 - c0) * 3;
+    const __m256 vmean = _mm256_set1_ps(mean), vscale = _mm256_set1_ps(scale);
+    for (int y = 0; y < out_h; y += IMG_AREA_STRIP) {
+        const int rows = out_h - y < IMG_AREA_STRIP ? out_h - y : IMG_AREA_STRIP;
+        int r;
+        for (r = 0; r < rows; r++)
+            area_vertical_row(src, stride, b0, len, ty, y + r, cy, v + (size_t)r * len);
+        /* The last pixel of row rows - 1 is read 4 floats wide: its 4th
+         * float, the first of the next (unused) row or the padding float,
+         * goes into a lane that is thrown away, but must not be garbage
+         * (uninitialised, or a NaN or denormal slowing the multiply). */
+        v[(size_t)rows * len] = 0.0f;
+        r = 0;
+        if (rows == 8) { /* IMG_AREA_STRIP: four row pairs at once */
+            area_rows_t(4, 0, v, len, c0, cols, n_cols, t, y, out_h, vmean, vscale);
+            r = 8;
+        }
+        for (; r + 2 <= rows; r += 2)
+            area_rows_t(1, 0, v + (size_t)r * len, len, c0, cols, n_cols, t, y + r, out_h, vmean,
+                        vscale);
+        if (r < rows)
+            area_rows_t(1, 1, v + (size_t)r * len, 0, c0, cols, n_cols, t, y + r, out_h, vmean,
+                        vscale);
+    }
+}
+
 #else
 
 int img_resize_have_avx2(void)
@@ -342,6 +529,14 @@ void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_l
 {
     (void)tmp; (void)ty; (void)row_lo; (void)n_cols; (void)out_h; (void)mean; (void)scale;
     (void)row; (void)t;
+}
+
+void img_area_rgb8_t_avx2(const uint8_t *src, size_t stride, int c0, int c1,
+                          const axis_taps *ty, float cy, const axis_taps *cols, int n_cols,
+                          int out_h, float mean, float scale, float *v, float *t)
+{
+    (void)src; (void)stride; (void)c0; (void)c1; (void)ty; (void)cy; (void)cols; (void)n_cols;
+    (void)out_h; (void)mean; (void)scale; (void)v; (void)t;
 }
 
 #endif

@@ -4,8 +4,11 @@
  *
  * The AVX2 loops compute every output with the same operations in the same
  * order as the scalar loops (a multiply, then an add, tap by tap, never a
- * fused multiply-add), only for several rows or columns at once, so both
- * give bit-identical results; the scalar loops are the oracle.
+ * fused multiply-add; integer sums, which are exact in any order), only for
+ * several rows or columns at once, so both give bit-identical results; the
+ * scalar loops are the oracle. Two orders exist: rows first (float images,
+ * and 8-bit images when an axis grows) and, for the 8-bit area shrink,
+ * vertical first with exact integer row sums (img_area_*, resize.c).
  */
 #ifndef FACENET_IMAGE_RESIZE_INTERNAL_H
 #define FACENET_IMAGE_RESIZE_INTERNAL_H
@@ -68,5 +71,47 @@ void img_resize_vertical_avx2(const float *tmp, const axis_taps *ty, int row_lo,
  * scratch (the last pixel of a row is read 4 floats wide). */
 void img_resize_vertical_t_avx2(const float *tmp, const axis_taps *ty, int row_lo, int n_cols,
                                 int out_h, float mean, float scale, float *row, float *t);
+
+/* ---- Area shrink, vertical first (img_crop_resize_rgb8_t when both axes
+ * shrink; see resize.c) ---- */
+
+/* How the vertical taps of one output split: `top` and `bottom` are the
+ * taps of the partially covered first and last rows (-1 if there is none),
+ * with their weights wt, wb; taps [mid0, mid1) all have the interior
+ * weight c. In an area shrink a tap strictly between an output's first
+ * and last has overlap exactly 1.0 (it lies inside [lo, hi)), so its
+ * weight is (float)(1 / scale) = c; the first and last may have any
+ * weight, and equal c only when they too are covered fully. Leaving taps
+ * outside the image out removes taps, never changes a weight. */
+typedef struct img_area_split {
+    int top, bottom;
+    int mid0, mid1;
+    float wt, wb;
+} img_area_split;
+
+static inline void img_area_split_of(const axis_taps *t, int j, float c, img_area_split *s)
+{
+    const int k0 = t->first[j], k1 = t->first[j + 1];
+    s->top = k0 < k1 && t->weight[k0] != c ? k0 : -1;
+    s->mid0 = s->top >= 0 ? k0 + 1 : k0;
+    s->bottom = k1 - 1 >= s->mid0 && t->weight[k1 - 1] != c ? k1 - 1 : -1;
+    s->mid1 = s->bottom >= 0 ? k1 - 1 : k1;
+    s->wt = s->top >= 0 ? t->weight[s->top] : 0.0f;
+    s->wb = s->bottom >= 0 ? t->weight[s->bottom] : 0.0f;
+}
+
+/* Output rows are made IMG_AREA_STRIP at a time: their vertical sums (a
+ * strip of floats that stays in cache), then their horizontal taps. */
+#define IMG_AREA_STRIP 8
+
+/* The AVX2 version of the area shrink, bit-identical to resize.c's
+ * area_vertical_row_rgb8 + area_horizontal_row_t for every output row:
+ * source columns [c0, c1) (those the `cols` taps read), vertical taps ty
+ * with interior weight cy, n_cols output columns, out_h rows, into
+ * column-major t. `v` is IMG_AREA_STRIP * (c1 - c0) * 3 + 1 floats of
+ * scratch. */
+void img_area_rgb8_t_avx2(const uint8_t *src, size_t stride, int c0, int c1,
+                          const axis_taps *ty, float cy, const axis_taps *cols, int n_cols,
+                          int out_h, float mean, float scale, float *v, float *t);
 
 #endif
