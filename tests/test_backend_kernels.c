@@ -532,19 +532,23 @@ static void test_conv_maxpool_fused(void **state)
 }
 
 /* A max pool after a first layer of the row kernel: R-Net's and O-Net's
- * 3x3 stride 2 (SAME, one row of padding after), then random ones. */
-static void random_pool_after(const nn_conv_geom *g, int trial, nn_conv_geom *pg)
+ * 3x3 stride 2 (SAME, one row of padding after), then random ones; with
+ * `mostly_3x3s2`, 3x3 stride 2 SAME or VALID in 3 trials of 4 (the avx2
+ * backend's own pool for those). */
+static void random_pool_after(const nn_conv_geom *g, int trial, int mostly_3x3s2,
+                              nn_conv_geom *pg)
 {
     int pad_after;
+    const int fixed = trial < 2 || (mostly_3x3s2 && rnd(4) != 0);
     memset(pg, 0, sizeof *pg);
     pg->n = g->n;
     pg->in_h = g->out_h;
     pg->in_w = g->out_w;
     pg->in_c = pg->out_c = g->out_c;
-    pg->kernel_h = trial < 2 ? 3 : 1 + (int)rnd(3);
-    pg->kernel_w = trial < 2 ? 3 : 1 + (int)rnd(3);
-    pg->stride_h = trial < 2 ? 2 : 1 + (int)rnd(2);
-    pg->stride_w = trial < 2 ? 2 : 1 + (int)rnd(2);
+    pg->kernel_h = fixed ? 3 : 1 + (int)rnd(3);
+    pg->kernel_w = fixed ? 3 : 1 + (int)rnd(3);
+    pg->stride_h = fixed ? 2 : 1 + (int)rnd(2);
+    pg->stride_w = fixed ? 2 : 1 + (int)rnd(2);
     const nn_padding mode = trial < 2 ? NN_PAD_SAME : (nn_padding)rnd(2);
     nn_resolve_padding(mode, pg->in_h, pg->kernel_h, pg->stride_h, 0, 0, &pg->pad_top,
                        &pad_after, &pg->out_h);
@@ -555,8 +559,11 @@ static void random_pool_after(const nn_conv_geom *g, int trial, nn_conv_geom *pg
 
 /* The row kernel fused with the max pool after it gives exactly the two
  * layers run apart, with 1 and 3 threads, and the reference's values up
- * to rounding. */
-static void test_first_layer_maxpool_fused(void **state)
+ * to rounding. `mostly_3x3s2`: 3x3/2 pools in most trials (the avx2
+ * backend's own pool for R-Net's and O-Net's, max3x3s2_row: odd and even
+ * widths, SAME and VALID, channels a multiple of 4 or not), some PReLU
+ * slopes 0; otherwise any small pool. */
+static void check_first_layer_pools(int mostly_3x3s2)
 {
     static const nn_conv_geom models[] = {
         {40, 24, 24, 3, 22, 22, 28, 3, 3, 1, 1, 0, 0, NN_ACT_NONE}, /* R-Net conv1 */
@@ -565,7 +572,6 @@ static void test_first_layer_maxpool_fused(void **state)
     nn_pool *pool3 = NULL;
     facenet_error err;
     int checked = 0;
-    (void)state;
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < 200; t++) {
         nn_conv_geom g, pg;
@@ -573,7 +579,7 @@ static void test_first_layer_maxpool_fused(void **state)
             g = models[t];
         else if (!random_geom(&g, 0, SHAPES_FIRST_LAYER) || (g.kernel_h == 1 && g.kernel_w == 1))
             continue;
-        random_pool_after(&g, t, &pg);
+        random_pool_after(&g, t, mostly_3x3s2, &pg);
         if (pg.out_h < 1 || pg.out_w < 1)
             continue;
         nn_layer_params p;
@@ -585,6 +591,8 @@ static void test_first_layer_maxpool_fused(void **state)
         p.in_c = g.in_c;
         float *w = noise((size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
         float *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        for (int o = 0; mostly_3x3s2 && o < p.out_c; o++)
+            alpha[o] *= rnd(8) ? 1.0f : 0.0f; /* some slopes 0 */
         p.weights = w;
         p.bias = rnd(3) ? bias : NULL;
         p.prelu = rnd(2) || t < 2 ? alpha : NULL;
@@ -614,8 +622,8 @@ static void test_first_layer_maxpool_fused(void **state)
                 memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
                 ops->conv_maxpool(&g, &pg, x, prepared, scratch, got, pool);
                 if (memcmp(got, apart, ycount * sizeof *got) != 0)
-                    fail_msg("fused first layer + max pool, trial %d: not the layers run apart",
-                             t);
+                    fail_msg("fused first layer + max pool (%s), trial %d: not the layers "
+                             "run apart", mostly_3x3s2 ? "mostly 3x3/2" : "any pool", t);
                 compare("CONV2D + MAX_POOL2D", be->name, t, want, got, ycount,
                         (size_t)p.kernel_h * p.kernel_w * p.in_c);
                 free(scratch);
@@ -645,6 +653,18 @@ static void test_first_layer_maxpool_fused(void **state)
     nn_pool_free(pool3);
 }
 
+static void test_first_layer_maxpool_fused(void **state)
+{
+    (void)state;
+    check_first_layer_pools(0);
+}
+
+static void test_first_layer_maxpool_3x3s2(void **state)
+{
+    (void)state;
+    check_first_layer_pools(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_conv_maxpool_fused),
         cmocka_unit_test(test_first_layer_maxpool_fused),
+        cmocka_unit_test(test_first_layer_maxpool_3x3s2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
