@@ -436,6 +436,17 @@ static void pool_after(const nn_conv_geom *g, int same, nn_conv_geom *pg)
     pg->act = NN_ACT_NONE;
 }
 
+/* The backends nn_backend_at lists, then avx2-int8 (found by name only),
+ * whose fused layers are avx2's on the layers it keeps in fp32; NULL past
+ * the end. */
+static const nn_backend *backend_or_int8(int i)
+{
+    const nn_backend *b = nn_backend_at(i);
+    if (b || i == 0 || !nn_backend_at(i - 1))
+        return b;
+    return &nn_backend_avx2_int8;
+}
+
 /* A conv fused with the max pool after it (P-Net's first layer) gives
  * exactly the two layers run apart on the same backend, and the
  * reference's values up to rounding; shapes it cannot take are refused. */
@@ -474,8 +485,8 @@ static void test_conv_maxpool_fused(void **state)
         float *got = malloc(ycount * sizeof *got);
         run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
         nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
-        for (int b = 0; nn_backend_at(b); b++) {
-            const nn_backend *be = nn_backend_at(b);
+        for (int b = 0; backend_or_int8(b); b++) {
+            const nn_backend *be = backend_or_int8(b);
             const nn_fused_ops *ops = nn_backend_fused(be);
             if (!ops || !be->available())
                 continue;
@@ -605,8 +616,10 @@ static void check_first_layer_pools(int mostly_3x3s2)
         float *got = malloc((ycount + 1) * sizeof *got);
         run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
         nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
-        const nn_backend *be = nn_backend_find("avx2");
-        if (be) {
+        for (int bi = 0; bi < 2; bi++) {
+            const nn_backend *be = nn_backend_find(bi ? "avx2-int8" : "avx2");
+            if (!be)
+                continue;
             const nn_fused_ops *ops = nn_backend_fused(be);
             assert_true(ops->conv_maxpool_supported(&g, &pg));
             void *prepared = be->prepare(&p);
@@ -622,8 +635,9 @@ static void check_first_layer_pools(int mostly_3x3s2)
                 memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
                 ops->conv_maxpool(&g, &pg, x, prepared, scratch, got, pool);
                 if (memcmp(got, apart, ycount * sizeof *got) != 0)
-                    fail_msg("fused first layer + max pool (%s), trial %d: not the layers "
-                             "run apart", mostly_3x3s2 ? "mostly 3x3/2" : "any pool", t);
+                    fail_msg("fused first layer + max pool on %s (%s), trial %d: not the "
+                             "layers run apart", be->name,
+                             mostly_3x3s2 ? "mostly 3x3/2" : "any pool", t);
                 compare("CONV2D + MAX_POOL2D", be->name, t, want, got, ycount,
                         (size_t)p.kernel_h * p.kernel_w * p.in_c);
                 free(scratch);
@@ -648,8 +662,16 @@ static void check_first_layer_pools(int mostly_3x3s2)
         free(apart);
         free(got);
     }
-    if (nn_backend_find("avx2"))
-        assert_true(checked > 100);
+    if (nn_backend_find("avx2-int8")) {
+        assert_true(checked > 200);
+        /* A 1x1 stride-2 conv of 3 channels: the avx2 row kernel, but
+         * int8 on avx2-int8, which then runs it apart from its pool. */
+        const nn_conv_geom g = {2, 24, 24, 3, 12, 12, 16, 1, 1, 2, 2, 0, 0, NN_ACT_NONE};
+        nn_conv_geom pg;
+        random_pool_after(&g, 0, 0, &pg);
+        assert_true(nn_backend_fused(&nn_backend_avx2)->conv_maxpool_supported(&g, &pg));
+        assert_false(nn_backend_fused(&nn_backend_avx2_int8)->conv_maxpool_supported(&g, &pg));
+    }
     nn_pool_free(pool3);
 }
 
