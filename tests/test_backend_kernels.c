@@ -436,6 +436,58 @@ static void pool_after(const nn_conv_geom *g, int same, nn_conv_geom *pg)
     pg->act = NN_ACT_NONE;
 }
 
+/* 3x3 stride-2 max pools (R-Net's and O-Net's, fused or not: the avx2
+ * backend's max3x3s2_row): SAME and VALID, odd and even sizes, 4 to 68
+ * channels (a multiple of 4 or not, past the 64 it takes), batches of 1 to
+ * 3, 1 and 3 threads, and an activation sometimes; the reference's values
+ * bit for bit (a max is exact). */
+static void test_max_pool_3x3s2(void **state)
+{
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < 200; t++) {
+        nn_conv_geom g;
+        int pad_after;
+        memset(&g, 0, sizeof g);
+        g.n = 1 + (int)rnd(3);
+        g.in_h = 1 + (int)rnd(48);
+        g.in_w = 1 + (int)rnd(48);
+        g.in_c = g.out_c = rnd(4) ? 4 * (1 + (int)rnd(17)) : 1 + (int)rnd(68);
+        g.kernel_h = g.kernel_w = 3;
+        g.stride_h = g.stride_w = 2;
+        const nn_padding mode = (nn_padding)rnd(2);
+        nn_resolve_padding(mode, g.in_h, 3, 2, 0, 0, &g.pad_top, &pad_after, &g.out_h);
+        nn_resolve_padding(mode, g.in_w, 3, 2, 0, 0, &g.pad_left, &pad_after, &g.out_w);
+        g.act = rnd(5) ? NN_ACT_NONE : NN_ACT_RELU;
+        if (g.out_h < 1 || g.out_w < 1)
+            continue;
+        const size_t xcount = (size_t)g.n * g.in_h * g.in_w * g.in_c;
+        const size_t ycount = (size_t)g.n * g.out_h * g.out_w * g.out_c;
+        float *x = noise(xcount);
+        float *want = malloc(ycount * sizeof *want), *got = malloc(ycount * sizeof *got);
+        nn_backend_reference.pool2d(&g, x, want, 1, NULL);
+        for (int b = 0; nn_backend_at(b); b++) {
+            const nn_backend *be = nn_backend_at(b);
+            if (be == &nn_backend_reference || !be->available())
+                continue;
+            for (int pi = 0; pi < 2; pi++) {
+                memset(got, 0xff, ycount * sizeof *got);
+                be->pool2d(&g, x, got, 1, pi ? pool3 : NULL);
+                if (memcmp(got, want, ycount * sizeof *got) != 0)
+                    fail_msg("3x3/2 max pool on %s, trial %d (%dx%dx%d, pad %d,%d): not the "
+                             "reference's", be->name, t, g.in_h, g.in_w, g.in_c, g.pad_top,
+                             g.pad_left);
+            }
+        }
+        free(x);
+        free(want);
+        free(got);
+    }
+    nn_pool_free(pool3);
+}
+
 /* The backends nn_backend_at lists, then avx2-int8 (found by name only),
  * whose fused layers are avx2's on the layers it keeps in fp32; NULL past
  * the end. */
@@ -698,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_depthwise_3x3_blocks),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_max_pool_3x3s2),
         cmocka_unit_test(test_conv_maxpool_fused),
         cmocka_unit_test(test_first_layer_maxpool_fused),
         cmocka_unit_test(test_first_layer_maxpool_3x3s2),
