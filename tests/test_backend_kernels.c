@@ -436,6 +436,69 @@ static void pool_after(const nn_conv_geom *g, int same, nn_conv_geom *pg)
     pg->act = NN_ACT_NONE;
 }
 
+/* 3x3 stride-2 max pools (R-Net's and O-Net's, fused or not: the avx2
+ * backend's max3x3s2_row): SAME and VALID, odd and even sizes, 4 to 68
+ * channels (a multiple of 4 or not, past the 64 it takes), batches of 1 to
+ * 3, 1 and 3 threads, and an activation sometimes; the reference's values
+ * bit for bit (a max is exact). */
+static void test_max_pool_3x3s2(void **state)
+{
+    nn_pool *pool3 = NULL;
+    facenet_error err;
+    (void)state;
+    assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
+    for (int t = 0; t < 200; t++) {
+        nn_conv_geom g;
+        int pad_after;
+        memset(&g, 0, sizeof g);
+        g.n = 1 + (int)rnd(3);
+        g.in_h = 1 + (int)rnd(48);
+        g.in_w = 1 + (int)rnd(48);
+        g.in_c = g.out_c = rnd(4) ? 4 * (1 + (int)rnd(17)) : 1 + (int)rnd(68);
+        g.kernel_h = g.kernel_w = 3;
+        g.stride_h = g.stride_w = 2;
+        const nn_padding mode = (nn_padding)rnd(2);
+        nn_resolve_padding(mode, g.in_h, 3, 2, 0, 0, &g.pad_top, &pad_after, &g.out_h);
+        nn_resolve_padding(mode, g.in_w, 3, 2, 0, 0, &g.pad_left, &pad_after, &g.out_w);
+        g.act = rnd(5) ? NN_ACT_NONE : NN_ACT_RELU;
+        if (g.out_h < 1 || g.out_w < 1)
+            continue;
+        const size_t xcount = (size_t)g.n * g.in_h * g.in_w * g.in_c;
+        const size_t ycount = (size_t)g.n * g.out_h * g.out_w * g.out_c;
+        float *x = noise(xcount);
+        float *want = malloc(ycount * sizeof *want), *got = malloc(ycount * sizeof *got);
+        nn_backend_reference.pool2d(&g, x, want, 1, NULL);
+        for (int b = 0; nn_backend_at(b); b++) {
+            const nn_backend *be = nn_backend_at(b);
+            if (be == &nn_backend_reference || !be->available())
+                continue;
+            for (int pi = 0; pi < 2; pi++) {
+                memset(got, 0xff, ycount * sizeof *got);
+                be->pool2d(&g, x, got, 1, pi ? pool3 : NULL);
+                if (memcmp(got, want, ycount * sizeof *got) != 0)
+                    fail_msg("3x3/2 max pool on %s, trial %d (%dx%dx%d, pad %d,%d): not the "
+                             "reference's", be->name, t, g.in_h, g.in_w, g.in_c, g.pad_top,
+                             g.pad_left);
+            }
+        }
+        free(x);
+        free(want);
+        free(got);
+    }
+    nn_pool_free(pool3);
+}
+
+/* The backends nn_backend_at lists, then avx2-int8 (found by name only),
+ * whose fused layers are avx2's on the layers it keeps in fp32; NULL past
+ * the end. */
+static const nn_backend *backend_or_int8(int i)
+{
+    const nn_backend *b = nn_backend_at(i);
+    if (b || i == 0 || !nn_backend_at(i - 1))
+        return b;
+    return &nn_backend_avx2_int8;
+}
+
 /* A conv fused with the max pool after it (P-Net's first layer) gives
  * exactly the two layers run apart on the same backend, and the
  * reference's values up to rounding; shapes it cannot take are refused. */
@@ -474,8 +537,8 @@ static void test_conv_maxpool_fused(void **state)
         float *got = malloc(ycount * sizeof *got);
         run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
         nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
-        for (int b = 0; nn_backend_at(b); b++) {
-            const nn_backend *be = nn_backend_at(b);
+        for (int b = 0; backend_or_int8(b); b++) {
+            const nn_backend *be = backend_or_int8(b);
             const nn_fused_ops *ops = nn_backend_fused(be);
             if (!ops || !be->available())
                 continue;
@@ -532,19 +595,23 @@ static void test_conv_maxpool_fused(void **state)
 }
 
 /* A max pool after a first layer of the row kernel: R-Net's and O-Net's
- * 3x3 stride 2 (SAME, one row of padding after), then random ones. */
-static void random_pool_after(const nn_conv_geom *g, int trial, nn_conv_geom *pg)
+ * 3x3 stride 2 (SAME, one row of padding after), then random ones; with
+ * `mostly_3x3s2`, 3x3 stride 2 SAME or VALID in 3 trials of 4 (the avx2
+ * backend's own pool for those). */
+static void random_pool_after(const nn_conv_geom *g, int trial, int mostly_3x3s2,
+                              nn_conv_geom *pg)
 {
     int pad_after;
+    const int fixed = trial < 2 || (mostly_3x3s2 && rnd(4) != 0);
     memset(pg, 0, sizeof *pg);
     pg->n = g->n;
     pg->in_h = g->out_h;
     pg->in_w = g->out_w;
     pg->in_c = pg->out_c = g->out_c;
-    pg->kernel_h = trial < 2 ? 3 : 1 + (int)rnd(3);
-    pg->kernel_w = trial < 2 ? 3 : 1 + (int)rnd(3);
-    pg->stride_h = trial < 2 ? 2 : 1 + (int)rnd(2);
-    pg->stride_w = trial < 2 ? 2 : 1 + (int)rnd(2);
+    pg->kernel_h = fixed ? 3 : 1 + (int)rnd(3);
+    pg->kernel_w = fixed ? 3 : 1 + (int)rnd(3);
+    pg->stride_h = fixed ? 2 : 1 + (int)rnd(2);
+    pg->stride_w = fixed ? 2 : 1 + (int)rnd(2);
     const nn_padding mode = trial < 2 ? NN_PAD_SAME : (nn_padding)rnd(2);
     nn_resolve_padding(mode, pg->in_h, pg->kernel_h, pg->stride_h, 0, 0, &pg->pad_top,
                        &pad_after, &pg->out_h);
@@ -555,8 +622,11 @@ static void random_pool_after(const nn_conv_geom *g, int trial, nn_conv_geom *pg
 
 /* The row kernel fused with the max pool after it gives exactly the two
  * layers run apart, with 1 and 3 threads, and the reference's values up
- * to rounding. */
-static void test_first_layer_maxpool_fused(void **state)
+ * to rounding. `mostly_3x3s2`: 3x3/2 pools in most trials (the avx2
+ * backend's own pool for R-Net's and O-Net's, max3x3s2_row: odd and even
+ * widths, SAME and VALID, channels a multiple of 4 or not), some PReLU
+ * slopes 0; otherwise any small pool. */
+static void check_first_layer_pools(int mostly_3x3s2)
 {
     static const nn_conv_geom models[] = {
         {40, 24, 24, 3, 22, 22, 28, 3, 3, 1, 1, 0, 0, NN_ACT_NONE}, /* R-Net conv1 */
@@ -565,7 +635,6 @@ static void test_first_layer_maxpool_fused(void **state)
     nn_pool *pool3 = NULL;
     facenet_error err;
     int checked = 0;
-    (void)state;
     assert_int_equal(nn_pool_create(3, &pool3, &err), FACENET_OK);
     for (int t = 0; t < 200; t++) {
         nn_conv_geom g, pg;
@@ -573,7 +642,7 @@ static void test_first_layer_maxpool_fused(void **state)
             g = models[t];
         else if (!random_geom(&g, 0, SHAPES_FIRST_LAYER) || (g.kernel_h == 1 && g.kernel_w == 1))
             continue;
-        random_pool_after(&g, t, &pg);
+        random_pool_after(&g, t, mostly_3x3s2, &pg);
         if (pg.out_h < 1 || pg.out_w < 1)
             continue;
         nn_layer_params p;
@@ -585,6 +654,8 @@ static void test_first_layer_maxpool_fused(void **state)
         p.in_c = g.in_c;
         float *w = noise((size_t)p.out_c * p.kernel_h * p.kernel_w * p.in_c);
         float *bias = noise((size_t)p.out_c), *alpha = noise((size_t)p.out_c);
+        for (int o = 0; mostly_3x3s2 && o < p.out_c; o++)
+            alpha[o] *= rnd(8) ? 1.0f : 0.0f; /* some slopes 0 */
         p.weights = w;
         p.bias = rnd(3) ? bias : NULL;
         p.prelu = rnd(2) || t < 2 ? alpha : NULL;
@@ -597,8 +668,10 @@ static void test_first_layer_maxpool_fused(void **state)
         float *got = malloc((ycount + 1) * sizeof *got);
         run_layer(&nn_backend_reference, &p, &g, x, conv, NULL);
         nn_backend_reference.pool2d(&pg, conv, want, 1, NULL);
-        const nn_backend *be = nn_backend_find("avx2");
-        if (be) {
+        for (int bi = 0; bi < 2; bi++) {
+            const nn_backend *be = nn_backend_find(bi ? "avx2-int8" : "avx2");
+            if (!be)
+                continue;
             const nn_fused_ops *ops = nn_backend_fused(be);
             assert_true(ops->conv_maxpool_supported(&g, &pg));
             void *prepared = be->prepare(&p);
@@ -614,8 +687,9 @@ static void test_first_layer_maxpool_fused(void **state)
                 memset(got, 0xff, ycount * sizeof *got); /* NaN: unwritten shows */
                 ops->conv_maxpool(&g, &pg, x, prepared, scratch, got, pool);
                 if (memcmp(got, apart, ycount * sizeof *got) != 0)
-                    fail_msg("fused first layer + max pool, trial %d: not the layers run apart",
-                             t);
+                    fail_msg("fused first layer + max pool on %s (%s), trial %d: not the "
+                             "layers run apart", be->name,
+                             mostly_3x3s2 ? "mostly 3x3/2" : "any pool", t);
                 compare("CONV2D + MAX_POOL2D", be->name, t, want, got, ycount,
                         (size_t)p.kernel_h * p.kernel_w * p.in_c);
                 free(scratch);
@@ -640,9 +714,29 @@ static void test_first_layer_maxpool_fused(void **state)
         free(apart);
         free(got);
     }
-    if (nn_backend_find("avx2"))
-        assert_true(checked > 100);
+    if (nn_backend_find("avx2-int8")) {
+        assert_true(checked > 200);
+        /* A 1x1 stride-2 conv of 3 channels: the avx2 row kernel, but
+         * int8 on avx2-int8, which then runs it apart from its pool. */
+        const nn_conv_geom g = {2, 24, 24, 3, 12, 12, 16, 1, 1, 2, 2, 0, 0, NN_ACT_NONE};
+        nn_conv_geom pg;
+        random_pool_after(&g, 0, 0, &pg);
+        assert_true(nn_backend_fused(&nn_backend_avx2)->conv_maxpool_supported(&g, &pg));
+        assert_false(nn_backend_fused(&nn_backend_avx2_int8)->conv_maxpool_supported(&g, &pg));
+    }
     nn_pool_free(pool3);
+}
+
+static void test_first_layer_maxpool_fused(void **state)
+{
+    (void)state;
+    check_first_layer_pools(0);
+}
+
+static void test_first_layer_maxpool_3x3s2(void **state)
+{
+    (void)state;
+    check_first_layer_pools(1);
 }
 
 int main(void)
@@ -656,8 +750,10 @@ int main(void)
         cmocka_unit_test(test_depthwise_3x3_blocks),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_max_pool_3x3s2),
         cmocka_unit_test(test_conv_maxpool_fused),
         cmocka_unit_test(test_first_layer_maxpool_fused),
+        cmocka_unit_test(test_first_layer_maxpool_3x3s2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

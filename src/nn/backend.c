@@ -133,9 +133,11 @@ const nn_backend *nn_backend_find(const char *name)
 
 const nn_fused_ops *nn_backend_fused(const nn_backend *backend)
 {
-    /* Only avx2 has fused layers; its blobs are not avx2-int8's, so that
-     * backend must not borrow them. */
-    return backend == &nn_backend_avx2 ? &nn_fused_avx2 : NULL;
+    /* avx2-int8 has its own: its blobs are not avx2's, and it fuses only
+     * the layers it keeps in fp32. */
+    if (backend == &nn_backend_avx2)
+        return &nn_fused_avx2;
+    return backend == &nn_backend_avx2_int8 ? &nn_fused_avx2_int8 : NULL;
 }
 
 const nn_backend *nn_backend_default(facenet_error *err)

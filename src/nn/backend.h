@@ -68,9 +68,9 @@ typedef struct nn_backend {
 } nn_backend;
 
 /* Layers a backend can run fused, found by backend (nn_backend_fused):
- * kept apart from nn_backend so that a backend without them (reference,
- * avx2-int8) needs no change and simply runs each layer alone, which
- * gives the same values. */
+ * kept apart from nn_backend so that a backend without them (reference)
+ * needs no change and simply runs each layer alone, which gives the same
+ * values. avx2-int8 fuses the layers it runs on avx2 blobs. */
 typedef struct nn_fused_ops {
     /* 1 if the CONV2D of geometry g (its epilogue included) followed by
      * the MAX_POOL2D of geometry pg (whose input is the conv's output)
@@ -105,5 +105,6 @@ extern const nn_backend nn_backend_reference;
 extern const nn_backend nn_backend_avx2;
 extern const nn_backend nn_backend_avx2_int8;
 extern const nn_fused_ops nn_fused_avx2;
+extern const nn_fused_ops nn_fused_avx2_int8;
 
 #endif

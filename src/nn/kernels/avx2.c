@@ -1290,6 +1290,94 @@ max_window(const int KH, const int KW, const float *x0, size_t row_stride, int c
     }
 }
 
+/* The 3x3, stride 2 max pools of R-Net and O-Net (no left padding, no
+ * activation, at most POOL3X3S2_MAX_C channels, a multiple of 4, every
+ * window at least one column wide) take max3x3s2_row. */
+#define POOL3X3S2_MAX_C 64
+
+static int pool_is_3x3s2(const nn_conv_geom *pg)
+{
+    return pg->kernel_h == 3 && pg->kernel_w == 3 && pg->stride_h == 2 && pg->stride_w == 2 &&
+           pg->pad_left == 0 && pg->act == NN_ACT_NONE && pg->in_c % 4 == 0 &&
+           pg->in_c <= POOL3X3S2_MAX_C && 2 * (pg->out_w - 1) < pg->in_w;
+}
+
+/* 8 channels of column offset x (4 when H): the max over the window's
+ * NR rows. */
+AVX2_TARGET static inline __attribute__((always_inline)) __m256
+max_column(const int NR, const int H, const float *const *rp, size_t x)
+{
+#define MAX_COLUMN_LOAD(p) \
+    (H ? _mm256_zextps128_ps256(_mm_loadu_ps((p) + x)) : _mm256_loadu_ps((p) + x))
+    __m256 m = MAX_COLUMN_LOAD(rp[0]);
+    if (NR > 1)
+        m = _mm256_max_ps(m, MAX_COLUMN_LOAD(rp[1]));
+    if (NR > 2)
+        m = _mm256_max_ps(m, MAX_COLUMN_LOAD(rp[2]));
+#undef MAX_COLUMN_LOAD
+    return m;
+}
+
+/* Channels [c0, c0 + 8) (4 when H) of pooled pixel px, given `carry`, the
+ * max over the rows of its window's first column; leaves in `carry` that
+ * of its last column, which is the next window's first. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+max3x3s2_pixel(const int NR, const int H, const float *const *rp, int in_w, size_t c, int c0,
+               int px, __m256 *carry, float *y)
+{
+    const int x1 = 2 * px + 1, x2 = 2 * px + 2;
+    __m256 m = *carry;
+    if (x1 < in_w)
+        m = _mm256_max_ps(m, max_column(NR, H, rp, (size_t)x1 * c + (size_t)c0));
+    if (x2 < in_w) {
+        *carry = max_column(NR, H, rp, (size_t)x2 * c + (size_t)c0);
+        m = _mm256_max_ps(m, *carry);
+    }
+    if (H)
+        _mm_storeu_ps(y + (size_t)px * c + c0, _mm256_castps256_ps128(m));
+    else
+        _mm256_storeu_ps(y + (size_t)px * c + c0, m);
+}
+
+/* One pooled row from NR rows of conv output, pixel by pixel so the
+ * output is written in order (channel by channel, the row's stores came
+ * back to each cache line 4 times and missed). Each column's max over
+ * the rows is taken once. */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+max3x3s2_rows(const int NR, const float *const *rp, int in_w, int c, int out_w, float *y)
+{
+    const size_t cs = (size_t)c;
+    const int full = c / 8, half = c % 8 != 0;
+    __m256 carry[POOL3X3S2_MAX_C / 8];
+    for (int v = 0; v < full; v++)
+        carry[v] = max_column(NR, 0, rp, (size_t)v * 8);
+    if (half)
+        carry[full] = max_column(NR, 1, rp, (size_t)full * 8);
+    for (int px = 0; px < out_w; px++) {
+        for (int v = 0; v < full; v++)
+            max3x3s2_pixel(NR, 0, rp, in_w, cs, v * 8, px, &carry[v], y);
+        if (half)
+            max3x3s2_pixel(NR, 1, rp, in_w, cs, full * 8, px, &carry[full], y);
+    }
+}
+
+/* One pooled row of a 3x3/2 max pool (pool_is_3x3s2) over the conv
+ * rows rp[0..nr) (the window's rows inside the conv output). The same
+ * maxima as pool_row_op over the same taps, in another order: max is exact,
+ * so only the sign of a zero could tell (+0 and -0 compare equal), and a
+ * PReLU epilogue yields -0 only when a negative product underflows past
+ * the smallest subnormal. */
+AVX2_TARGET static void max3x3s2_row(const float *const *rp, int nr, int in_w, int c, int out_w,
+                                     float *y)
+{
+    if (nr >= 3)
+        max3x3s2_rows(3, rp, in_w, c, out_w, y);
+    else if (nr == 2)
+        max3x3s2_rows(2, rp, in_w, c, out_w, y);
+    else
+        max3x3s2_rows(1, rp, in_w, c, out_w, y);
+}
+
 /* One output row. Padded taps are skipped (max) or not counted (average);
  * a window with no tap in bounds gives 0, as in the reference. */
 AVX2_TARGET static inline __attribute__((always_inline)) void
@@ -1330,6 +1418,21 @@ pool_row_op(const int is_max, const pool_job *j, int b, int oy)
 
 AVX2_TARGET static void pool_row(const pool_job *j, int b, int oy)
 {
+    const nn_conv_geom *g = j->g;
+    if (j->is_max && pool_is_3x3s2(g)) {
+        const size_t row_floats = (size_t)g->in_w * g->in_c;
+        const float *image = j->x + (size_t)b * g->in_h * row_floats;
+        const int iy0 = oy * 2 - g->pad_top;
+        const float *rp[3] = {image, image, image};
+        int nr = 0;
+        for (int iy = max_int(0, iy0); iy < min_int(g->in_h, iy0 + 3); iy++)
+            rp[nr++] = image + (size_t)iy * row_floats;
+        if (nr > 0) {
+            max3x3s2_row(rp, nr, g->in_w, g->in_c, g->out_w,
+                         j->y + ((size_t)b * g->out_h + oy) * g->out_w * g->in_c);
+            return;
+        }
+    }
     if (j->is_max)
         pool_row_op(1, j, b, oy);
     else
@@ -1529,6 +1632,7 @@ typedef struct rows_pool_job {
     float *scratch;
     size_t scratch_per_thread;
     int tasks_per_image, pool_rows_per_task;
+    int fast; /* pool_is_3x3s2 */
 } rows_pool_job;
 
 static void rows_pool_task(void *ctx, int task, int thread)
@@ -1546,9 +1650,32 @@ static void rows_pool_task(void *ctx, int task, int thread)
     float *conv = in + round_up(rows_in_rows(g, rows_pool_conv_rows(g, pg)) * row_floats,
                                 ALIGN_FLOATS);
     const float *image = j->x + (size_t)b * g->in_h * g->in_w * g->in_c;
+    float *y = j->y + (size_t)b * pg->out_h * pg->out_w * pg->out_c;
 
     rows_fill(g, image, cy0 * g->stride_h - g->pad_top, (int)rows_in_rows(g, cy1 - cy0),
               row_floats, in);
+    if (j->fast) {
+        /* Conv rows go round 3 slots of the buffer, each computed just
+         * before the first pooled row that reads it, so the pool reads
+         * them from L1 (a whole task's rows, 94 KiB for O-Net, did not
+         * fit: the pool took a sixth of the layer). */
+        int next = cy0;
+        for (int py = py0; py < py1; py++) {
+            const int lo = max_int(cy0, py * 2 - pg->pad_top);
+            const int hi = min_int(cy1, py * 2 - pg->pad_top + 3);
+            const float *rp[3] = {conv, conv, conv};
+            for (; next < hi; next++)
+                rows_out_row(j->l, g, in + (size_t)(next - cy0) * g->stride_h * row_floats,
+                             row_floats, conv + (size_t)((next - cy0) % 3) * conv_row);
+            /* hi > lo: rows_maxpool_supported leaves no window outside
+             * the conv rows. */
+            for (int cy = lo; cy < hi; cy++)
+                rp[cy - lo] = conv + (size_t)((cy - cy0) % 3) * conv_row;
+            max3x3s2_row(rp, hi - lo, g->out_w, g->out_c, pg->out_w,
+                         y + (size_t)py * pg->out_w * pg->out_c);
+        }
+        return;
+    }
     for (int cy = cy0; cy < cy1; cy++)
         rows_out_row(j->l, g, in + (size_t)(cy - cy0) * g->stride_h * row_floats, row_floats,
                      conv + (size_t)(cy - cy0) * conv_row);
@@ -1559,8 +1686,7 @@ static void rows_pool_task(void *ctx, int task, int thread)
     local.n = 1;
     local.in_h = cy1 - cy0;
     local.pad_top = pg->pad_top + cy0;
-    const pool_job pj = {&local, conv, j->y + (size_t)b * pg->out_h * pg->out_w * pg->out_c, 1,
-                         1};
+    const pool_job pj = {&local, conv, y, 1, 1};
     for (int py = py0; py < py1; py++)
         pool_row(&pj, 0, py);
 }
@@ -1569,7 +1695,7 @@ static void rows_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const fl
                          const avx_layer *l, float *scratch, float *y, nn_pool *pool)
 {
     rows_pool_job j = {l, g, pg, x, y, scratch, rows_maxpool_scratch_floats(g, pg), 1,
-                       rows_pool_rows_per_task(g, pg)};
+                       rows_pool_rows_per_task(g, pg), pool_is_3x3s2(pg)};
     j.tasks_per_image = (pg->out_h + j.pool_rows_per_task - 1) / j.pool_rows_per_task;
     pool = pool_for(pool, (double)g->n * g->out_h * g->out_w * l->k_dim * l->out_c);
     nn_pool_run(pool, g->n * j.tasks_per_image, rows_pool_task, &j);

@@ -57,7 +57,9 @@
  * heads: tiny, and the values the detector thresholds), KxK convolutions
  * of fewer than KXK_MIN_IN_C input channels (the first layer of every
  * network, P-Net's second) and fully connected layers longer than
- * FC_MAX_K. Such layers keep an avx2 prepared blob.
+ * FC_MAX_K. Such layers keep an avx2 prepared blob, and the first layers
+ * of P-Net, R-Net and O-Net run fused with their max pool as on avx2
+ * (nn_fused_avx2_int8).
  */
 #include "nn/backend.h"
 #include "nn/kernels/avx2_common.h"
@@ -207,6 +209,13 @@ static void quantise_channel(const nn_layer_params *p, q_layer *l, int o)
     l->qsum[o] = sum;
 }
 
+/* Convolutions that keep an avx2 blob (q_prepare): narrow ones, and KxK
+ * ones of few input channels. */
+static int conv_stays_fp32(int kernel_h, int kernel_w, int in_c, int out_c)
+{
+    return out_c <= NARROW_MAX || (kernel_h * kernel_w > 1 && in_c < KXK_MIN_IN_C);
+}
+
 static void *q_prepare(const nn_layer_params *p)
 {
     q_layer *l = calloc(1, sizeof *l);
@@ -219,9 +228,9 @@ static void *q_prepare(const nn_layer_params *p)
     if (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1)
         l->in_c_pad = (int)round_up((size_t)p->in_c, 4);
     l->k_dim = p->kernel_h * p->kernel_w * l->in_c_pad;
-    if (p->op == NN_OP_DEPTHWISE_CONV2D || p->out_c <= NARROW_MAX ||
-        (p->op == NN_OP_FULLY_CONNECTED && l->k_dim > FC_MAX_K) ||
-        (p->op == NN_OP_CONV2D && p->kernel_h * p->kernel_w > 1 && p->in_c < KXK_MIN_IN_C)) {
+    if (p->op == NN_OP_DEPTHWISE_CONV2D ||
+        (p->op == NN_OP_FULLY_CONNECTED && (p->out_c <= NARROW_MAX || l->k_dim > FC_MAX_K)) ||
+        (p->op == NN_OP_CONV2D && conv_stays_fp32(p->kernel_h, p->kernel_w, p->in_c, p->out_c))) {
         l->fp32 = nn_backend_avx2.prepare(p);
         if (!l->fp32) {
             free(l);
@@ -1030,6 +1039,33 @@ static void q_pool2d(const nn_conv_geom *g, const float *x, float *y, int is_max
 {
     nn_backend_avx2.pool2d(g, x, y, is_max, pool);
 }
+
+/* The fused conv + max pool of the layers that stay fp32 (the first
+ * layers of P-Net, R-Net and O-Net): the avx2 backend's own, on the avx2
+ * blob, so the values are those of the layers run apart here. */
+static int q_conv_maxpool_supported(const nn_conv_geom *g, const nn_conv_geom *pg)
+{
+    return conv_stays_fp32(g->kernel_h, g->kernel_w, g->in_c, g->out_c) &&
+           nn_fused_avx2.conv_maxpool_supported(g, pg);
+}
+
+static size_t q_conv_maxpool_scratch(const nn_conv_geom *g, const nn_conv_geom *pg, int threads)
+{
+    return nn_fused_avx2.conv_maxpool_scratch(g, pg, threads);
+}
+
+static void q_conv_maxpool(const nn_conv_geom *g, const nn_conv_geom *pg, const float *x,
+                           const void *prepared, float *scratch, float *y, nn_pool *pool)
+{
+    const q_layer *l = prepared;
+    nn_fused_avx2.conv_maxpool(g, pg, x, l->fp32, scratch, y, pool);
+}
+
+const nn_fused_ops nn_fused_avx2_int8 = {
+    q_conv_maxpool_supported,
+    q_conv_maxpool_scratch,
+    q_conv_maxpool,
+};
 
 const nn_backend nn_backend_avx2_int8 = {
     "avx2-int8",      q_available, q_prepare,   q_release,
