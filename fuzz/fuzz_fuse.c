@@ -23,20 +23,9 @@
 #include "nn/graph.h"
 #include "nn/pool.h"
 
+#include "fuzz_reader.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct reader {
-    const uint8_t *p;
-    size_t n;
-} reader;
-
-static unsigned byte(reader *r)
-{
-    if (r->n == 0)
-        return 0;
-    r->n--;
-    return *r->p++;
-}
 
 /* Values in [-scale, scale) from the input, so the fuzzer steers them. */
 static float *weights(reader *r, size_t n, float scale)

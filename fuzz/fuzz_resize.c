@@ -24,20 +24,9 @@
 #include "image/image.h"
 #include "image/resize_internal.h"
 
+#include "fuzz_reader.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct reader {
-    const uint8_t *p;
-    size_t n;
-} reader;
-
-static unsigned byte(reader *r)
-{
-    if (r->n == 0)
-        return 0;
-    r->n--;
-    return *r->p++;
-}
 
 /* A coordinate in [-320, 320]: boxes reach well past a 48-pixel image. */
 static int coordinate(reader *r)

@@ -301,9 +301,10 @@ expect "metrics: concurrency refusals counted" bash -c "curl -s '$url/metrics' |
 # one pipeline,
 # a detect waits in the queue until its deadline (503 queue_timeout), and
 # one more finds the queue (1) full: 503 at once.
-wait_queued() {
+# wait_depth N: until N requests wait in the queue (seen in /metrics).
+wait_depth() {
   for _ in $(seq 200); do
-    curl -s --max-time 0.5 "$url/metrics" | grep -q '^facenet_queue_depth 1' && return 0
+    curl -s --max-time 0.5 "$url/metrics" | grep -q "^facenet_queue_depth $1\$" && return 0
     sleep 0.01
   done
   return 1
@@ -313,7 +314,7 @@ a=$!
 expect "pipeline busy" wait_busy
 (mp "$k2" /v1/detect -F "image=@$demo/sample1.jpg" >"$tmp/queued"; cp "$tmp/body" "$tmp/queued.body") &
 b=$!
-expect "a request is queued (queue depth gauge)" wait_queued
+expect "a request is queued (queue depth gauge)" wait_depth 1
 start=$(date +%s%N)
 expect "queue full: 503 at once" [ "$(mp "$k3" /v1/detect -F "image=@$demo/sample1.jpg")" = 503 ]
 # "At once": well before the deadline the queued request is waiting out.
@@ -373,13 +374,6 @@ expect "the next request is served" [ "$(mp "$full" /v1/detect -F "image=@$tmp/s
 expect "metrics: a served request is not abandoned" bash -c "curl -s '$url/metrics' | grep -q '^facenet_abandoned_total 1$'"
 # First come, first served: three detects queued behind the blocker, in
 # order A, B, C, finish in that order.
-wait_depth() {
-  for _ in $(seq 200); do
-    curl -s --max-time 0.5 "$url/metrics" | grep -q "^facenet_queue_depth $1\$" && return 0
-    sleep 0.01
-  done
-  return 1
-}
 mp "$full" /v1/detect -F "image=@$tmp/black.png" >"$tmp/blocker" &
 a=$!
 expect "pipeline busy (order)" wait_busy
